@@ -1,0 +1,222 @@
+//! The per-workload agent process.
+//!
+//! A node starts one agent per workload by re-executing its own binary (`nex agent`). The agent
+//! reads [`nex_proto::agent_wire`] frames on stdin and writes frames on stdout; it never opens a
+//! network connection and never holds NATS credentials. It owns:
+//! - loading the workload into its runtime ([`nex_runtime_wasm`] or [`nex_runtime_js`]),
+//! - running invocations on worker threads, up to the workload's concurrency limit,
+//! - turning runtime results and guest output into reply, failure and log frames,
+//! - the process-level limits it applies to itself before loading tenant code ([`limits`]).
+//!
+//! Layout: [`run`] is the whole process; `wasm` and `js` adapt each runtime to [`Executor`].
+
+mod js;
+pub mod limits;
+mod wasm;
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::sync::{Arc, Mutex, mpsc};
+
+use nex_proto::agent_wire::{
+    self, AgentInit, AgentReady, FailureCode, FromAgent, LogLevel, ToAgent,
+};
+use nex_proto::control::WorkloadType;
+
+/// Writes frames to the node; shared by all worker threads. Each message is written and flushed
+/// whole under the lock, so frames never interleave.
+#[derive(Clone)]
+pub struct FrameWriter {
+    out: Arc<Mutex<BufWriter<io::Stdout>>>,
+}
+
+impl FrameWriter {
+    fn new() -> Self {
+        Self {
+            out: Arc::new(Mutex::new(BufWriter::with_capacity(
+                64 * 1024,
+                io::stdout(),
+            ))),
+        }
+    }
+
+    /// Sends `msgs` as one write.
+    pub fn send(&self, msgs: &[FromAgent]) {
+        let mut buf = Vec::with_capacity(64);
+        for m in msgs {
+            agent_wire::encode_from_agent(m, &mut buf);
+        }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if agent_wire::write_frames(&mut *out, &buf).is_err() {
+            // The node is gone; nothing left to serve.
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Turns guest stderr (or console output) into log frames, one per line.
+pub fn log_frames(id: u64, level: LogLevel, text: &[u8], out: &mut Vec<FromAgent>) {
+    for line in String::from_utf8_lossy(text).lines() {
+        if !line.is_empty() {
+            out.push(FromAgent::Log {
+                id,
+                level,
+                text: line.to_owned(),
+            });
+        }
+    }
+}
+
+/// One invocation handed to a worker.
+pub struct Job {
+    pub id: u64,
+    pub subject: String,
+    pub payload: Vec<u8>,
+}
+
+/// A loaded workload that can run jobs.
+pub trait Executor: Send {
+    /// Queues a job; called from the reader thread, must not block on the job itself.
+    fn submit(&self, job: Job);
+    /// Waits for queued jobs to finish.
+    fn finish(self: Box<Self>);
+}
+
+/// The failure frame for job `id`.
+pub fn failed(id: u64, elapsed_nanos: u64, code: FailureCode, message: String) -> FromAgent {
+    FromAgent::Failed {
+        id,
+        elapsed_nanos,
+        code,
+        message,
+    }
+}
+
+fn load(
+    init: &AgentInit,
+    artifact: Vec<u8>,
+    writer: FrameWriter,
+) -> Result<(Box<dyn Executor>, AgentReady), String> {
+    match init.workload_type {
+        WorkloadType::Wasm => wasm::load(init, artifact, writer),
+        WorkloadType::Javascript => js::load(init, artifact, writer),
+    }
+}
+
+/// Runs the agent on this process's stdin/stdout until the node says stop or goes away.
+/// Returns the process exit code.
+pub fn run() -> i32 {
+    let writer = FrameWriter::new();
+    let mut input = BufReader::with_capacity(64 * 1024, io::stdin());
+    let mut buf = Vec::new();
+    let sandbox = limits::apply_process_limits();
+
+    let (init, artifact) = match agent_wire::read_frame(&mut input, &mut buf)
+        .map_err(|e| e.to_string())
+        .and_then(|got| {
+            if !got {
+                return Err("no init frame".to_owned());
+            }
+            agent_wire::decode_to_agent(&buf).map_err(|e| e.to_string())
+        }) {
+        Ok(ToAgent::Init { init, artifact }) => match serde_json::from_slice::<AgentInit>(&init) {
+            Ok(init) => (init, artifact),
+            Err(e) => return fail_init(&writer, format!("bad init: {e}")),
+        },
+        Ok(_) => return fail_init(&writer, "first frame was not init".into()),
+        Err(e) => return fail_init(&writer, e),
+    };
+
+    let (executor, mut ready) = match load(&init, artifact, writer.clone()) {
+        Ok(x) => x,
+        Err(e) => return fail_init(&writer, e),
+    };
+    ready.sandbox = sandbox;
+    writer.send(&[FromAgent::Ready(
+        serde_json::to_vec(&ready).unwrap_or_default(),
+    )]);
+
+    loop {
+        match agent_wire::read_frame(&mut input, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                tracing::error!("agent input broken: {e}");
+                break;
+            }
+        }
+        match agent_wire::decode_to_agent(&buf) {
+            Ok(ToAgent::Invoke {
+                id,
+                subject,
+                payload,
+            }) => executor.submit(Job {
+                id,
+                subject,
+                payload,
+            }),
+            Ok(ToAgent::Shutdown) => break,
+            Ok(ToAgent::Init { .. }) => tracing::warn!("ignoring second init"),
+            Err(e) => tracing::warn!("ignoring malformed frame: {e}"),
+        }
+    }
+    executor.finish();
+    let _ = io::stdout().flush();
+    0
+}
+
+fn fail_init(writer: &FrameWriter, message: String) -> i32 {
+    writer.send(&[FromAgent::InitFailed(message)]);
+    2
+}
+
+/// A pool of worker threads fed by one channel.
+pub(crate) struct Pool {
+    tx: Option<mpsc::Sender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `n` workers, each running `work` on jobs.
+    pub(crate) fn start(n: usize, work: Arc<dyn Fn(Job) + Send + Sync>) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..n.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let work = work.clone();
+                std::thread::Builder::new()
+                    .name(format!("nex-worker-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let job = {
+                                let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+                                rx.recv()
+                            };
+                            match job {
+                                Ok(job) => work(job),
+                                Err(_) => return,
+                            }
+                        }
+                    })
+                    .expect("spawn worker")
+            })
+            .collect();
+        Self {
+            tx: Some(tx),
+            workers,
+        }
+    }
+
+    pub(crate) fn submit(&self, job: Job) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(job);
+        }
+    }
+
+    pub(crate) fn finish(mut self) {
+        self.tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

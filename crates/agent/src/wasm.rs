@@ -1,0 +1,84 @@
+//! Adapts [`nex_runtime_wasm`] to the agent: a pool of worker threads sharing one compiled module.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
+use nex_runtime_wasm::{InvokeError, WasmConfig, WasmFunction};
+
+use crate::{Executor, FrameWriter, Job, Pool, failed, log_frames};
+
+struct WasmExecutor {
+    pool: Pool,
+}
+
+impl Executor for WasmExecutor {
+    fn submit(&self, job: Job) {
+        self.pool.submit(job);
+    }
+    fn finish(self: Box<Self>) {
+        self.pool.finish();
+    }
+}
+
+fn code_of(e: &InvokeError) -> FailureCode {
+    match e {
+        InvokeError::Timeout(_) => FailureCode::Timeout,
+        InvokeError::OutputTooLarge(_) => FailureCode::TooLarge,
+        InvokeError::Instantiate(_) => FailureCode::Unavailable,
+        InvokeError::Trap(_) | InvokeError::Exit(_) => FailureCode::FunctionError,
+    }
+}
+
+pub(crate) fn load(
+    init: &AgentInit,
+    artifact: Vec<u8>,
+    writer: FrameWriter,
+) -> Result<(Box<dyn Executor>, AgentReady), String> {
+    let config = WasmConfig {
+        memory_bytes: (init.limits.memory_mb as usize) << 20,
+        timeout: Duration::from_millis(init.limits.timeout_ms),
+        max_concurrency: init.limits.max_concurrency,
+        max_output_bytes: 8 << 20,
+        cache_dir: init.cache_dir.as_ref().map(Into::into),
+        argv0: init
+            .argv
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "nexfunction".into()),
+        env: init
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let (function, info) =
+        WasmFunction::load(&artifact, &init.hash, config).map_err(|e| e.to_string())?;
+    drop(artifact);
+    let function = Arc::new(function);
+    let work = Arc::new(move |job: Job| {
+        let inv = function.invoke(&job.subject, job.payload);
+        let nanos = inv.elapsed.as_nanos() as u64;
+        let mut frames = Vec::new();
+        log_frames(job.id, LogLevel::Info, &inv.stderr, &mut frames);
+        frames.push(match inv.result {
+            Ok(reply) => FromAgent::Reply {
+                id: job.id,
+                elapsed_nanos: nanos,
+                reply,
+            },
+            Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
+        });
+        writer.send(&frames);
+    });
+    let pool = Pool::start(init.limits.max_concurrency as usize, work);
+    Ok((
+        Box::new(WasmExecutor { pool }),
+        AgentReady {
+            runtime: "wasmtime 48 (wasi preview 1)".into(),
+            cache_hit: info.cache_hit,
+            load_micros: info.load_time.as_micros() as u64,
+            sandbox: Default::default(),
+        },
+    ))
+}

@@ -1,0 +1,111 @@
+//! Helpers shared by subcommands: connecting, logging setup, output.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use nex_client::NexClient;
+
+use crate::Cli;
+
+/// Default NATS URL when none is given.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+pub fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn init_tracing_agent() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Connects to `url` with the CLI's credentials.
+pub async fn connect_to(cli: &Cli, url: &str) -> anyhow::Result<async_nats::Client> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name("nex")
+        .request_timeout(Some(Duration::from_secs_f64(cli.timeout.max(0.1))));
+    if let Some(creds) = &cli.creds {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .with_context(|| format!("reading credentials {}", creds.display()))?;
+    }
+    opts.connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// Connects to the given or default server.
+pub async fn connect(cli: &Cli) -> anyhow::Result<async_nats::Client> {
+    connect_to(cli, cli.server.as_deref().unwrap_or(DEFAULT_URL)).await
+}
+
+/// A control client for the CLI's namespace and timeout.
+pub async fn client(cli: &Cli) -> anyhow::Result<NexClient> {
+    Ok(NexClient::new(
+        connect(cli).await?,
+        cli.namespace.clone(),
+        Duration::from_secs_f64(cli.timeout.max(0.1)),
+    ))
+}
+
+/// Prints `value` as one line of JSON.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(header.to_vec()));
+    for r in rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,111 @@
+//! `nex devrun`: upload, auction, deploy.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use nex_client::devrun::DevrunOptions;
+use nex_client::keys::{self, SenderKeys};
+use nex_proto::control::{Limits, WorkloadType};
+
+use crate::Cli;
+use crate::common::{self, print_json};
+
+/// Options shared by `devrun` and `run`.
+#[derive(Args, Debug, Clone)]
+pub struct WorkloadArgs {
+    /// Subject that triggers the function (repeat for several).
+    #[arg(
+        long = "trigger_subject",
+        visible_alias = "trigger-subject",
+        required = true
+    )]
+    pub trigger_subject: Vec<String>,
+    /// Workload type: javascript (or v8) | wasm. Default: from the file extension.
+    #[arg(long = "type")]
+    pub workload_type: Option<WorkloadType>,
+    /// Workload name. Default: the file name without extension.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Memory limit in MiB.
+    #[arg(long = "memory-mb", visible_alias = "memory_mb")]
+    pub memory_mb: Option<u32>,
+    /// Time limit per invocation in milliseconds.
+    #[arg(long = "exec-timeout-ms", visible_alias = "exec_timeout_ms")]
+    pub exec_timeout_ms: Option<u64>,
+    /// Most concurrent invocations.
+    #[arg(long = "max-concurrency", visible_alias = "max_concurrency")]
+    pub max_concurrency: Option<u32>,
+    /// Largest accepted trigger payload in bytes.
+    #[arg(long = "max-payload-bytes", visible_alias = "max_payload_bytes")]
+    pub max_payload_bytes: Option<u32>,
+}
+
+impl WorkloadArgs {
+    pub fn limits(&self) -> Option<Limits> {
+        let l = Limits {
+            memory_mb: self.memory_mb,
+            timeout_ms: self.exec_timeout_ms,
+            max_concurrency: self.max_concurrency,
+            max_payload_bytes: self.max_payload_bytes,
+        };
+        (l != Limits::default()).then_some(l)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DevrunArgs {
+    /// The function file (.js or .wasm).
+    pub file: PathBuf,
+    /// Environment variables, KEY=VALUE.
+    pub env: Vec<String>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Deploy on this node instead of auctioning.
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+/// Parses `KEY=VALUE` pairs.
+pub fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("environment `{p}` is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
+    let client = common::client(cli).await?;
+    let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
+    let opts = DevrunOptions {
+        name: args.workload.name.clone(),
+        workload_type: args.workload.workload_type,
+        trigger_subjects: args.workload.trigger_subject.clone(),
+        environment: parse_env(&args.env)?,
+        description: args.workload.description.clone(),
+        argv: Vec::new(),
+        limits: args.workload.limits(),
+        node: args.node.clone(),
+    };
+    let d = client
+        .devrun(&args.file, &keys, opts)
+        .await
+        .with_context(|| format!("deploying {}", args.file.display()))?;
+    if cli.json {
+        return print_json(&serde_json::json!({
+            "id": d.run.id, "name": d.run.name, "node_id": d.node_id, "location": d.location,
+        }));
+    }
+    println!(
+        "Deployed {} as workload {} on node {}",
+        d.run.name, d.run.id, d.node_id
+    );
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `nex`: the command line of the nex function engine. A thin shell: it parses arguments and calls
+//! the libraries (`nex-node`, `nex-client`, `nex-agent`). One module per subcommand.
+
+mod common;
+mod devrun;
+mod events;
+mod node;
+mod req;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// nex — run small functions next to NATS.
+#[derive(Parser, Debug)]
+#[command(name = "nex", version, about, long_about = None)]
+pub struct Cli {
+    /// NATS server URL. `node up` starts an embedded server when none is given and nothing
+    /// listens on the default port.
+    #[arg(short = 's', long, env = "NATS_URL", global = true)]
+    pub server: Option<String>,
+    /// NATS credentials file.
+    #[arg(long, global = true)]
+    pub creds: Option<PathBuf>,
+    /// Namespace of workloads.
+    #[arg(long, env = "NEX_NAMESPACE", default_value = "default", global = true)]
+    pub namespace: String,
+    /// Seconds to wait for answers.
+    #[arg(long, default_value_t = 2.0, global = true)]
+    pub timeout: f64,
+    /// Log level of this process (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info", global = true)]
+    pub loglevel: String,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run and inspect nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Upload a local function, pick a node and deploy it in one step.
+    Devrun(devrun::DevrunArgs),
+    /// Deploy an artifact already in the object store on a given node.
+    Run(run::RunArgs),
+    /// Stop a workload.
+    Stop(run::StopArgs),
+    /// Put a node in lame-duck mode: it stops its workloads and exits.
+    Lameduck(node::LameduckArgs),
+    /// Stream workload log lines.
+    Logs(events::LogsArgs),
+    /// Stream node and workload events.
+    Events(events::EventsArgs),
+    /// Send a request to a subject and print the reply (like `nats req`).
+    Req(req::ReqArgs),
+    /// Internal: the per-workload sandbox process a node starts.
+    #[command(hide = true)]
+    Agent {
+        /// Skip the process limits (the node's dev mode).
+        #[arg(long)]
+        no_sandbox: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Agent { .. } = cli.command {
+        common::init_tracing_agent();
+        return ExitCode::from(nex_agent::run() as u8);
+    }
+    common::init_tracing(&cli.loglevel);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Node(cmd) => node::run(&cli, cmd).await,
+        Command::Devrun(args) => devrun::run(&cli, args).await,
+        Command::Run(args) => run::run(&cli, args).await,
+        Command::Stop(args) => run::stop(&cli, args).await,
+        Command::Lameduck(args) => node::lameduck(&cli, args).await,
+        Command::Logs(args) => events::logs(&cli, args).await,
+        Command::Events(args) => events::events(&cli, args).await,
+        Command::Req(args) => req::run(&cli, args).await,
+        Command::Agent { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

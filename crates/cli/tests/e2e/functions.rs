@@ -1,0 +1,201 @@
+//! WebAssembly functions end to end: the seed echo, several triggers, replace, stop, failures,
+//! environment, agent restart.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use nex_test_support::guest;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_echofunction_answers_on_every_trigger_and_stops() {
+    let w = World::start().await;
+    let id = w.devrun(&guest("echofunction"), &["echo", "echo.second"], &[]);
+    assert_eq!(w.call("echo", b"hi").await, b"hiecho");
+    assert_eq!(w.call("echo.second", b"hi").await, b"hiecho.second");
+    let m = w.request("echo", b"timed").await.unwrap();
+    let ns: u64 = m
+        .headers
+        .as_ref()
+        .unwrap()
+        .get(nex_proto::HEADER_RUNTIME_NS)
+        .unwrap()
+        .as_str()
+        .parse()
+        .unwrap();
+    assert!(ns > 0);
+
+    // Binary payloads pass through untouched.
+    assert_eq!(w.call("echo", b"\0\xff\x01").await, b"\0\xff\x01echo");
+
+    // Concurrent calls all get their own answer.
+    let calls = (0..32).map(|i| {
+        let w = &w;
+        async move { (i, w.call("echo", format!("n{i}-").as_bytes()).await) }
+    });
+    for (i, got) in futures::future::join_all(calls).await {
+        assert_eq!(got, format!("n{i}-echo").into_bytes());
+    }
+
+    // Deploying the same name again replaces it.
+    let id2 = w.devrun(&guest("echofunction"), &["echo"], &[]);
+    assert_ne!(id, id2);
+    let info = w.control().info(&w.node.node_id).await.unwrap();
+    assert_eq!(info.machines.len(), 1);
+    assert_eq!(info.machines[0].id, id2);
+    assert_eq!(w.call("echo", b"again").await, b"againecho");
+    // The old one's second trigger is gone with it.
+    assert!(w.request("echo.second", b"x").await.is_err());
+
+    let out = w.nex_ok(&["stop", &w.node.node_id, &id2]);
+    assert!(out.contains(&id2), "{out}");
+    let err = w.request("echo", b"hi").await.unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+    // Stopping it twice is a clear error.
+    let again = w.nex(&["stop", &w.node.node_id, &id2]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no workload"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_answer_at_once_and_the_next_call_works() {
+    let w = World::start().await;
+    let mut failed = collect(&w.client, "$NEX.events.default.function_exec_failed").await;
+    w.devrun(&guest("trap"), &["f.trap"], &[]);
+    w.devrun(&guest("exit_code"), &["f.exit"], &[]);
+    w.devrun(&guest("spin"), &["f.spin"], &["--exec-timeout-ms", "300"]);
+
+    let t = Instant::now();
+    let m = w.request("f.trap", b"boom").await.unwrap();
+    let (code, msg) = service_error(&m).expect("trap answers with an error");
+    assert_eq!(code, "500");
+    assert!(msg.contains("trap"), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(w.call("f.trap", b"fine").await, b"fine");
+
+    let m = w.request("f.exit", b"fail").await.unwrap();
+    let (code, msg) = service_error(&m).unwrap();
+    assert_eq!(code, "500");
+    assert!(msg.contains("status 3"), "{msg}");
+    assert_eq!(w.call("f.exit", b"ok").await, b"ok");
+
+    let t = Instant::now();
+    let m = w.request("f.spin", b"spin").await.unwrap();
+    let (code, msg) = service_error(&m).unwrap();
+    assert_eq!(code, "408", "{msg}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(w.call("f.spin", b"ok").await, b"ok");
+
+    let ev = wait_for(&mut failed, Duration::from_secs(5), |m| {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        v["data"]["trigger_subject"] == "f.trap"
+    })
+    .await
+    .expect("function_exec_failed for the trap");
+    let v: serde_json::Value = serde_json::from_slice(&ev.payload).unwrap();
+    assert_eq!(v["specversion"], "1.0");
+    assert_eq!(v["type"], "function_exec_failed");
+    assert_eq!(v["data"]["workload_name"], "trap");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_limit_and_no_file_system() {
+    let w = World::start().await;
+    w.devrun(&guest("hog"), &["f.hog"], &["--memory-mb", "16"]);
+    let m = w.request("f.hog", b"hog").await.unwrap();
+    let (code, msg) = service_error(&m).expect("memory bomb fails");
+    assert_eq!(code, "500", "{msg}");
+    assert_eq!(w.call("f.hog", b"still here").await, b"still here");
+    let passwd = String::from_utf8(w.call("f.hog", b"passwd").await).unwrap();
+    assert!(passwd.starts_with("denied"), "{passwd}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_is_sealed_and_visible_to_the_function() {
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.logger.*").await;
+    let path = guest("logger");
+    let out = w.nex_ok(&[
+        "devrun",
+        path.to_str().unwrap(),
+        "GREETING=hello there",
+        "--trigger_subject",
+        "f.env",
+    ]);
+    assert!(out.contains("Deployed logger"), "{out}");
+    assert_eq!(w.call("f.env", b"abc").await, b"f.env|hello there");
+    let line = wait_for(&mut logs, Duration::from_secs(5), |_| true)
+        .await
+        .expect("log line");
+    let v: serde_json::Value = serde_json::from_slice(&line.payload).unwrap();
+    assert_eq!(v["text"], "log line one for f.env");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_agent_is_restarted() {
+    let w = World::start().await;
+    let mut events = collect(&w.client, "$NEX.events.default.>").await;
+    w.devrun(&guest("echofunction"), &["f.restart"], &[]);
+    assert_eq!(w.call("f.restart", b"a").await, b"af.restart");
+    // The node's only child agent.
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &w.node.pid().to_string()])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout).to_string();
+    let pid = pids
+        .lines()
+        .next()
+        .expect("an agent process")
+        .trim()
+        .to_owned();
+    std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    wait_for(&mut events, Duration::from_secs(5), |m| {
+        m.subject.ends_with("agent_stopped")
+    })
+    .await
+    .expect("agent_stopped event");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match w.request("f.restart", b"b").await {
+            Ok(m) if service_error(&m).is_none() => {
+                assert_eq!(&m.payload[..], b"bf.restart");
+                break;
+            }
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("function did not come back: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_functions_on_one_subject_both_run_replicas_share() {
+    let w = World::start().await;
+    let mut succeeded = collect(&w.client, "$NEX.events.default.function_exec_succeeded").await;
+    w.devrun(
+        &guest("echofunction"),
+        &["shared.subject"],
+        &["--name", "first"],
+    );
+    w.devrun(&guest("trap"), &["shared.subject"], &["--name", "second"]);
+    w.client
+        .publish("shared.subject", "x".into())
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let m = wait_for(&mut succeeded, Duration::from_secs(5), |_| true)
+            .await
+            .expect("event");
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        names.push(v["data"]["workload_name"].as_str().unwrap().to_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["first", "second"]);
+}

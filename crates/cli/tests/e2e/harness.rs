@@ -1,0 +1,156 @@
+//! A test world: nats-server, one node process, a NATS client and a way to run the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use nex_client::NexClient;
+use nex_test_support::{NatsServer, NodeProcess};
+
+pub const NEX: &str = env!("CARGO_BIN_EXE_nex");
+
+pub struct World {
+    pub nats: NatsServer,
+    pub home: tempfile::TempDir,
+    pub node: NodeProcess,
+    pub client: async_nats::Client,
+}
+
+impl World {
+    pub async fn start() -> World {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> World {
+        let nats = nex_test_support::nats();
+        let home = tempfile::tempdir().unwrap();
+        let node = NodeProcess::start(Path::new(NEX), &nats.url(), home.path(), extra)
+            .expect("node starts");
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        World {
+            nats,
+            home,
+            node,
+            client,
+        }
+    }
+
+    pub fn control(&self) -> NexClient {
+        NexClient::new(self.client.clone(), "default", Duration::from_secs(5))
+    }
+
+    /// Runs the CLI against this world's server with `$HOME` set to the world's home.
+    pub fn nex(&self, args: &[&str]) -> Output {
+        Command::new(NEX)
+            .args(args)
+            .args(["-s", &self.nats.url(), "--timeout", "10"])
+            .env("HOME", self.home.path())
+            .env_remove("NATS_URL")
+            .output()
+            .expect("run nex")
+    }
+
+    /// Runs the CLI and insists it succeeds; returns stdout.
+    pub fn nex_ok(&self, args: &[&str]) -> String {
+        let out = self.nex(args);
+        assert!(
+            out.status.success(),
+            "nex {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `nex devrun FILE --trigger_subject S... [extra]` → workload id.
+    pub fn devrun(&self, file: &Path, subjects: &[&str], extra: &[&str]) -> String {
+        let mut args = vec!["devrun", file.to_str().unwrap(), "--json"];
+        for s in subjects {
+            args.push("--trigger_subject");
+            args.push(s);
+        }
+        args.extend_from_slice(extra);
+        let out = self.nex_ok(&args);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// One request with a timeout.
+    pub async fn request(
+        &self,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<async_nats::Message, async_nats::RequestError> {
+        let req = async_nats::Request::new()
+            .payload(Bytes::copy_from_slice(payload))
+            .timeout(Some(Duration::from_secs(5)));
+        self.client.send_request(subject.to_owned(), req).await
+    }
+
+    /// The reply body, insisting on success (no service-error header).
+    pub async fn call(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
+        let m = self.request(subject, payload).await.expect("reply");
+        assert!(
+            service_error(&m).is_none(),
+            "unexpected service error {:?}",
+            service_error(&m)
+        );
+        m.payload.to_vec()
+    }
+}
+
+/// `(code, message)` of a service-error reply.
+pub fn service_error(m: &async_nats::Message) -> Option<(String, String)> {
+    let h = m.headers.as_ref()?;
+    let msg = h.get(nex_proto::HEADER_SERVICE_ERROR)?.as_str().to_owned();
+    let code = h
+        .get(nex_proto::HEADER_SERVICE_ERROR_CODE)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    Some((code, msg))
+}
+
+/// Collects messages on `subject` into a channel until dropped.
+pub async fn collect(
+    client: &async_nats::Client,
+    subject: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<async_nats::Message> {
+    let mut sub = client.subscribe(subject.to_owned()).await.unwrap();
+    client.flush().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if tx.send(m).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the first message satisfying `pred`.
+pub async fn wait_for(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<async_nats::Message>,
+    limit: Duration,
+    mut pred: impl FnMut(&async_nats::Message) -> bool,
+) -> Option<async_nats::Message> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(m)) if pred(&m) => return Some(m),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Writes `bytes` to a file named `name` in a fresh temp dir (kept alive by the returned guard).
+pub fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}

@@ -1,0 +1,51 @@
+//! JavaScript functions end to end: the seed echo, console logs, errors, limits.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_js_echo_returns_raw_bytes_and_logs_the_subject() {
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.echo.*").await;
+    let echo = nex_test_support::repo_root().join("examples/echo.js");
+    w.devrun(&echo, &["js.echo"], &[]);
+    assert_eq!(w.call("js.echo", b"hi\x00\xff").await, b"hi\x00\xff");
+    let line = wait_for(&mut logs, Duration::from_secs(5), |_| true)
+        .await
+        .expect("console.log line");
+    let v: serde_json::Value = serde_json::from_slice(&line.payload).unwrap();
+    assert_eq!(v["text"], "js.echo");
+    assert_eq!(v["level"], "info");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_errors_and_runaway_code_answer_at_once() {
+    let w = World::start().await;
+    let (_d, path) = temp_file(
+        "moody.js",
+        br#"async (subject, payload) => {
+  const text = String.fromCharCode(...payload);
+  if (text === 'throw') throw new Error('moody says no');
+  if (text === 'loop') { while (true) {} }
+  if (text === 'json') return { subject, n: payload.length };
+  return 'ok:' + text;
+}"#,
+    );
+    w.devrun(&path, &["js.moody"], &["--exec-timeout-ms", "300"]);
+    assert_eq!(w.call("js.moody", b"x").await, b"ok:x");
+    assert_eq!(
+        w.call("js.moody", b"json").await,
+        br#"{"subject":"js.moody","n":4}"#
+    );
+    let m = w.request("js.moody", b"throw").await.unwrap();
+    let (code, msg) = service_error(&m).unwrap();
+    assert_eq!(code, "500");
+    assert!(msg.contains("moody says no"), "{msg}");
+    let t = Instant::now();
+    let m = w.request("js.moody", b"loop").await.unwrap();
+    let (code, _) = service_error(&m).unwrap();
+    assert_eq!(code, "408");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(w.call("js.moody", b"after").await, b"ok:after");
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `nex` binary, a real nats-server, real wasm built from source.
+//! One module per area.
+
+mod bad_input;
+mod embedded;
+mod functions;
+mod harness;
+mod javascript;
+mod logs_events;
+mod nodes;

@@ -1,0 +1,82 @@
+//! `nex node ls` / `node info` / `node probe` / `lameduck` against a running node.
+
+use std::time::Duration;
+
+use crate::harness::*;
+use nex_test_support::guest;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_ls_and_info_show_the_node() {
+    let w = World::start().await;
+    let ls: serde_json::Value = serde_json::from_str(&w.nex_ok(&["node", "ls", "--json"])).unwrap();
+    let nodes = ls.as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{ls}");
+    assert_eq!(nodes[0]["node_id"], w.node.node_id.as_str());
+    assert!(nodes[0]["node_id"].as_str().unwrap().starts_with('N'));
+    assert_eq!(nodes[0]["tags"]["nex.os"], "linux");
+    assert!(nodes[0]["target_xkey"].as_str().unwrap().starts_with('X'));
+
+    let human = w.nex_ok(&["node", "ls"]);
+    assert!(
+        human.contains("WORKLOADS") && human.contains(&w.node.node_id),
+        "{human}"
+    );
+
+    w.devrun(&guest("echofunction"), &["echo.info"], &[]);
+    let info: serde_json::Value =
+        serde_json::from_str(&w.nex_ok(&["node", "info", &w.node.node_id, "--json"])).unwrap();
+    assert_eq!(info["node_id"], w.node.node_id.as_str());
+    assert_eq!(info["machines"].as_array().unwrap().len(), 1, "{info}");
+    assert_eq!(info["machines"][0]["workload"]["name"], "echofunction");
+    assert_eq!(info["machines"][0]["healthy"], true);
+    assert!(info["memory"]["total"].as_u64().unwrap() > 0);
+
+    // Another namespace sees none of this namespace's workloads.
+    let other: serde_json::Value = serde_json::from_str(&w.nex_ok(&[
+        "node",
+        "info",
+        &w.node.node_id,
+        "--json",
+        "--namespace",
+        "other",
+    ]))
+    .unwrap();
+    assert_eq!(other["machines"].as_array().unwrap().len(), 0);
+
+    let human = w.nex_ok(&["node", "info", &w.node.node_id]);
+    assert!(human.contains("echofunction"), "{human}");
+
+    let probe: serde_json::Value =
+        serde_json::from_str(&w.nex_ok(&["node", "probe", "--json", "--workload", "echofunction"]))
+            .unwrap();
+    assert_eq!(probe[0]["running_machines"][0]["name"], "echofunction");
+
+    let unknown = w.nex(&["node", "info", "NNOTANODE"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no answer"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lameduck_stops_workloads_and_the_node() {
+    let mut w = World::start().await;
+    w.devrun(&guest("echofunction"), &["echo.ld"], &[]);
+    assert_eq!(w.call("echo.ld", b"x").await, b"xecho.ld");
+    let mut events = collect(&w.client, "$NEX.events.>").await;
+    w.nex_ok(&["lameduck", &w.node.node_id]);
+    let status = w.node.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some(), "node did not exit after lame duck");
+    let kinds: Vec<String> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|m| m.subject.to_string())
+        .collect();
+    for k in [
+        "node_entered_lameduck",
+        "workload_undeployed",
+        "node_stopped",
+    ] {
+        assert!(
+            kinds.iter().any(|s| s.ends_with(k)),
+            "{k} missing from {kinds:?}"
+        );
+    }
+    assert!(w.request("echo.ld", b"x").await.is_err());
+}

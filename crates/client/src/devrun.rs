@@ -1,0 +1,138 @@
+//! `devrun`: upload a local file, pick a node by auction, and deploy it there in one call.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nex_proto::control::{AuctionRequest, DeployRequest, Limits, RunResponse, WorkloadType};
+use nex_proto::{DEVRUN_BUCKET, validate};
+use sha2::{Digest, Sha256};
+
+use crate::keys::SenderKeys;
+use crate::{Error, NexClient, Result};
+
+/// What to deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DevrunOptions {
+    /// Workload name; defaults to the file stem.
+    pub name: Option<String>,
+    /// Type; defaults to the file extension's.
+    pub workload_type: Option<WorkloadType>,
+    pub trigger_subjects: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub description: Option<String>,
+    pub argv: Vec<String>,
+    pub limits: Option<Limits>,
+    /// Deploy to this node instead of auctioning.
+    pub node: Option<String>,
+}
+
+/// What was deployed where.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub node_id: String,
+    pub location: String,
+    pub run: RunResponse,
+}
+
+/// A workload name from a file name: the stem with anything outside `[A-Za-z0-9_-]` as `_`.
+pub fn name_from_path(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "function".into());
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl NexClient {
+    /// Uploads `path`, finds a node and deploys it. A running workload of the same name in this
+    /// namespace is replaced (the node swaps it once the new one is ready).
+    pub async fn devrun(
+        &self,
+        path: &Path,
+        keys: &SenderKeys,
+        opts: DevrunOptions,
+    ) -> Result<Deployed> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Local(format!("reading {}: {e}", path.display())))?;
+        let file_name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let workload_type = match opts.workload_type {
+            Some(t) => t,
+            None => WorkloadType::from_file_name(&file_name).ok_or_else(|| {
+                Error::Local(format!(
+                    "cannot tell the workload type of {file_name}: pass --type javascript|wasm"
+                ))
+            })?,
+        };
+        let name = opts.name.clone().unwrap_or_else(|| name_from_path(path));
+        validate::name("workload name", &name).map_err(Error::Local)?;
+        if opts.trigger_subjects.is_empty() {
+            return Err(Error::Local(
+                "a function needs at least one --trigger_subject".into(),
+            ));
+        }
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let key = format!("{}-{}", name, &hash[..16]);
+        let location = self.upload(DEVRUN_BUCKET, &key, &bytes).await?;
+
+        let (node_id, node_xkey) = match &opts.node {
+            Some(n) => {
+                let info = self.info(n).await?;
+                (n.clone(), info.public_xkey)
+            }
+            None => {
+                let bids = self
+                    .auction(&AuctionRequest {
+                        workload_types: vec![workload_type],
+                        ..Default::default()
+                    })
+                    .await?;
+                // Prefer the least loaded node.
+                let best = bids
+                    .into_iter()
+                    .min_by_key(|b| b.running_machines)
+                    .ok_or_else(|| {
+                        Error::NoAnswer("auction (no node can run this workload)".into())
+                    })?;
+                (best.node_id, best.target_xkey)
+            }
+        };
+        let environment = if opts.environment.is_empty() {
+            None
+        } else {
+            Some(keys.seal_environment(&opts.environment, &node_xkey)?)
+        };
+        let req = DeployRequest {
+            id: None,
+            workload_name: name,
+            description: opts.description.clone(),
+            workload_type: workload_type.as_str().into(),
+            location: location.clone(),
+            hash,
+            argv: opts.argv.clone(),
+            trigger_subjects: opts.trigger_subjects.clone(),
+            environment,
+            sender_public_key: Some(keys.xkey.public_key()),
+            workload_jwt: None,
+            target_node: Some(node_id.clone()),
+            host_services_config: None,
+            limits: opts.limits,
+        };
+        let run = self.deploy(&node_id, &req).await?;
+        Ok(Deployed {
+            node_id,
+            location,
+            run,
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! The sender's keys, kept under `~/.nex/` and created on first use: an issuer (account) nkey
+//! that signs deploys, and a curve xkey that seals environments to a node.
+
+use std::path::{Path, PathBuf};
+
+use nkeys::{KeyPair, XKey};
+
+use crate::{Error, Result};
+
+/// The sender's keys.
+pub struct SenderKeys {
+    pub issuer: KeyPair,
+    pub xkey: XKey,
+}
+
+/// `~/.nex`, or `$NEX_HOME` when set.
+pub fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NEX_HOME") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".nex")
+}
+
+fn load_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        return Ok(s.trim().to_owned());
+    }
+    let seed = make();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Local(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::write(path, &seed).map_err(|e| Error::Local(format!("{}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(seed)
+}
+
+impl SenderKeys {
+    /// Loads (or creates) `issuer.nk` and `publisher.xk` in `dir`.
+    pub fn load_or_create(dir: &Path) -> Result<Self> {
+        let issuer_seed = load_or_create(&dir.join("issuer.nk"), || {
+            KeyPair::new_account().seed().unwrap_or_default()
+        })?;
+        let xkey_seed = load_or_create(&dir.join("publisher.xk"), || {
+            XKey::new().seed().unwrap_or_default()
+        })?;
+        Ok(Self {
+            issuer: KeyPair::from_seed(&issuer_seed)
+                .map_err(|e| Error::Local(format!("bad issuer seed: {e}")))?,
+            xkey: XKey::from_seed(&xkey_seed)
+                .map_err(|e| Error::Local(format!("bad xkey seed: {e}")))?,
+        })
+    }
+
+    /// Seals `env` (as JSON) to the node whose xkey is `node_xkey`; base64 text.
+    pub fn seal_environment(
+        &self,
+        env: &std::collections::BTreeMap<String, String>,
+        node_xkey: &str,
+    ) -> Result<String> {
+        use base64::Engine as _;
+        let node = XKey::from_public_key(node_xkey)
+            .map_err(|e| Error::Local(format!("node xkey {node_xkey}: {e}")))?;
+        let plain = serde_json::to_vec(env).map_err(|e| Error::Local(e.to_string()))?;
+        let sealed = self
+            .xkey
+            .seal(&plain, &node)
+            .map_err(|e| Error::Local(format!("sealing environment: {e}")))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+}

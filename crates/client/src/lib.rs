@@ -1,0 +1,225 @@
+//! Typed client for the nex control plane over NATS.
+//!
+//! This crate owns talking to nodes: pings and auctions that gather many answers, requests to one
+//! node, uploading artifacts to the object store, and `devrun` (upload + auction + deploy in one
+//! call). The CLI, the benchmark and the tests all use it; it never formats subjects itself
+//! (see [`nex_proto::subjects`]).
+
+pub mod devrun;
+pub mod keys;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use nex_proto::control::*;
+use nex_proto::subjects;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Errors talking to nodes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No node answered in time.
+    #[error("no answer from {0} (is a node running and reachable?)")]
+    NoAnswer(String),
+    /// The node answered with an error.
+    #[error("the node refused: {0}")]
+    Refused(String),
+    /// The answer could not be parsed.
+    #[error("unreadable answer on {subject}: {message}")]
+    BadAnswer { subject: String, message: String },
+    /// A NATS operation failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// A local file or key problem.
+    #[error("{0}")]
+    Local(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn nats(e: impl std::fmt::Display) -> Error {
+    Error::Nats(e.to_string())
+}
+
+/// A control-plane client bound to one namespace.
+#[derive(Clone)]
+pub struct NexClient {
+    client: async_nats::Client,
+    namespace: String,
+    timeout: Duration,
+}
+
+impl NexClient {
+    /// A client for `namespace` waiting up to `timeout` for answers.
+    pub fn new(
+        client: async_nats::Client,
+        namespace: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            namespace: namespace.into(),
+            timeout,
+        }
+    }
+
+    /// The underlying NATS client.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The namespace requests go to.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Publishes `body` on `subject` and gathers every answer until the timeout, or until a short
+    /// quiet period after the last answer.
+    async fn gather<T: DeserializeOwned>(&self, subject: &str, body: Bytes) -> Result<Vec<T>> {
+        let inbox = self.client.new_inbox();
+        let mut sub = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
+        self.client
+            .publish_with_reply(subject.to_owned(), inbox, body)
+            .await
+            .map_err(nats)?;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let quiet = Duration::from_millis(250);
+        loop {
+            let wait = if out.is_empty() {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            } else {
+                quiet.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            };
+            match tokio::time::timeout(wait, sub.next()).await {
+                Ok(Some(msg)) => {
+                    if msg.payload.is_empty() {
+                        continue; // "no responders" status
+                    }
+                    let env: Envelope<T> =
+                        serde_json::from_slice(&msg.payload).map_err(|e| Error::BadAnswer {
+                            subject: subject.to_owned(),
+                            message: e.to_string(),
+                        })?;
+                    if let Ok(d) = env.into_result() {
+                        out.push(d);
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends `body` to one node and returns its answer.
+    async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        subject: String,
+        body: &B,
+    ) -> Result<T> {
+        let payload =
+            Bytes::from(serde_json::to_vec(body).map_err(|e| Error::Local(e.to_string()))?);
+        self.request_raw(subject, payload).await
+    }
+
+    async fn request_raw<T: DeserializeOwned>(&self, subject: String, payload: Bytes) -> Result<T> {
+        let req = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(self.timeout));
+        let msg = self
+            .client
+            .send_request(subject.clone(), req)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders
+                | async_nats::RequestErrorKind::TimedOut => Error::NoAnswer(subject.clone()),
+                _ => nats(e),
+            })?;
+        let env: Envelope<T> =
+            serde_json::from_slice(&msg.payload).map_err(|e| Error::BadAnswer {
+                subject: subject.clone(),
+                message: e.to_string(),
+            })?;
+        env.into_result().map_err(Error::Refused)
+    }
+
+    /// Every node's ping answer.
+    pub async fn ping(&self) -> Result<Vec<PingResponse>> {
+        self.gather(subjects::PING, Bytes::new()).await
+    }
+
+    /// Nodes that match `req`.
+    pub async fn auction(&self, req: &AuctionRequest) -> Result<Vec<PingResponse>> {
+        let body = Bytes::from(serde_json::to_vec(req).map_err(|e| Error::Local(e.to_string()))?);
+        self.gather(subjects::AUCTION, body).await
+    }
+
+    /// Nodes running a workload of this namespace (optionally with this id or name).
+    pub async fn workload_ping(&self, workload: Option<&str>) -> Result<Vec<WorkloadPingResponse>> {
+        self.gather(
+            &subjects::workload_ping(&self.namespace, workload),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// One node's details, workloads filtered by namespace.
+    pub async fn info(&self, node: &str) -> Result<InfoResponse> {
+        self.request_raw(subjects::info(&self.namespace, node), Bytes::new())
+            .await
+    }
+
+    /// Deploys on `node`.
+    pub async fn deploy(&self, node: &str, req: &DeployRequest) -> Result<RunResponse> {
+        self.request(subjects::deploy(&self.namespace, node), req)
+            .await
+    }
+
+    /// Stops workload `workload_id` on `node`.
+    pub async fn stop(&self, node: &str, workload_id: &str) -> Result<StopResponse> {
+        let req = StopRequest {
+            workload_id: workload_id.to_owned(),
+            workload_jwt: None,
+            node_id: Some(node.to_owned()),
+        };
+        self.request(subjects::stop(&self.namespace, node), &req)
+            .await
+    }
+
+    /// Puts `node` in lame-duck mode.
+    pub async fn lameduck(&self, node: &str) -> Result<LameduckResponse> {
+        self.request_raw(subjects::lameduck(node), Bytes::new())
+            .await
+    }
+
+    /// Uploads `bytes` as `key` in object-store `bucket` (created when missing) and returns the
+    /// `nats://BUCKET/key` location.
+    pub async fn upload(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<String> {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let store = match js.get_object_store(bucket).await {
+            Ok(s) => s,
+            Err(_) => js
+                .create_object_store(async_nats::jetstream::object_store::Config {
+                    bucket: bucket.to_owned(),
+                    description: Some("artifacts uploaded by nex".into()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Nats(format!("creating object store {bucket}: {e}")))?,
+        };
+        let mut reader = bytes;
+        store
+            .put(key, &mut reader)
+            .await
+            .map_err(|e| Error::Nats(format!("uploading {key} to {bucket}: {e}")))?;
+        Ok(format!("nats://{bucket}/{key}"))
+    }
+}
+
+/// SHA-256 hex of `bytes`, as deploy requests carry it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

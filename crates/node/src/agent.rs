@@ -1,0 +1,367 @@
+//! The node's side of one agent process: spawning it, the init handshake, the framed pipe, and
+//! matching replies to pending invocations.
+//!
+//! The agent gets an empty environment (never the node's NATS credentials), its own process group,
+//! and is killed when its handle drops or when it stops answering.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nex_proto::agent_wire::{self, AgentInit, AgentReady, FailureCode, FromAgent, ToAgent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::emitter::Emitter;
+
+/// Extra time the node waits beyond a function's own limit before declaring the agent stuck.
+const GRACE: Duration = Duration::from_secs(2);
+/// Longest a load (compile) may take.
+const INIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How to start an agent for one workload.
+#[derive(Clone)]
+pub struct AgentSpec {
+    pub exe: PathBuf,
+    pub init: AgentInit,
+    pub artifact: Arc<Vec<u8>>,
+    pub no_sandbox: bool,
+}
+
+/// Outcome of one invocation.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply { elapsed_nanos: u64, reply: Vec<u8> },
+    Failed { code: FailureCode, message: String },
+}
+
+impl Outcome {
+    fn unavailable(message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            code: FailureCode::Unavailable,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where an agent's log lines go.
+#[derive(Clone)]
+pub struct LogTarget {
+    pub emitter: Arc<Emitter>,
+    pub namespace: String,
+    pub name: String,
+    pub id: String,
+}
+
+/// How an agent ended.
+#[derive(Debug, Clone)]
+pub struct Exit {
+    pub code: i32,
+    pub message: String,
+}
+
+type Pending = Mutex<HashMap<u64, oneshot::Sender<Outcome>>>;
+
+/// A live connection to one agent process.
+pub struct AgentConn {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+    dead: Arc<AtomicBool>,
+    pid: u32,
+}
+
+/// Reasons an agent did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("could not start the agent process: {0}")]
+    Spawn(std::io::Error),
+    /// The agent refused the workload; the message is the runtime's reason.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the agent did not finish loading within {0:?}")]
+    Timeout(Duration),
+    #[error("the agent exited while loading: {0}")]
+    Died(String),
+}
+
+async fn read_frame(r: &mut BufReader<ChildStdout>, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let len = agent_wire::frame_len(prefix)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf).await?;
+    Ok(true)
+}
+
+impl AgentConn {
+    /// Starts an agent, sends it the workload and waits until it is ready. The returned receiver
+    /// yields once, when the agent process has ended.
+    pub async fn spawn(
+        spec: &AgentSpec,
+        logs: LogTarget,
+    ) -> Result<(Arc<AgentConn>, AgentReady, oneshot::Receiver<Exit>), SpawnError> {
+        let mut cmd = Command::new(&spec.exe);
+        cmd.arg("agent");
+        if spec.no_sandbox {
+            cmd.arg("--no-sandbox");
+        }
+        cmd.env_clear()
+            .envs(std::env::vars().filter(|(k, _)| k == "RUST_LOG" || k == "RUST_BACKTRACE"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(SpawnError::Spawn)?;
+        let pid = child.id().unwrap_or_default();
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("piped"));
+
+        let mut init_frame = Vec::new();
+        agent_wire::encode_to_agent(
+            &ToAgent::Init {
+                init: serde_json::to_vec(&spec.init).expect("init serializes"),
+                artifact: spec.artifact.to_vec(),
+            },
+            &mut init_frame,
+        );
+        let handshake = async {
+            stdin.write_all(&init_frame).await?;
+            stdin.flush().await?;
+            let mut buf = Vec::new();
+            if !read_frame(&mut stdout, &mut buf).await? {
+                return Ok(None);
+            }
+            Ok::<_, std::io::Error>(Some(buf))
+        };
+        let first = match tokio::time::timeout(INIT_TIMEOUT, handshake).await {
+            Err(_) => return Err(SpawnError::Timeout(INIT_TIMEOUT)),
+            Ok(Err(e)) => return Err(SpawnError::Died(e.to_string())),
+            Ok(Ok(None)) => {
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                return Err(SpawnError::Died(status));
+            }
+            Ok(Ok(Some(buf))) => buf,
+        };
+        let ready = match agent_wire::decode_from_agent(&first) {
+            Ok(FromAgent::Ready(json)) => serde_json::from_slice(&json).unwrap_or_default(),
+            Ok(FromAgent::InitFailed(msg)) => return Err(SpawnError::Refused(msg)),
+            Ok(other) => {
+                return Err(SpawnError::Died(format!(
+                    "unexpected first frame {other:?}"
+                )));
+            }
+            Err(e) => return Err(SpawnError::Died(e.to_string())),
+        };
+
+        let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+        let pending: Arc<Pending> = Arc::default();
+        let dead = Arc::new(AtomicBool::new(false));
+        let (exit_tx, exit_rx) = oneshot::channel();
+        tokio::spawn(write_loop(stdin, frames_rx));
+        tokio::spawn(read_loop(
+            stdout,
+            child,
+            pending.clone(),
+            dead.clone(),
+            logs,
+            exit_tx,
+        ));
+        Ok((
+            Arc::new(AgentConn {
+                frames: frames_tx,
+                pending,
+                next_id: AtomicU64::new(1),
+                dead,
+                pid,
+            }),
+            ready,
+            exit_rx,
+        ))
+    }
+
+    /// Is the agent process still running?
+    pub fn is_alive(&self) -> bool {
+        !self.dead.load(Ordering::Acquire)
+    }
+
+    /// Runs the function once. `limit` is the function's own time limit; if the agent does not
+    /// answer within it plus a grace period, the agent is killed (and restarted by its owner).
+    pub async fn invoke(&self, subject: &str, payload: &[u8], limit: Duration) -> Outcome {
+        if !self.is_alive() {
+            return Outcome::unavailable("the function's agent is restarting");
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(id, tx);
+        let mut frame = Vec::with_capacity(4 + 9 + 2 + subject.len() + payload.len());
+        agent_wire::encode_invoke(id, subject, payload, &mut frame);
+        if self.frames.send(frame).is_err() {
+            self.lock_pending().remove(&id);
+            return Outcome::unavailable("the function's agent is gone");
+        }
+        match tokio::time::timeout(limit + GRACE, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::unavailable("the function's agent exited during the call"),
+            Err(_) => {
+                self.lock_pending().remove(&id);
+                tracing::warn!(pid = self.pid, "agent unresponsive; killing it");
+                self.kill();
+                Outcome::Failed {
+                    code: FailureCode::Timeout,
+                    message: format!(
+                        "the function did not finish within its time limit of {limit:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Outcome>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the agent to finish in-flight work and exit.
+    pub fn shutdown(&self) {
+        let mut frame = Vec::new();
+        agent_wire::encode_to_agent(&ToAgent::Shutdown, &mut frame);
+        let _ = self.frames.send(frame);
+    }
+
+    /// Kills the agent process now.
+    pub fn kill(&self) {
+        if self.is_alive() && self.pid != 0 {
+            // SAFETY: `kill` sends a signal to a pid; the process is our un-reaped child (the
+            // read loop reaps it only after marking it dead), so the pid cannot have been reused.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn write_loop(mut stdin: ChildStdin, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        // Coalesce whatever is already queued into one write.
+        let result = if let Ok(second) = rx.try_recv() {
+            batch.clear();
+            batch.extend_from_slice(&first);
+            batch.extend_from_slice(&second);
+            while batch.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            stdin.write_all(&batch).await
+        } else {
+            stdin.write_all(&first).await
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    mut stdout: BufReader<ChildStdout>,
+    mut child: tokio::process::Child,
+    pending: Arc<Pending>,
+    dead: Arc<AtomicBool>,
+    logs: LogTarget,
+    exit_tx: oneshot::Sender<Exit>,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut reason = String::new();
+    loop {
+        match read_frame(&mut stdout, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                reason = format!("agent output broken: {e}");
+                break;
+            }
+        }
+        let msg = match agent_wire::decode_from_agent(&buf) {
+            Ok(m) => m,
+            Err(e) => {
+                reason = format!("agent sent a malformed frame: {e}");
+                break;
+            }
+        };
+        let (id, outcome) = match msg {
+            FromAgent::Reply {
+                id,
+                elapsed_nanos,
+                reply,
+            } => (
+                id,
+                Outcome::Reply {
+                    elapsed_nanos,
+                    reply,
+                },
+            ),
+            FromAgent::Failed {
+                id, code, message, ..
+            } => (id, Outcome::Failed { code, message }),
+            FromAgent::Log { level, text, .. } => {
+                logs.emitter
+                    .log(&logs.namespace, &logs.name, &logs.id, level.as_str(), text)
+                    .await;
+                continue;
+            }
+            FromAgent::Ready(_) | FromAgent::InitFailed(_) => continue,
+        };
+        let waiter = pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(w) = waiter {
+            let _ = w.send(outcome);
+        }
+    }
+    dead.store(true, Ordering::Release);
+    // Kill first so a half-broken agent cannot linger, then reap it.
+    let _ = child.start_kill();
+    let status = child.wait().await;
+    let drained: Vec<_> = pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    for (_, w) in drained {
+        let _ = w.send(Outcome::unavailable(
+            "the function's agent exited during the call",
+        ));
+    }
+    let (code, message) = match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            let code = s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+            let m = if reason.is_empty() {
+                s.to_string()
+            } else {
+                format!("{reason} ({s})")
+            };
+            (code, m)
+        }
+        Err(e) => (-1, format!("{reason} (wait failed: {e})")),
+    };
+    let _ = exit_tx.send(Exit { code, message });
+}

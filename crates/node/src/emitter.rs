@@ -1,0 +1,74 @@
+//! Publishes CloudEvents and log lines on their subjects. Publishing is fire-and-forget: a lost
+//! event never fails the work that caused it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use nex_proto::events::{CloudEvent, LogLine};
+use nex_proto::subjects;
+use serde::Serialize;
+
+/// Emits events and logs for one node.
+pub struct Emitter {
+    client: async_nats::Client,
+    node_id: String,
+    /// Event ids are `<start-nanos>-<counter>`: unique per source, cheap to make.
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl Emitter {
+    pub fn new(client: async_nats::Client, node_id: String) -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Self {
+            client,
+            node_id,
+            prefix: format!("{start:x}"),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes event `event_type` in `namespace`.
+    pub async fn event<T: Serialize>(&self, namespace: &str, event_type: &str, data: T) {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let ev = CloudEvent::new(
+            format!("{}-{n}", self.prefix),
+            &self.node_id,
+            event_type,
+            data,
+        );
+        match serde_json::to_vec(&ev) {
+            Ok(body) => {
+                if let Err(e) = self
+                    .client
+                    .publish(subjects::event(namespace, event_type), Bytes::from(body))
+                    .await
+                {
+                    tracing::debug!("event {event_type} not published: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("event {event_type} not serializable: {e}"),
+        }
+    }
+
+    /// Publishes a log line of workload `name`/`id`.
+    pub async fn log(&self, namespace: &str, name: &str, id: &str, level: &str, text: String) {
+        let line = LogLine {
+            text,
+            level: level.to_owned(),
+            id: id.to_owned(),
+        };
+        if let Ok(body) = serde_json::to_vec(&line) {
+            let _ = self
+                .client
+                .publish(
+                    subjects::log(namespace, &self.node_id, name, id),
+                    Bytes::from(body),
+                )
+                .await;
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The nex node: a daemon that joins a NATS system, answers the control plane, and runs each
+//! deployed function in its own agent process.
+//!
+//! Layout:
+//! - [`config`]: the node's settings (JSON with upstream field names).
+//! - [`identity`]: node id (server nkey) and xkey for sealed environments.
+//! - `control`: handlers of `$NEX.*` requests (ping, auction, info, deploy, stop, lame duck).
+//! - `workload`: one deployed function: agent supervision, trigger subscriptions, dispatch.
+//! - `agent`: spawning an agent process and the framed pipe to it.
+//! - `artifact`: fetching artifacts from the object store and verifying their hash.
+//! - `emitter`: CloudEvents and log lines.
+//!
+//! Entry point: [`run`] with a connected client, a config and a shutdown future.
+
+mod agent;
+mod artifact;
+pub mod config;
+mod control;
+mod emitter;
+pub mod identity;
+mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use config::NodeConfig;
+use futures::StreamExt;
+use nex_proto::control::{
+    TAG_ARCH, TAG_CPUCOUNT, TAG_LAMEDUCK, TAG_OS, TAG_UNSAFE, format_duration,
+};
+use nex_proto::events::{self, Heartbeat, NodeStarted, NodeStopped};
+use nex_proto::subjects::{self, ControlSubjects, SYSTEM_NAMESPACE};
+use tokio::sync::Notify;
+
+use crate::emitter::Emitter;
+use crate::identity::Identity;
+use crate::workload::Workload;
+
+/// Errors that stop a node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration cannot be used.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Subscribing to the control subjects failed.
+    #[error("could not subscribe to {subject}: {source}")]
+    Subscribe {
+        subject: String,
+        source: async_nats::SubscribeError,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// State shared by all handlers of one node.
+pub(crate) struct Node {
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub identity: Identity,
+    pub node_id: String,
+    pub config: NodeConfig,
+    pub agent_exe: PathBuf,
+    pub cache_dir: Option<PathBuf>,
+    pub started: Instant,
+    pub emitter: Arc<Emitter>,
+    pub workloads: Mutex<HashMap<String, Arc<Workload>>>,
+    pub lameduck: AtomicBool,
+    pub exit: Notify,
+    /// Serializes deploys so limits and same-name replacement are checked atomically.
+    pub deploy_lock: tokio::sync::Mutex<()>,
+}
+
+impl Node {
+    pub fn uptime(&self) -> String {
+        format_duration(self.started.elapsed())
+    }
+
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        let mut tags = self.config.tags.clone();
+        tags.insert(TAG_OS.into(), std::env::consts::OS.into());
+        tags.insert(TAG_ARCH.into(), std::env::consts::ARCH.into());
+        tags.insert(
+            TAG_CPUCOUNT.into(),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .to_string(),
+        );
+        tags.insert(TAG_UNSAFE.into(), self.config.no_sandbox.to_string());
+        tags.insert(
+            TAG_LAMEDUCK.into(),
+            self.lameduck.load(Ordering::Acquire).to_string(),
+        );
+        tags
+    }
+
+    pub fn workloads(&self) -> Vec<Arc<Workload>> {
+        let mut v: Vec<_> = self
+            .workloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+        v
+    }
+
+    pub fn workload_count(&self) -> usize {
+        self.workloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            version: nex_proto::VERSION.into(),
+            node_id: self.node_id.clone(),
+            nexus: self.config.nexus.clone(),
+            uptime: self.uptime(),
+            tags: self.tags(),
+            running_machines: self.workload_count(),
+        }
+    }
+
+    /// Stops every workload, emitting `workload_undeployed` for each.
+    async fn stop_all(&self, message: &str) {
+        let all: Vec<_> = self
+            .workloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        let stops = all.iter().map(|w| async move {
+            w.stop(Duration::from_secs(5)).await;
+            control::undeployed_event(self, w, message).await;
+        });
+        futures::future::join_all(stops).await;
+    }
+}
+
+/// A handle to a started node, for programs that embed it.
+pub struct NodeHandle {
+    pub node_id: String,
+    pub public_xkey: String,
+}
+
+/// Runs a node on `client` until `shutdown` completes or a lame-duck request ends it.
+/// `on_ready` is called once the node answers control requests.
+pub async fn run(
+    client: async_nats::Client,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(NodeHandle),
+) -> Result<()> {
+    let identity = Identity::load_or_create(config.node_seed_file.as_deref())?;
+    let node_id = identity.node_id();
+    let agent_exe = match &config.agent_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| Error::Config(format!("cannot find own executable for agents: {e}")))?,
+    };
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .or_else(|| Some(std::env::temp_dir().join("nex-cache")));
+    config.workload_defaults().map_err(Error::Config)?;
+    let emitter = Arc::new(Emitter::new(client.clone(), node_id.clone()));
+    let node = Arc::new(Node {
+        js: async_nats::jetstream::new(client.clone()),
+        client: client.clone(),
+        node_id: node_id.clone(),
+        config,
+        agent_exe,
+        cache_dir,
+        started: Instant::now(),
+        emitter: emitter.clone(),
+        workloads: Mutex::default(),
+        lameduck: AtomicBool::new(false),
+        exit: Notify::new(),
+        deploy_lock: tokio::sync::Mutex::new(()),
+        identity,
+    });
+
+    let subs = ControlSubjects::for_node(&node_id);
+    let mut streams = Vec::new();
+    for (kind, subject) in [
+        (control::Kind::Ping, subs.ping.to_owned()),
+        (control::Kind::Ping, subs.ping_node),
+        (control::Kind::Auction, subs.auction.to_owned()),
+        (control::Kind::WorkloadPing, subs.workload_ping),
+        (control::Kind::Info, subs.info),
+        (control::Kind::Deploy, subs.deploy),
+        (control::Kind::Stop, subs.stop),
+        (control::Kind::Lameduck, subs.lameduck),
+    ] {
+        let sub = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| Error::Subscribe { subject, source })?;
+        streams.push(sub.map(move |m| (kind, m)).boxed());
+    }
+    let mut control_msgs = futures::stream::select_all(streams);
+    let _ = client.flush().await;
+
+    emitter
+        .event(
+            SYSTEM_NAMESPACE,
+            events::NODE_STARTED,
+            NodeStarted {
+                version: nex_proto::VERSION.into(),
+                id: node_id.clone(),
+                tags: node.tags(),
+            },
+        )
+        .await;
+    tracing::info!(node_id = %node_id, "node started");
+    control::autostart(&node).await;
+    on_ready(NodeHandle {
+        node_id: node_id.clone(),
+        public_xkey: node.identity.xkey.public_key(),
+    });
+
+    let mut heartbeat = tokio::time::interval(node.config.heartbeat_interval);
+    heartbeat.tick().await;
+    tokio::pin!(shutdown);
+    let graceful = loop {
+        tokio::select! {
+            _ = &mut shutdown => break true,
+            _ = node.exit.notified() => break true,
+            _ = heartbeat.tick() => {
+                emitter.event(SYSTEM_NAMESPACE, events::HEARTBEAT, node.heartbeat()).await;
+            }
+            msg = control_msgs.next() => match msg {
+                Some((kind, msg)) => {
+                    let node = node.clone();
+                    tokio::spawn(async move { control::handle(node, kind, msg).await });
+                }
+                None => break false,
+            },
+        }
+    };
+    drop(control_msgs);
+    node.stop_all("node stopping").await;
+    emitter
+        .event(
+            SYSTEM_NAMESPACE,
+            events::NODE_STOPPED,
+            NodeStopped {
+                id: node_id.clone(),
+                graceful,
+            },
+        )
+        .await;
+    let _ = client.flush().await;
+    tracing::info!(node_id = %node_id, "node stopped");
+    Ok(())
+}
+
+/// The subject a node with id `node_id` listens on for deploys in `namespace` (for tests and tools).
+pub fn deploy_subject(namespace: &str, node_id: &str) -> String {
+    subjects::deploy(namespace, node_id)
+}

@@ -1,0 +1,324 @@
+//! A deployed workload: its agent (restarted when it dies), its trigger subscriptions, and the
+//! handling of each trigger message.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
+use futures::StreamExt;
+use nex_proto::agent_wire::FailureCode;
+use nex_proto::control::{
+    MachineInfo, MachineSummary, ResolvedLimits, WorkloadDescription, WorkloadType, format_duration,
+};
+use nex_proto::events::{self, AgentEvent, FunctionExecFailed, FunctionExecSucceeded};
+use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, subjects};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::agent::{AgentConn, AgentSpec, Exit, LogTarget, Outcome};
+use crate::emitter::Emitter;
+
+/// What a workload is, fixed at deploy.
+#[derive(Debug, Clone)]
+pub struct WorkloadMeta {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub description: String,
+    pub workload_type: WorkloadType,
+    pub hash: String,
+    pub issuer: String,
+    pub trigger_subjects: Vec<String>,
+    pub limits: ResolvedLimits,
+    pub total_bytes: u64,
+}
+
+/// A running workload.
+pub struct Workload {
+    pub meta: WorkloadMeta,
+    pub runtime: String,
+    started: Instant,
+    client: async_nats::Client,
+    emitter: Arc<Emitter>,
+    conn: RwLock<Arc<AgentConn>>,
+    permits: Arc<Semaphore>,
+    stopping: AtomicBool,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    limit: Duration,
+}
+
+impl Workload {
+    /// Starts the agent, waits until it has loaded the artifact, then subscribes to the triggers.
+    pub async fn start(
+        meta: WorkloadMeta,
+        spec: AgentSpec,
+        client: async_nats::Client,
+        emitter: Arc<Emitter>,
+    ) -> Result<Arc<Workload>, String> {
+        let logs = LogTarget {
+            emitter: emitter.clone(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            id: meta.id.clone(),
+        };
+        let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let limit = Duration::from_millis(meta.limits.timeout_ms);
+        let permits = Arc::new(Semaphore::new(meta.limits.max_concurrency as usize));
+        let wl = Arc::new(Workload {
+            runtime: ready.runtime.clone(),
+            started: Instant::now(),
+            client: client.clone(),
+            emitter: emitter.clone(),
+            conn: RwLock::new(conn),
+            permits,
+            stopping: AtomicBool::new(false),
+            tasks: Default::default(),
+            limit,
+            meta,
+        });
+        tracing::info!(
+            workload_id = %wl.meta.id,
+            name = %wl.meta.name,
+            cache_hit = ready.cache_hit,
+            load_micros = ready.load_micros,
+            "agent ready"
+        );
+        wl.agent_event(events::AGENT_STARTED, 0, String::new())
+            .await;
+        let mut tasks = Vec::new();
+        for subject in &wl.meta.trigger_subjects {
+            let group = subjects::trigger_queue_group(&wl.meta.namespace, &wl.meta.name);
+            let sub = client
+                .queue_subscribe(subject.clone(), group)
+                .await
+                .map_err(|e| format!("could not subscribe to trigger {subject}: {e}"))?;
+            tasks.push(tokio::spawn(dispatch(wl.clone(), sub)));
+        }
+        tasks.push(tokio::spawn(supervise(wl.clone(), spec, logs, exit)));
+        *wl.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        // Make sure the server has the subscriptions before we say "deployed".
+        let _ = client.flush().await;
+        Ok(wl)
+    }
+
+    fn conn(&self) -> Arc<AgentConn> {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Is the agent up?
+    pub fn healthy(&self) -> bool {
+        self.conn().is_alive()
+    }
+
+    /// Stops taking triggers, lets in-flight calls finish (up to `drain`), then ends the agent.
+    pub async fn stop(&self, drain: Duration) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        let all = self.meta.limits.max_concurrency;
+        let _ = tokio::time::timeout(drain, self.permits.acquire_many(all)).await;
+        let conn = self.conn();
+        conn.shutdown();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while conn.is_alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        conn.kill();
+    }
+
+    /// Summary for workload pings.
+    pub fn summary(&self) -> MachineSummary {
+        MachineSummary {
+            id: self.meta.id.clone(),
+            namespace: self.meta.namespace.clone(),
+            name: self.meta.name.clone(),
+            workload_type: self.meta.workload_type,
+        }
+    }
+
+    /// Details for info answers.
+    pub fn info(&self) -> MachineInfo {
+        MachineInfo {
+            id: self.meta.id.clone(),
+            healthy: self.healthy(),
+            uptime: format_duration(self.started.elapsed()),
+            namespace: self.meta.namespace.clone(),
+            workload: WorkloadDescription {
+                name: self.meta.name.clone(),
+                description: self.meta.description.clone(),
+                runtime: self.runtime.clone(),
+                workload_type: self.meta.workload_type,
+                hash: self.meta.hash.clone(),
+                trigger_subjects: self.meta.trigger_subjects.clone(),
+            },
+        }
+    }
+
+    async fn agent_event(&self, kind: &str, code: i32, message: String) {
+        self.emitter
+            .event(
+                &self.meta.namespace,
+                kind,
+                AgentEvent {
+                    workload_id: self.meta.id.clone(),
+                    workload_name: self.meta.name.clone(),
+                    message,
+                    code,
+                },
+            )
+            .await;
+    }
+
+    /// Handles one trigger message end to end.
+    async fn handle(&self, msg: Message) {
+        let subject = msg.subject.as_str();
+        let outcome = if msg.payload.len() > self.meta.limits.max_payload_bytes as usize {
+            Outcome::Failed {
+                code: FailureCode::TooLarge,
+                message: format!(
+                    "payload of {} bytes is above this function's limit of {} bytes",
+                    msg.payload.len(),
+                    self.meta.limits.max_payload_bytes
+                ),
+            }
+        } else {
+            self.conn().invoke(subject, &msg.payload, self.limit).await
+        };
+        match outcome {
+            Outcome::Reply {
+                elapsed_nanos,
+                reply,
+            } => {
+                if let Some(to) = msg.reply.clone()
+                    && !reply.is_empty()
+                {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(HEADER_RUNTIME_NS, elapsed_nanos.to_string().as_str());
+                    let _ = self
+                        .client
+                        .publish_with_headers(to, headers, Bytes::from(reply))
+                        .await;
+                }
+                self.emitter
+                    .event(
+                        &self.meta.namespace,
+                        events::FUNCTION_EXEC_SUCCEEDED,
+                        FunctionExecSucceeded {
+                            workload_name: self.meta.name.clone(),
+                            workload_id: self.meta.id.clone(),
+                            trigger_subject: subject.to_owned(),
+                            elapsed_nanos,
+                            namespace: self.meta.namespace.clone(),
+                        },
+                    )
+                    .await;
+            }
+            Outcome::Failed { code, message } => {
+                if let Some(to) = msg.reply.clone() {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(HEADER_SERVICE_ERROR, one_line(&message).as_str());
+                    headers.insert(
+                        HEADER_SERVICE_ERROR_CODE,
+                        (code as u16).to_string().as_str(),
+                    );
+                    let _ = self
+                        .client
+                        .publish_with_headers(to, headers, Bytes::new())
+                        .await;
+                }
+                self.emitter
+                    .event(
+                        &self.meta.namespace,
+                        events::FUNCTION_EXEC_FAILED,
+                        FunctionExecFailed {
+                            workload_name: self.meta.name.clone(),
+                            workload_id: self.meta.id.clone(),
+                            trigger_subject: subject.to_owned(),
+                            namespace: self.meta.namespace.clone(),
+                            error: message,
+                            code: code as u16,
+                        },
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// Header values cannot hold line breaks.
+fn one_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    flat.chars().take(1024).collect()
+}
+
+async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let Ok(permit) = wl.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let wl = wl.clone();
+        tokio::spawn(async move {
+            wl.handle(msg).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Restarts the agent whenever it dies, with back-off, until the workload stops.
+async fn supervise(
+    wl: Arc<Workload>,
+    spec: AgentSpec,
+    logs: LogTarget,
+    mut exit: oneshot::Receiver<Exit>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let ended = (&mut exit).await.unwrap_or(Exit {
+            code: -1,
+            message: "agent lost".into(),
+        });
+        if wl.stopping.load(Ordering::Acquire) {
+            wl.agent_event(events::AGENT_STOPPED, ended.code, ended.message)
+                .await;
+            return;
+        }
+        tracing::warn!(workload_id = %wl.meta.id, code = ended.code, "agent stopped: {}", ended.message);
+        wl.agent_event(events::AGENT_STOPPED, ended.code, ended.message)
+            .await;
+        loop {
+            tokio::time::sleep(backoff).await;
+            if wl.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            match AgentConn::spawn(&spec, logs.clone()).await {
+                Ok((conn, _ready, next_exit)) => {
+                    *wl.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                    exit = next_exit;
+                    wl.agent_event(events::AGENT_STARTED, 0, "restarted".into())
+                        .await;
+                    backoff = Duration::from_millis(50);
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(workload_id = %wl.meta.id, "agent restart failed: {e}");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

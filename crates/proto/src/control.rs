@@ -1,0 +1,450 @@
+//! JSON bodies of the control plane: requests to nodes and the envelopes they answer with.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Answer `type` of a ping or workload ping.
+pub const PING_RESPONSE_TYPE: &str = "io.nats.nex.v1.ping_response";
+/// Answer `type` of an auction.
+pub const AUCTION_RESPONSE_TYPE: &str = "io.nats.nex.v1.auction_response";
+/// Answer `type` of an info request.
+pub const INFO_RESPONSE_TYPE: &str = "io.nats.nex.v1.info_response";
+/// Answer `type` of a deploy request.
+pub const RUN_RESPONSE_TYPE: &str = "io.nats.nex.v1.run_response";
+/// Answer `type` of a stop request.
+pub const STOP_RESPONSE_TYPE: &str = "io.nats.nex.v1.stop_response";
+/// Answer `type` of a lame-duck request.
+pub const LAMEDUCK_RESPONSE_TYPE: &str = "io.nats.nex.v1.lameduck_response";
+
+/// Standard tag: operating system of the node.
+pub const TAG_OS: &str = "nex.os";
+/// Standard tag: CPU architecture of the node.
+pub const TAG_ARCH: &str = "nex.arch";
+/// Standard tag: number of CPUs.
+pub const TAG_CPUCOUNT: &str = "nex.cpucount";
+/// Standard tag: `true` when workloads run without the OS sandbox.
+pub const TAG_UNSAFE: &str = "nex.unsafe";
+/// Standard tag: `true` once the node is in lame-duck mode.
+pub const TAG_LAMEDUCK: &str = "nex.lameduck";
+
+/// Every control answer: `data` on success, `error` (a sentence a user can act on) on failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "Option::default")]
+    pub data: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl<T> Envelope<T> {
+    /// A successful answer.
+    pub fn ok(kind: &str, data: T) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    /// A failed answer.
+    pub fn err(kind: &str, error: impl fmt::Display) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            data: None,
+            error: Some(error.to_string()),
+        }
+    }
+
+    /// The data, or the error text when the answer is a failure.
+    pub fn into_result(self) -> Result<T, String> {
+        match (self.error, self.data) {
+            (Some(e), _) => Err(e),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(format!("answer of type {} carried no data", self.kind)),
+        }
+    }
+}
+
+/// Kind of workload a node can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadType {
+    /// A JavaScript function (upstream's `v8` is the same thing).
+    #[serde(alias = "v8")]
+    Javascript,
+    /// A WASI preview-1 command module.
+    Wasm,
+}
+
+impl WorkloadType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadType::Javascript => "javascript",
+            WorkloadType::Wasm => "wasm",
+        }
+    }
+
+    /// Guess the type from a file name: `.js`/`.mjs` is JavaScript, `.wasm` is WebAssembly.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".js") || lower.ends_with(".mjs") {
+            Some(WorkloadType::Javascript)
+        } else if lower.ends_with(".wasm") {
+            Some(WorkloadType::Wasm)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for WorkloadType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WorkloadType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "javascript" | "js" | "v8" => Ok(WorkloadType::Javascript),
+            "wasm" | "webassembly" => Ok(WorkloadType::Wasm),
+            other => Err(format!(
+                "unknown workload type `{other}`: expected `javascript` or `wasm`"
+            )),
+        }
+    }
+}
+
+/// Per-workload limits a deploy may set (nex addition). Unset fields take the node's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payload_bytes: Option<u32>,
+}
+
+/// Limits with every field decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedLimits {
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    pub max_concurrency: u32,
+    pub max_payload_bytes: u32,
+}
+
+impl ResolvedLimits {
+    /// The defaults a node applies when a deploy sets nothing.
+    pub const DEFAULT: ResolvedLimits = ResolvedLimits {
+        memory_mb: 64,
+        timeout_ms: 5_000,
+        max_concurrency: 16,
+        max_payload_bytes: 1024 * 1024,
+    };
+
+    /// Caps on what a deploy may ask for.
+    pub const MAX: ResolvedLimits = ResolvedLimits {
+        memory_mb: 4096,
+        timeout_ms: 15 * 60 * 1000,
+        max_concurrency: 256,
+        max_payload_bytes: 64 * 1024 * 1024,
+    };
+
+    /// Fill unset fields of `limits` from `self`, refusing values of zero or above [`Self::MAX`].
+    pub fn apply(self, limits: Option<&Limits>) -> Result<ResolvedLimits, String> {
+        let Some(l) = limits else { return Ok(self) };
+        fn pick<T: Copy + PartialOrd + Default + fmt::Display>(
+            name: &str,
+            asked: Option<T>,
+            default: T,
+            max: T,
+        ) -> Result<T, String> {
+            match asked {
+                None => Ok(default),
+                Some(v) if v == T::default() => Err(format!("limit {name} must be above 0")),
+                Some(v) if v > max => Err(format!("limit {name} = {v} is above the maximum {max}")),
+                Some(v) => Ok(v),
+            }
+        }
+        let max = Self::MAX;
+        Ok(ResolvedLimits {
+            memory_mb: pick("memory_mb", l.memory_mb, self.memory_mb, max.memory_mb)?,
+            timeout_ms: pick("timeout_ms", l.timeout_ms, self.timeout_ms, max.timeout_ms)?,
+            max_concurrency: pick(
+                "max_concurrency",
+                l.max_concurrency,
+                self.max_concurrency,
+                max.max_concurrency,
+            )?,
+            max_payload_bytes: pick(
+                "max_payload_bytes",
+                l.max_payload_bytes,
+                self.max_payload_bytes,
+                max.max_payload_bytes,
+            )?,
+        })
+    }
+}
+
+/// `$NEX.DEPLOY.<ns>.<node>` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// Workload id; the node makes one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub workload_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `javascript` (or `v8`) or `wasm`; kept as text so an unknown type gets a clear error.
+    #[serde(rename = "type")]
+    pub workload_type: String,
+    /// `nats://BUCKET/key`, or `file://` where the node allows local files.
+    pub location: String,
+    /// SHA-256 hex of the artifact; the node verifies it.
+    #[serde(default)]
+    pub hash: String,
+    #[serde(default)]
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub trigger_subjects: Vec<String>,
+    /// Base64 of the JSON map `{K: V}`, sealed with the sender's xkey to the node's xkey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_public_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_jwt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_services_config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// `$NEX.STOP.<ns>.<node>` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    pub workload_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_jwt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+/// `$NEX.AUCTION` body: only nodes that match every given criterion answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandboxed: Option<bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_types: Vec<WorkloadType>,
+}
+
+/// Answer to `$NEX.PING`, `$NEX.PING.<node>` and `$NEX.AUCTION`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingResponse {
+    pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexus: Option<String>,
+    pub version: String,
+    pub uptime: String,
+    pub target_xkey: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub running_machines: usize,
+}
+
+/// One running workload, as a workload ping lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MachineSummary {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub workload_type: WorkloadType,
+}
+
+/// Answer to `$NEX.WPING.<ns>[.<workload>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadPingResponse {
+    pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexus: Option<String>,
+    pub version: String,
+    pub uptime: String,
+    pub target_xkey: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub running_machines: Vec<MachineSummary>,
+}
+
+/// Host memory figures in KiB.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemoryStat {
+    pub total: u64,
+    pub free: u64,
+    pub available: u64,
+}
+
+/// What a running workload is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadDescription {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub runtime: String,
+    #[serde(rename = "type")]
+    pub workload_type: WorkloadType,
+    pub hash: String,
+    #[serde(default)]
+    pub trigger_subjects: Vec<String>,
+}
+
+/// One workload in an info answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MachineInfo {
+    pub id: String,
+    pub healthy: bool,
+    pub uptime: String,
+    pub namespace: String,
+    pub workload: WorkloadDescription,
+}
+
+/// Answer to `$NEX.INFO.<ns>.<node>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InfoResponse {
+    pub node_id: String,
+    pub version: String,
+    pub uptime: String,
+    pub public_xkey: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub memory: MemoryStat,
+    pub machines: Vec<MachineInfo>,
+    pub supported_workload_types: Vec<WorkloadType>,
+    /// Isolation measures in force for workloads (nex addition).
+    #[serde(default)]
+    pub sandbox: BTreeMap<String, String>,
+}
+
+/// Answer to a deploy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResponse {
+    pub started: bool,
+    pub id: String,
+    #[serde(default)]
+    pub issuer: String,
+    pub name: String,
+}
+
+/// Answer to a stop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopResponse {
+    pub stopped: bool,
+    pub id: String,
+    #[serde(default)]
+    pub issuer: String,
+    pub name: String,
+}
+
+/// Answer to a lame-duck request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LameduckResponse {
+    pub node_id: String,
+    pub success: bool,
+}
+
+/// Formats a duration the way Go does (`1h2m3s`, `4.5s`, `12ms`), as upstream's uptimes read.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v8_is_javascript_and_unknown_types_are_named() {
+        let t: WorkloadType = serde_json::from_str("\"v8\"").unwrap();
+        assert_eq!(t, WorkloadType::Javascript);
+        let err = "elf".parse::<WorkloadType>().unwrap_err();
+        assert!(err.contains("elf"), "{err}");
+    }
+
+    #[test]
+    fn deploy_rejects_unknown_fields() {
+        let err = serde_json::from_str::<DeployRequest>(
+            r#"{"workload_name":"a","type":"wasm","location":"x","bogus":1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn limits_fill_defaults_and_refuse_nonsense() {
+        let d = ResolvedLimits::DEFAULT;
+        let l = Limits {
+            timeout_ms: Some(100),
+            ..Default::default()
+        };
+        let r = d.apply(Some(&l)).unwrap();
+        assert_eq!(r.timeout_ms, 100);
+        assert_eq!(r.memory_mb, d.memory_mb);
+        let zero = Limits {
+            memory_mb: Some(0),
+            ..Default::default()
+        };
+        assert!(d.apply(Some(&zero)).unwrap_err().contains("memory_mb"));
+        let huge = Limits {
+            max_concurrency: Some(100_000),
+            ..Default::default()
+        };
+        assert!(d.apply(Some(&huge)).unwrap_err().contains("maximum"));
+    }
+
+    #[test]
+    fn envelope_round_trip() {
+        let e: Envelope<RunResponse> = Envelope::err(RUN_RESPONSE_TYPE, "no");
+        let s = serde_json::to_string(&e).unwrap();
+        let back: Envelope<RunResponse> = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.into_result().unwrap_err(), "no");
+    }
+
+    #[test]
+    fn go_style_durations() {
+        use std::time::Duration;
+        assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
+        assert_eq!(format_duration(Duration::from_secs(61)), "1m1s");
+        assert_eq!(format_duration(Duration::from_secs(3725)), "1h2m5s");
+    }
+}

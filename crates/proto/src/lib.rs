@@ -1,0 +1,30 @@
+//! Wire types and subject names of nex.
+//!
+//! This crate owns every string and byte layout that crosses a process boundary, and nothing else:
+//! it does no I/O and knows nothing of NATS clients, runtimes or the file system.
+//!
+//! Layout:
+//! - [`subjects`]: every NATS subject nex uses, built in one place.
+//! - [`control`]: JSON bodies of the control plane (`$NEX.*`) requests and answers.
+//! - [`events`]: CloudEvents envelopes and event payloads, and log lines.
+//! - [`agent_wire`]: the framed binary protocol between a node and its per-workload agent process.
+//! - [`validate`]: checks on names and trigger subjects shared by the node and the CLI.
+
+pub mod agent_wire;
+pub mod control;
+pub mod events;
+pub mod subjects;
+pub mod validate;
+
+/// The nex version every node and CLI reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Header on a successful function reply: the function's execution time in nanoseconds.
+pub const HEADER_RUNTIME_NS: &str = "x-nex-runtime-ns";
+/// NATS service-error header carrying a human-readable message.
+pub const HEADER_SERVICE_ERROR: &str = "Nats-Service-Error";
+/// NATS service-error header carrying a numeric code (HTTP-like).
+pub const HEADER_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+
+/// Object-store bucket `nex devrun` uploads artifacts to.
+pub const DEVRUN_BUCKET: &str = "NEXCLIFILES";

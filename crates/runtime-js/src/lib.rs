@@ -1,0 +1,480 @@
+//! JavaScript runtime for nex functions, on QuickJS-ng through `rquickjs`.
+//!
+//! This crate owns evaluating a function's source once (the file is an expression that yields
+//! `(subject, payload) => reply`), calling it per trigger with `payload` as a `Uint8Array` and
+//! `this.hostServices` bound, awaiting a returned Promise, and turning the returned value into reply
+//! bytes (bytes as-is, strings as UTF-8, other values as JSON, `undefined`/`null` as no reply).
+//! It enforces the memory limit (QuickJS allocator cap), the time limit (interrupt handler) and a
+//! stack limit, and routes `console.*` to a sink the embedder provides.
+//!
+//! A [`JsFunction`] is single-threaded (`!Send`): create and use it on one thread.
+//! It knows nothing of NATS or the agent protocol.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rquickjs::context::EvalOptions;
+use rquickjs::function::{Rest, This};
+use rquickjs::{
+    ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise,
+    Runtime, TypedArray, Value,
+};
+
+/// Version of the `rquickjs` binding in use.
+pub const RQUICKJS_VERSION: &str = "0.14";
+
+/// Stack QuickJS may use; the thread running a [`JsFunction`] needs more than this.
+pub const MAX_STACK_BYTES: usize = 1024 * 1024;
+
+/// Errors loading a function.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The QuickJS runtime could not be created.
+    #[error("could not create the JavaScript runtime: {0}")]
+    Runtime(String),
+    /// The source has a syntax error or threw while evaluating.
+    #[error("the JavaScript source does not evaluate: {0}")]
+    Eval(String),
+    /// The source evaluated to something other than a function.
+    #[error(
+        "the JavaScript source evaluates to {0}, not a function: the file must be an expression \
+         like `(subject, payload) => payload`"
+    )]
+    NotAFunction(String),
+}
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvokeError {
+    /// The function ran past its deadline.
+    #[error("the function exceeded its time limit of {0:?}")]
+    Timeout(Duration),
+    /// The function used more memory than allowed.
+    #[error("the function exceeded its memory limit of {0} MiB")]
+    OutOfMemory(usize),
+    /// The function threw (or its Promise rejected).
+    #[error("the function threw: {0}")]
+    Exception(String),
+    /// The function's return value could not be turned into bytes.
+    #[error("the function's return value cannot be sent: {0}")]
+    BadReply(String),
+}
+
+/// Level of a `console.*` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Receives console output: invocation id (0 while loading), level, text.
+pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
+
+/// Limits and settings of one function.
+#[derive(Debug, Clone)]
+pub struct JsConfig {
+    /// Heap cap, bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock limit per invocation (and for evaluating the source).
+    pub timeout: Duration,
+    /// Environment, visible as `this.env` and `process.env`.
+    pub env: BTreeMap<String, String>,
+    /// Workload name, used as the script's file name in stack traces.
+    pub name: String,
+}
+
+impl Default for JsConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(5),
+            env: BTreeMap::new(),
+            name: "function".into(),
+        }
+    }
+}
+
+/// Result of one invocation.
+#[derive(Debug)]
+pub struct Invocation {
+    pub result: Result<Vec<u8>, InvokeError>,
+    pub elapsed: Duration,
+}
+
+/// A loaded JavaScript function, ready to call many times.
+pub struct JsFunction {
+    // Field order is drop order: values held across calls must go before their context and
+    // runtime, or QuickJS aborts on leaked objects.
+    function: Persistent<Function<'static>>,
+    this: Persistent<Object<'static>>,
+    context: Context,
+    _runtime: Runtime,
+    deadline: Rc<Cell<Option<Instant>>>,
+    current: Rc<Cell<u64>>,
+    config: JsConfig,
+}
+
+fn describe<'js>(ctx: &Ctx<'js>, err: CaughtError<'js>) -> String {
+    match err {
+        CaughtError::Exception(e) => {
+            let msg = e.message().unwrap_or_default();
+            let name: String = e
+                .as_object()
+                .get::<_, Option<String>>("name")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "Error".into());
+            let at = e
+                .stack()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.contains("at "))
+                        .map(|l| l.trim().to_owned())
+                })
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
+            format!("{name}: {msg}{at}")
+        }
+        CaughtError::Value(v) => ctx
+            .json_stringify(v)
+            .ok()
+            .flatten()
+            .and_then(|s| s.to_string().ok())
+            .unwrap_or_else(|| "a non-error value".into()),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+fn type_name(v: &Value<'_>) -> String {
+    v.type_name().to_owned()
+}
+
+fn install_console<'js>(
+    ctx: &Ctx<'js>,
+    sink: Rc<ConsoleSink>,
+    current: Rc<Cell<u64>>,
+) -> rquickjs::Result<()> {
+    let console = Object::new(ctx.clone())?;
+    for (name, level) in [
+        ("log", ConsoleLevel::Info),
+        ("info", ConsoleLevel::Info),
+        ("debug", ConsoleLevel::Debug),
+        ("warn", ConsoleLevel::Warn),
+        ("error", ConsoleLevel::Error),
+    ] {
+        let sink = sink.clone();
+        let current = current.clone();
+        let f = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
+            let text = args
+                .0
+                .iter()
+                .map(|v| display(&ctx, v))
+                .collect::<Vec<_>>()
+                .join(" ");
+            sink(current.get(), level, text);
+        })?;
+        console.set(name, f)?;
+    }
+    ctx.globals().set("console", console)
+}
+
+/// How `console.log` shows a value: strings as-is, everything else as JSON where possible.
+fn display<'js>(ctx: &Ctx<'js>, v: &Value<'js>) -> String {
+    if let Some(s) = v.as_string() {
+        return s.to_string().unwrap_or_default();
+    }
+    if v.is_undefined() {
+        return "undefined".into();
+    }
+    if v.is_function() {
+        return "[function]".into();
+    }
+    if let Some(e) = v.as_exception() {
+        return e.message().unwrap_or_default();
+    }
+    ctx.json_stringify(v.clone())
+        .ok()
+        .flatten()
+        .and_then(|s| s.to_string().ok())
+        .unwrap_or_else(|| format!("[{}]", v.type_name()))
+}
+
+fn install_env<'js>(
+    ctx: &Ctx<'js>,
+    this: &Object<'js>,
+    env: &BTreeMap<String, String>,
+) -> rquickjs::Result<()> {
+    let obj = Object::new(ctx.clone())?;
+    for (k, v) in env {
+        obj.set(k.as_str(), v.as_str())?;
+    }
+    this.set("env", obj.clone())?;
+    let process = Object::new(ctx.clone())?;
+    process.set("env", obj)?;
+    ctx.globals().set("process", process)
+}
+
+/// Copies the bytes a view points at.
+fn copy_raw(raw: Option<NonNull<[u8]>>) -> Vec<u8> {
+    match raw {
+        // SAFETY: the pointer comes from QuickJS for a live, attached buffer, and no JavaScript
+        // runs between obtaining it and this copy, so the memory is valid and unchanged.
+        Some(p) => unsafe { p.as_ref().to_vec() },
+        None => Vec::new(),
+    }
+}
+
+/// Turns a function's return value into reply bytes.
+fn reply_bytes<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> Result<Vec<u8>, InvokeError> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(Vec::new());
+    }
+    if let Some(s) = v.as_string() {
+        return s
+            .to_string()
+            .map(String::into_bytes)
+            .map_err(|e| InvokeError::BadReply(e.to_string()));
+    }
+    if let Some(obj) = v.as_object() {
+        if let Ok(ta) = TypedArray::<u8>::from_object(obj.clone()) {
+            return Ok(copy_raw(ta.as_raw()));
+        }
+        if let Some(ab) = ArrayBuffer::from_object(obj.clone()) {
+            return Ok(copy_raw(ab.as_raw()));
+        }
+    }
+    match ctx.json_stringify(v) {
+        Ok(Some(s)) => s
+            .to_string()
+            .map(String::into_bytes)
+            .map_err(|e| InvokeError::BadReply(e.to_string())),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(InvokeError::BadReply(e.to_string())),
+    }
+}
+
+impl JsFunction {
+    /// Evaluates `source` and keeps the function it yields.
+    pub fn load(source: &str, config: JsConfig, console: ConsoleSink) -> Result<Self, LoadError> {
+        let runtime = Runtime::new().map_err(|e| LoadError::Runtime(e.to_string()))?;
+        runtime.set_memory_limit(config.memory_bytes);
+        runtime.set_max_stack_size(MAX_STACK_BYTES);
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let d = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            d.get().is_some_and(|t| Instant::now() >= t)
+        })));
+        let context = Context::full(&runtime).map_err(|e| LoadError::Runtime(e.to_string()))?;
+        let current = Rc::new(Cell::new(0u64));
+        let sink = Rc::new(console);
+        deadline.set(Some(Instant::now() + config.timeout));
+        let loaded = context.with(|ctx| -> Result<_, LoadError> {
+            install_console(&ctx, sink.clone(), current.clone())
+                .map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let hs = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
+            this.set("hostServices", hs.clone())
+                .and_then(|()| ctx.globals().set("hostServices", hs))
+                .and_then(|()| install_env(&ctx, &this, &config.env))
+                .map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let mut opts = EvalOptions::default();
+            opts.global = true;
+            opts.strict = false;
+            opts.backtrace_barrier = true;
+            opts.filename = Some(format!("{}.js", config.name));
+            let value: Value = ctx
+                .eval_with_options(source, opts)
+                .catch(&ctx)
+                .map_err(|e| LoadError::Eval(describe(&ctx, e)))?;
+            let Some(function) = value.as_function().cloned() else {
+                return Err(LoadError::NotAFunction(type_name(&value)));
+            };
+            Ok((
+                Persistent::save(&ctx, function),
+                Persistent::save(&ctx, this),
+            ))
+        });
+        deadline.set(None);
+        let (function, this) = loaded?;
+        Ok(Self {
+            _runtime: runtime,
+            context,
+            function,
+            this,
+            deadline,
+            current,
+            config,
+        })
+    }
+
+    /// Calls the function once. `id` tags console output of this call.
+    pub fn invoke(&self, id: u64, subject: &str, payload: &[u8]) -> Invocation {
+        let started = Instant::now();
+        self.current.set(id);
+        self.deadline.set(Some(started + self.config.timeout));
+        let result = self.context.with(|ctx| self.call(&ctx, subject, payload));
+        self.deadline.set(None);
+        self.current.set(0);
+        let result = result.map_err(|e| self.refine(e, started));
+        Invocation {
+            result,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Maps an exception caused by the interrupt handler or the allocator to its real reason.
+    fn refine(&self, e: InvokeError, started: Instant) -> InvokeError {
+        match e {
+            InvokeError::Exception(m)
+                if started.elapsed() >= self.config.timeout && m.contains("interrupted") =>
+            {
+                InvokeError::Timeout(self.config.timeout)
+            }
+            InvokeError::Exception(m) if m.contains("out of memory") => {
+                InvokeError::OutOfMemory(self.config.memory_bytes >> 20)
+            }
+            other => other,
+        }
+    }
+
+    fn call<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, InvokeError> {
+        let exc = |e| InvokeError::Exception(describe(ctx, e));
+        let function = self.function.clone().restore(ctx).catch(ctx).map_err(exc)?;
+        let this = self.this.clone().restore(ctx).catch(ctx).map_err(exc)?;
+        let payload = TypedArray::<u8>::new_copy(ctx.clone(), payload)
+            .catch(ctx)
+            .map_err(exc)?;
+        let value: Value = function
+            .call((This(this), subject, payload))
+            .catch(ctx)
+            .map_err(exc)?;
+        let value = match value.as_promise() {
+            Some(p) => self.settle(ctx, p.clone())?,
+            None => value,
+        };
+        reply_bytes(ctx, value)
+    }
+
+    /// Runs queued jobs until `promise` settles.
+    fn settle<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        promise: Promise<'js>,
+    ) -> Result<Value<'js>, InvokeError> {
+        loop {
+            if let Some(r) = promise.result::<Value>() {
+                return r
+                    .catch(ctx)
+                    .map_err(|e| InvokeError::Exception(describe(ctx, e)));
+            }
+            // The runtime is locked while inside `Context::with`: run jobs through the context.
+            if !ctx.execute_pending_job() {
+                return Err(InvokeError::Exception(
+                    "the returned Promise never settles (nothing left to run)".into(),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn load(src: &str) -> Result<JsFunction, LoadError> {
+        JsFunction::load(src, JsConfig::default(), Box::new(|_, _, _| {}))
+    }
+
+    fn call(f: &JsFunction, payload: &[u8]) -> Result<Vec<u8>, InvokeError> {
+        f.invoke(1, "subj", payload).result
+    }
+
+    #[test]
+    fn the_seed_echo_returns_the_payload_bytes() {
+        let f = load("(subject, payload) => {\n  console.log(subject);\n  return payload;\n};\n")
+            .unwrap();
+        assert_eq!(call(&f, b"hi\0\xff").unwrap(), b"hi\0\xff");
+    }
+
+    #[test]
+    fn replies_are_bytes_strings_or_json() {
+        let f = load("(s, p) => s + ':' + p.length").unwrap();
+        assert_eq!(call(&f, b"abc").unwrap(), b"subj:3");
+        let f = load("(s, p) => ({a: 1, s})").unwrap();
+        assert_eq!(call(&f, b"").unwrap(), br#"{"a":1,"s":"subj"}"#);
+        let f = load("(s, p) => undefined").unwrap();
+        assert_eq!(call(&f, b"x").unwrap(), b"");
+        let f = load("async (s, p) => { await null; return 'later'; }").unwrap();
+        assert_eq!(call(&f, b"").unwrap(), b"later");
+    }
+
+    #[test]
+    fn console_goes_to_the_sink() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let f = JsFunction::load(
+            "(s) => { console.warn('w', 1, {a: 2}); }",
+            JsConfig::default(),
+            Box::new(move |id, l, t| s.borrow_mut().push((id, l, t))),
+        )
+        .unwrap();
+        f.invoke(9, "x", b"").result.unwrap();
+        assert_eq!(
+            seen.borrow().as_slice(),
+            &[(9, ConsoleLevel::Warn, "w 1 {\"a\":2}".to_owned())]
+        );
+    }
+
+    #[test]
+    fn errors_are_clear_and_the_function_keeps_working() {
+        let err = load("(s, p) => {").err().unwrap();
+        assert!(err.to_string().contains("SyntaxError"), "{err}");
+        let err = load("42").err().unwrap();
+        assert!(matches!(err, LoadError::NotAFunction(_)), "{err}");
+        let f = load("(s, p) => { if (p.length) throw new Error('boom'); return 'ok'; }").unwrap();
+        let e = call(&f, b"x").unwrap_err();
+        assert!(e.to_string().contains("boom"), "{e}");
+        assert_eq!(call(&f, b"").unwrap(), b"ok");
+        let f = load("async () => { throw new TypeError('nope'); }").unwrap();
+        assert!(call(&f, b"").unwrap_err().to_string().contains("nope"));
+    }
+
+    #[test]
+    fn runaway_code_is_stopped() {
+        let cfg = JsConfig {
+            timeout: Duration::from_millis(100),
+            memory_bytes: 16 << 20,
+            ..Default::default()
+        };
+        let f = JsFunction::load(
+            "(s, p) => { if (s === 'loop') while (true) {} if (s === 'mem') { let a = []; while (true) a.push(new Array(1e5).fill(1)); } if (s === 'deep') { const r = (n) => r(n + 1) + 1; return r(0); } return 'fine'; }",
+            cfg,
+            Box::new(|_, _, _| {}),
+        )
+        .unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            f.invoke(1, "loop", b"").result.unwrap_err(),
+            InvokeError::Timeout(Duration::from_millis(100))
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(matches!(
+            f.invoke(2, "mem", b"").result.unwrap_err(),
+            InvokeError::OutOfMemory(16)
+        ));
+        let deep = f.invoke(3, "deep", b"").result.unwrap_err();
+        assert!(deep.to_string().contains("stack"), "{deep}");
+        assert_eq!(f.invoke(4, "ok", b"").result.unwrap(), b"fine");
+    }
+}

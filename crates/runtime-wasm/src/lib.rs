@@ -1,0 +1,427 @@
+//! WebAssembly runtime for nex functions: WASI preview-1 *command* modules on wasmtime.
+//!
+//! This crate owns compiling a module (once per artifact hash, cached on disk so a restart does
+//! not recompile), checking that it is a runnable command, and running it once per trigger:
+//! `argv = [argv0, subject]`, stdin = payload, stdout = reply, stderr = log text. Each run gets a
+//! fresh instance from a pre-linked [`InstancePre`] in wasmtime's pooling allocator (copy-on-write
+//! memory images), a memory cap and a deadline enforced by epoch interruption.
+//!
+//! It knows nothing of NATS, processes or the agent protocol: the agent drives it.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+/// How often the epoch advances; deadlines are rounded up to this.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Most stderr bytes kept per invocation.
+const MAX_STDERR: usize = 64 * 1024;
+
+/// Errors loading a module.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("the artifact is not a WebAssembly module (it does not start with `\\0asm`)")]
+    NotWasm,
+    /// The bytes are a component, which this runtime does not run yet.
+    #[error(
+        "the artifact is a WebAssembly component; nex runs WASI preview-1 command modules \
+         (build with `--target wasm32-wasip1`)"
+    )]
+    Component,
+    /// Compilation failed.
+    #[error("the WebAssembly module does not compile: {0}")]
+    Compile(String),
+    /// The module has no `_start` export.
+    #[error(
+        "the WebAssembly module exports no `_start` function: build a WASI command (a binary with \
+         `main`), not a library"
+    )]
+    NoStart,
+    /// The module imports something WASI preview 1 does not provide.
+    #[error("the WebAssembly module cannot be linked: {0}")]
+    Link(String),
+    /// The engine could not be built with the requested limits.
+    #[error("could not configure wasmtime: {0}")]
+    Engine(String),
+}
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvokeError {
+    /// The function ran past its deadline and was interrupted.
+    #[error("the function exceeded its time limit of {0:?}")]
+    Timeout(Duration),
+    /// The function trapped (panic, unreachable, out of bounds, memory limit...).
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    /// The function exited with a non-zero status.
+    #[error("the function exited with status {0}")]
+    Exit(i32),
+    /// The function wrote more output than allowed.
+    #[error("the function's reply is larger than {0} bytes")]
+    OutputTooLarge(usize),
+    /// No instance could be made (pool exhausted, memory limit at start).
+    #[error("could not instantiate the function: {0}")]
+    Instantiate(String),
+}
+
+/// Limits and settings of one loaded function.
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Linear memory cap per instance, bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock limit per invocation.
+    pub timeout: Duration,
+    /// Most instances alive at once (size of the pool).
+    pub max_concurrency: u32,
+    /// Most reply bytes.
+    pub max_output_bytes: usize,
+    /// Directory of the compiled-module cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// `argv[0]` the function sees.
+    pub argv0: String,
+    /// Environment variables the function sees.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(5),
+            max_concurrency: 16,
+            max_output_bytes: 8 << 20,
+            cache_dir: None,
+            argv0: "nexfunction".into(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What happened while loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadInfo {
+    /// The compiled module came from the disk cache.
+    pub cache_hit: bool,
+    /// Time spent compiling or deserializing.
+    pub load_time: Duration,
+}
+
+/// Result of one invocation: the reply or why it failed, plus what the function wrote to stderr.
+#[derive(Debug)]
+pub struct Invocation {
+    pub result: Result<Vec<u8>, InvokeError>,
+    pub stderr: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+struct State {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+/// A compiled, linked, ready-to-instantiate WASI command.
+pub struct WasmFunction {
+    engine: Engine,
+    pre: InstancePre<State>,
+    config: WasmConfig,
+    deadline_ticks: u64,
+    ticker: Arc<Ticker>,
+}
+
+impl Drop for WasmFunction {
+    fn drop(&mut self) {
+        self.ticker.shutdown();
+    }
+}
+
+fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
+    let mut pool = PoolingAllocationConfig::new();
+    let slots = config.max_concurrency.max(1) + 1;
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        .total_component_instances(0)
+        .max_memory_size(config.memory_bytes);
+    let mut c = Config::new();
+    c.epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .parallel_compilation(true);
+    Engine::new(&c).map_err(|e| LoadError::Engine(format!("{e:#}")))
+}
+
+/// Detects what kind of binary `bytes` is, before compiling.
+pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Core modules are version 1 (`01 00 00 00`); components use a layer-1 header (`.. .. 01 00`).
+    if bytes[4..8] != [1, 0, 0, 0] && bytes[6..8] == [1, 0] {
+        return Err(LoadError::Component);
+    }
+    Ok(())
+}
+
+fn cache_path(engine: &Engine, dir: &Path, hash: &str) -> Option<PathBuf> {
+    if hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    Some(dir.join(format!("{hash}-{:016x}.cwasm", h.finish())))
+}
+
+fn load_module(
+    engine: &Engine,
+    bytes: &[u8],
+    hash: &str,
+    cache_dir: Option<&Path>,
+) -> Result<(Module, bool), LoadError> {
+    let path = cache_dir.and_then(|d| cache_path(engine, d, hash));
+    if let Some(p) = path.as_deref().filter(|p| p.is_file()) {
+        // SAFETY: the file is one this crate serialized with a compatible engine (the name carries
+        // the engine's compatibility hash) into the node's private cache directory; wasmtime
+        // checks its header and version before use, and we fall back to compiling on any error.
+        match unsafe { Module::deserialize_file(engine, p) } {
+            Ok(m) => return Ok((m, true)),
+            Err(e) => tracing::warn!(path = %p.display(), "ignoring bad cache entry: {e:#}"),
+        }
+    }
+    let module = Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    if let Some(p) = path
+        && let Err(e) = store_in_cache(&module, &p)
+    {
+        tracing::warn!(path = %p.display(), "could not write compiled-module cache: {e:#}");
+    }
+    Ok((module, false))
+}
+
+fn store_in_cache(module: &Module, path: &Path) -> std::io::Result<()> {
+    let bytes = module
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+impl WasmFunction {
+    /// Compiles (or loads from cache) and links `bytes`, whose SHA-256 hex is `hash`.
+    pub fn load(
+        bytes: &[u8],
+        hash: &str,
+        config: WasmConfig,
+    ) -> Result<(Self, LoadInfo), LoadError> {
+        check_header(bytes)?;
+        let engine = engine(&config)?;
+        let started = Instant::now();
+        let (module, cache_hit) = load_module(&engine, bytes, hash, config.cache_dir.as_deref())?;
+        let load_time = started.elapsed();
+        match module.get_export("_start") {
+            Some(wasmtime::ExternType::Func(_)) => {}
+            _ => return Err(LoadError::NoStart),
+        }
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let deadline_ticks = config.timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
+        let ticker = Ticker::spawn(engine.clone());
+        Ok((
+            Self {
+                engine,
+                pre,
+                config,
+                deadline_ticks,
+                ticker,
+            },
+            LoadInfo {
+                cache_hit,
+                load_time,
+            },
+        ))
+    }
+
+    /// The settings this function was loaded with.
+    pub fn config(&self) -> &WasmConfig {
+        &self.config
+    }
+
+    /// Runs the command once with `argv[1] = subject` and `payload` on stdin.
+    /// Safe to call from many threads at once, up to `max_concurrency`.
+    pub fn invoke(&self, subject: &str, payload: Vec<u8>) -> Invocation {
+        let started = Instant::now();
+        let stdout = MemoryOutputPipe::new(self.config.max_output_bytes);
+        let stderr = MemoryOutputPipe::new(MAX_STDERR);
+        let wasi = WasiCtxBuilder::new()
+            .args(&[self.config.argv0.as_str(), subject])
+            .envs(&self.config.env)
+            .stdin(MemoryInputPipe::new(payload))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build_p1();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.config.memory_bytes)
+            .instances(1)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, State { wasi, limits });
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        self.ticker.enter();
+        let result = self.run(&mut store);
+        self.ticker.leave();
+        drop(store);
+        let stderr = stderr.try_into_inner().map(Vec::from).unwrap_or_default();
+        let result = result.map(|()| stdout.try_into_inner().map(Vec::from).unwrap_or_default());
+        Invocation {
+            result,
+            stderr,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn run(&self, store: &mut Store<State>) -> Result<(), InvokeError> {
+        let instance = self
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut *store, "_start")
+            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+        match start.call(&mut *store, ()) {
+            Ok(()) => Ok(()),
+            // `proc_exit(0)` is a normal end of a command.
+            Err(e) if e.downcast_ref::<I32Exit>().is_some_and(|x| x.0 == 0) => Ok(()),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    fn classify(&self, e: wasmtime::Error) -> InvokeError {
+        if let Some(exit) = e.downcast_ref::<I32Exit>() {
+            return InvokeError::Exit(exit.0);
+        }
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return InvokeError::Timeout(self.config.timeout);
+        }
+        let text = format!("{e:#}");
+        if text.contains("write beyond capacity") {
+            return InvokeError::OutputTooLarge(self.config.max_output_bytes);
+        }
+        if text.contains("forcing trap when growing memory") {
+            return InvokeError::Trap(format!(
+                "memory limit of {} MiB exceeded",
+                self.config.memory_bytes >> 20
+            ));
+        }
+        // Keep the first line (the reason) and the innermost wasm frame, not the whole backtrace.
+        let reason = e
+            .downcast_ref::<Trap>()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| text.lines().next().unwrap_or("unknown error").to_owned());
+        InvokeError::Trap(reason)
+    }
+}
+
+/// Advances the engine's epoch while at least one invocation runs, and sleeps otherwise, so an
+/// idle function costs no wake-ups.
+struct Ticker {
+    in_flight: AtomicUsize,
+    stop: AtomicBool,
+    thread: std::thread::Thread,
+}
+
+impl Ticker {
+    fn spawn(engine: Engine) -> Arc<Ticker> {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
+        let handle = std::thread::Builder::new()
+            .name("nex-epoch".into())
+            .spawn(move || {
+                let Ok(t) = rx.recv() else { return };
+                while !t.stop.load(Ordering::Acquire) {
+                    if t.in_flight.load(Ordering::Acquire) == 0 {
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch thread");
+        let t = Arc::new(Ticker {
+            in_flight: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            thread: handle.thread().clone(),
+        });
+        let _ = tx.send(t.clone());
+        t
+    }
+
+    fn enter(&self) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+    }
+
+    fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_checked_before_compiling() {
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x0d\x00\x01\x00"),
+            Err(LoadError::Component)
+        ));
+        assert!(check_header(b"\0asm\x01\x00\x00\x00").is_ok());
+    }
+
+    #[test]
+    fn an_empty_module_has_no_start() {
+        let err = WasmFunction::load(b"\0asm\x01\x00\x00\x00", "", WasmConfig::default())
+            .err()
+            .unwrap();
+        assert!(matches!(err, LoadError::NoStart), "{err}");
+    }
+
+    #[test]
+    fn garbage_after_the_header_is_a_compile_error() {
+        let err = WasmFunction::load(b"\0asm\x01\x00\x00\x00\xff\xff", "", WasmConfig::default())
+            .err()
+            .unwrap();
+        assert!(matches!(err, LoadError::Compile(_)), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Builds the WebAssembly guests the tests run — the seed's `examples/echofunction` and the
+//! fixtures in `guests/` — from source for `wasm32-wasip1`, and tells the crate where they are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn build(cargo: &str, manifest: &Path, target_dir: &Path) {
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip1"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        // The outer build's settings are for the host, not for the guest.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_PROFILE_RELEASE_LTO")
+        .status()
+        .expect("run cargo for the wasm guests");
+    assert!(
+        status.success(),
+        "building {} for wasm32-wasip1 failed; is the target installed? \
+         (rustup target add wasm32-wasip1)",
+        manifest.display()
+    );
+}
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = out.join("guests-target");
+    for dir in ["guests", "examples/echofunction"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join(dir).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join(dir).join("Cargo.toml").display()
+        );
+        build(&cargo, &root.join(dir).join("Cargo.toml"), &target_dir);
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guests/fixtures/src/bin").display()
+    );
+    println!(
+        "cargo:rustc-env=NEX_GUEST_WASM_DIR={}",
+        target_dir.join("wasm32-wasip1/release").display()
+    );
+    println!("cargo:rustc-env=NEX_REPO_ROOT={}", root.display());
+}

@@ -1,0 +1,4 @@
+(subject, payload) => {
+  console.log(subject);
+  return payload;
+};
