@@ -1,1 +1,236 @@
-fn main() {}
+//! `nex-bench`: measures nex functions and the floor they compete with — a hand-written
+//! async-nats echo responder in its own process — side by side, in one run, against one
+//! nats-server, with the same client, and prints ratios.
+//!
+//! Run: `cargo build --release -p nex-cli -p nex-bench && target/release/nex-bench`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use futures::StreamExt;
+use nex_client::NexClient;
+use nex_client::devrun::DevrunOptions;
+use nex_client::keys::SenderKeys;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark nex functions against a raw async-nats responder")]
+struct Args {
+    /// Sequential requests per target for the latency figures.
+    #[arg(long, default_value_t = 3000)]
+    latency_requests: usize,
+    /// Requests per target for the throughput figures.
+    #[arg(long, default_value_t = 20000)]
+    throughput_requests: usize,
+    /// Concurrency of the throughput run.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 16)]
+    payload: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench.json")]
+    json: PathBuf,
+    /// Internal: run as the raw responder on this NATS URL.
+    #[arg(long, hide = true)]
+    responder: Option<String>,
+}
+
+/// The floor: the echo service a user would write by hand with async-nats.
+async fn responder(url: &str) -> anyhow::Result<()> {
+    let client = async_nats::connect(url).await?;
+    let mut sub = client.queue_subscribe("bench.raw", "raw".into()).await?;
+    client.flush().await?;
+    println!("ready");
+    while let Some(msg) = sub.next().await {
+        if let Some(reply) = msg.reply {
+            let mut out = Vec::with_capacity(msg.payload.len() + msg.subject.len());
+            out.extend_from_slice(&msg.payload);
+            out.extend_from_slice(msg.subject.as_bytes());
+            client.publish(reply, out.into()).await?;
+        }
+    }
+    Ok(())
+}
+
+struct Target {
+    name: &'static str,
+    subject: &'static str,
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    name: String,
+    p50_us: f64,
+    p99_us: f64,
+    mean_us: f64,
+    throughput_rps: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+async fn measure(client: &async_nats::Client, t: &Target, args: &Args) -> anyhow::Result<Row> {
+    let payload = Bytes::from(vec![b'x'; args.payload]);
+    // Warm up.
+    for _ in 0..300 {
+        client.request(t.subject, payload.clone()).await?;
+    }
+    let mut lat = Vec::with_capacity(args.latency_requests);
+    for _ in 0..args.latency_requests {
+        let s = Instant::now();
+        let m = client.request(t.subject, payload.clone()).await?;
+        lat.push(s.elapsed());
+        anyhow::ensure!(!m.payload.is_empty(), "{} returned nothing", t.name);
+    }
+    lat.sort();
+    let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1e6 / lat.len() as f64;
+
+    let per_task = args.throughput_requests / args.concurrency;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let payload = payload.clone();
+            let subject = t.subject;
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    client.request(subject, payload.clone()).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Row {
+        name: t.name.to_owned(),
+        p50_us: percentile(&lat, 0.50),
+        p99_us: percentile(&lat, 0.99),
+        mean_us: mean,
+        throughput_rps: (per_task * args.concurrency) as f64 / secs,
+    })
+}
+
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nex_binary() -> anyhow::Result<PathBuf> {
+    let dir = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .to_path_buf();
+    let nex = dir.join("nex");
+    anyhow::ensure!(
+        nex.is_file(),
+        "{} not found: build it with `cargo build --release -p nex-cli -p nex-bench`",
+        nex.display()
+    );
+    Ok(nex)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(url) = &args.responder {
+        return responder(url).await;
+    }
+    let nats = nex_test_support::nats();
+    let url = nats.url();
+
+    let mut raw = Command::new(std::env::current_exe()?)
+        .args(["--responder", &url])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(raw.stdout.take().context("stdout")?).read_line(&mut line)?;
+    }
+    let _raw = KillOnDrop(raw);
+
+    let home = tempfile::tempdir()?;
+    let node = nex_test_support::NodeProcess::start(&nex_binary()?, &url, home.path(), &[])?;
+    let client = async_nats::connect(&url).await?;
+    let nex = NexClient::new(client.clone(), "default", Duration::from_secs(30));
+    let keys = SenderKeys::load_or_create(home.path())?;
+    let limits = Some(nex_proto::control::Limits {
+        max_concurrency: Some(args.concurrency as u32),
+        ..Default::default()
+    });
+    for (file, subject) in [
+        (nex_test_support::guest("echofunction"), "bench.wasm"),
+        (nex_test_support::repo_root().join("examples/echo.js"), "bench.js"),
+    ] {
+        nex.devrun(
+            &file,
+            &keys,
+            DevrunOptions {
+                trigger_subjects: vec![subject.into()],
+                limits,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+
+    let targets = [
+        Target { name: "raw async-nats responder (floor)", subject: "bench.raw" },
+        Target { name: "nex wasm echo (seed echofunction)", subject: "bench.wasm" },
+        Target { name: "nex JavaScript echo (seed echo.js)", subject: "bench.js" },
+    ];
+    let mut rows = Vec::new();
+    for t in &targets {
+        rows.push(measure(&client, t, &args).await?);
+    }
+    let floor = rows[0].clone();
+    println!(
+        "\nnex-bench: payload {} B, {} sequential requests (latency), {} requests at concurrency {} (throughput)\n",
+        args.payload, args.latency_requests, args.throughput_requests, args.concurrency
+    );
+    println!(
+        "| target | p50 µs | p99 µs | p50 ratio | throughput req/s | throughput ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut json = Vec::new();
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.0} | {:.2}x |",
+            r.name,
+            r.p50_us,
+            r.p99_us,
+            r.p50_us / floor.p50_us,
+            r.throughput_rps,
+            r.throughput_rps / floor.throughput_rps
+        );
+        json.push(serde_json::json!({
+            "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "mean_us": r.mean_us,
+            "throughput_rps": r.throughput_rps,
+            "p50_ratio": r.p50_us / floor.p50_us,
+            "throughput_ratio": r.throughput_rps / floor.throughput_rps,
+        }));
+    }
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::write(
+        &args.json,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "payload_bytes": args.payload, "concurrency": args.concurrency, "results": json,
+        }))?,
+    )?;
+    drop(node);
+    Ok(())
+}

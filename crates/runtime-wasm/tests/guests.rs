@@ -1,0 +1,84 @@
+//! The runtime against real guests compiled from source (see `nex-test-support`).
+
+use std::time::{Duration, Instant};
+
+use nex_runtime_wasm::{InvokeError, WasmConfig, WasmFunction};
+use nex_test_support::guest;
+
+fn load(name: &str, config: WasmConfig) -> (WasmFunction, nex_runtime_wasm::LoadInfo) {
+    let bytes = std::fs::read(guest(name)).unwrap();
+    let hash = content_key(&bytes);
+    WasmFunction::load(&bytes, &hash, config).unwrap()
+}
+
+/// A stable per-content key (the node passes the SHA-256; any hex works here).
+fn content_key(bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+#[test]
+fn the_seed_echofunction_runs_unchanged() {
+    let (f, _) = load("echofunction", WasmConfig::default());
+    let out = f.invoke("echo", b"hi".to_vec());
+    assert_eq!(out.result.unwrap(), b"hiecho");
+    // Instances are fresh per call: no state leaks between calls.
+    assert_eq!(f.invoke("x", b"1".to_vec()).result.unwrap(), b"1x");
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WasmConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let (_, first) = load("echofunction", config.clone());
+    assert!(!first.cache_hit);
+    let (f, second) = load("echofunction", config);
+    assert!(second.cache_hit, "second load must come from the cache");
+    assert!(second.load_time < first.load_time, "{second:?} vs {first:?}");
+    assert_eq!(f.invoke("c", b"a".to_vec()).result.unwrap(), b"ac");
+}
+
+#[test]
+fn deadlines_traps_exits_and_stderr() {
+    let config = WasmConfig {
+        timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (spin, _) = load("spin", config.clone());
+    let t = Instant::now();
+    assert_eq!(
+        spin.invoke("s", b"spin".to_vec()).result.unwrap_err(),
+        InvokeError::Timeout(Duration::from_millis(100))
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(spin.invoke("s", b"ok".to_vec()).result.unwrap(), b"ok");
+
+    let (trap, _) = load("trap", config.clone());
+    let out = trap.invoke("t", b"boom".to_vec());
+    assert!(matches!(out.result, Err(InvokeError::Trap(_))));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("asked to trap"));
+
+    let (exit, _) = load("exit_code", config);
+    let out = exit.invoke("e", b"fail".to_vec());
+    assert_eq!(out.result.unwrap_err(), InvokeError::Exit(3));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "failing on purpose\n");
+}
+
+#[test]
+fn memory_is_capped() {
+    let (hog, _) = load(
+        "hog",
+        WasmConfig {
+            memory_bytes: 8 << 20,
+            ..Default::default()
+        },
+    );
+    let out = hog.invoke("h", b"hog".to_vec());
+    assert!(matches!(out.result, Err(InvokeError::Trap(_))), "{:?}", out.result);
+    assert_eq!(hog.invoke("h", b"fine".to_vec()).result.unwrap(), b"fine");
+}
