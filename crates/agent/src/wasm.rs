@@ -71,7 +71,11 @@ pub(crate) fn load(
         });
         writer.send(&frames);
     });
-    let pool = Pool::start(init.limits.max_concurrency as usize, work);
+    // Guests are CPU-bound: more threads than cores only adds contention. Calls beyond the
+    // thread count queue here; the node still bounds how many are in flight.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (init.limits.max_concurrency as usize).min(cores);
+    let pool = Pool::start(threads, work);
     Ok((
         Box::new(WasmExecutor { pool }),
         AgentReady {

@@ -172,7 +172,10 @@ async fn main() -> anyhow::Result<()> {
     });
     for (file, subject) in [
         (nex_test_support::guest("echofunction"), "bench.wasm"),
-        (nex_test_support::repo_root().join("examples/echo.js"), "bench.js"),
+        (
+            nex_test_support::repo_root().join("examples/echo.js"),
+            "bench.js",
+        ),
     ] {
         nex.devrun(
             &file,
@@ -187,9 +190,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let targets = [
-        Target { name: "raw async-nats responder (floor)", subject: "bench.raw" },
-        Target { name: "nex wasm echo (seed echofunction)", subject: "bench.wasm" },
-        Target { name: "nex JavaScript echo (seed echo.js)", subject: "bench.js" },
+        Target {
+            name: "raw async-nats responder (floor)",
+            subject: "bench.raw",
+        },
+        Target {
+            name: "nex wasm echo (seed echofunction)",
+            subject: "bench.wasm",
+        },
+        Target {
+            name: "nex JavaScript echo (seed echo.js)",
+            subject: "bench.js",
+        },
     ];
     let mut rows = Vec::new();
     for t in &targets {
@@ -200,9 +212,7 @@ async fn main() -> anyhow::Result<()> {
         "\nnex-bench: payload {} B, {} sequential requests (latency), {} requests at concurrency {} (throughput)\n",
         args.payload, args.latency_requests, args.throughput_requests, args.concurrency
     );
-    println!(
-        "| target | p50 µs | p99 µs | p50 ratio | throughput req/s | throughput ratio |"
-    );
+    println!("| target | p50 µs | p99 µs | p50 ratio | throughput req/s | throughput ratio |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
     for r in &rows {

@@ -127,6 +127,14 @@ pub struct Invocation {
     pub elapsed: Duration,
 }
 
+thread_local! {
+    /// wasmtime-wasi's synchronous preview-1 calls block on a Tokio runtime. Without one entered
+    /// they use a shared multi-thread runtime and a `yield_now` per call; a per-thread
+    /// current-thread runtime makes each WASI call a direct poll of an already-ready future.
+    static WASI_RUNTIME: Option<tokio::runtime::Runtime> =
+        tokio::runtime::Builder::new_current_thread().build().ok();
+}
+
 struct State {
     wasi: WasiP1Ctx,
     limits: StoreLimits,
@@ -155,7 +163,11 @@ fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
         .total_tables(slots)
         .total_stacks(slots)
         .total_component_instances(0)
-        .max_memory_size(config.memory_bytes);
+        .max_memory_size(config.memory_bytes)
+        // Reset the first pages of a slot with memset instead of giving them back to the kernel:
+        // a command's hot data is small, and re-faulting it on every call costs more than zeroing.
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10);
     let mut c = Config::new();
     c.epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
@@ -288,7 +300,10 @@ impl WasmFunction {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks);
         self.ticker.enter();
-        let result = self.run(&mut store);
+        let result = WASI_RUNTIME.with(|rt| {
+            let _entered = rt.as_ref().map(|rt| rt.enter());
+            self.run(&mut store)
+        });
         self.ticker.leave();
         drop(store);
         let stderr = stderr.try_into_inner().map(Vec::from).unwrap_or_default();

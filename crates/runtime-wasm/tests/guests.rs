@@ -39,7 +39,10 @@ fn compiled_modules_are_cached_on_disk() {
     assert!(!first.cache_hit);
     let (f, second) = load("echofunction", config);
     assert!(second.cache_hit, "second load must come from the cache");
-    assert!(second.load_time < first.load_time, "{second:?} vs {first:?}");
+    assert!(
+        second.load_time < first.load_time,
+        "{second:?} vs {first:?}"
+    );
     assert_eq!(f.invoke("c", b"a".to_vec()).result.unwrap(), b"ac");
 }
 
@@ -79,6 +82,26 @@ fn memory_is_capped() {
         },
     );
     let out = hog.invoke("h", b"hog".to_vec());
-    assert!(matches!(out.result, Err(InvokeError::Trap(_))), "{:?}", out.result);
+    assert!(
+        matches!(out.result, Err(InvokeError::Trap(_))),
+        "{:?}",
+        out.result
+    );
     assert_eq!(hog.invoke("h", b"fine".to_vec()).result.unwrap(), b"fine");
+}
+
+/// Prints the cost of one call (run with `--release -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn call_cost() {
+    let (f, _) = load("echofunction", WasmConfig::default());
+    for _ in 0..200 {
+        f.invoke("echo", b"warm".to_vec());
+    }
+    let n = 5000;
+    let t = Instant::now();
+    for _ in 0..n {
+        f.invoke("echo", b"0123456789abcdef".to_vec());
+    }
+    println!("echofunction call: {:?} per call", t.elapsed() / n);
 }
