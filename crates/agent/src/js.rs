@@ -14,7 +14,7 @@ struct JsExecutor {
 }
 
 impl Executor for JsExecutor {
-    fn submit(&self, job: Job) {
+    fn submit(&self, job: Job, _more_input: bool) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(job);
         }

@@ -15,6 +15,7 @@ pub mod limits;
 mod wasm;
 
 use std::io::{self, BufReader, BufWriter, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use nex_proto::agent_wire::{
@@ -75,8 +76,9 @@ pub struct Job {
 
 /// A loaded workload that can run jobs.
 pub trait Executor: Send {
-    /// Queues a job; called from the reader thread, must not block on the job itself.
-    fn submit(&self, job: Job);
+    /// Queues a job; called from the reader thread. `more_input` says whether further frames are
+    /// already waiting, in which case the job must not run on the calling thread.
+    fn submit(&self, job: Job, more_input: bool);
     /// Waits for queued jobs to finish.
     fn finish(self: Box<Self>);
 }
@@ -149,11 +151,17 @@ pub fn run() -> i32 {
                 id,
                 subject,
                 payload,
-            }) => executor.submit(Job {
-                id,
-                subject,
-                payload,
-            }),
+            }) => {
+                let more_input = !input.buffer().is_empty() || stdin_readable();
+                executor.submit(
+                    Job {
+                        id,
+                        subject,
+                        payload,
+                    },
+                    more_input,
+                )
+            }
             Ok(ToAgent::Shutdown) => break,
             Ok(ToAgent::Init { .. }) => tracing::warn!("ignoring second init"),
             Err(e) => tracing::warn!("ignoring malformed frame: {e}"),
@@ -162,6 +170,19 @@ pub fn run() -> i32 {
     executor.finish();
     let _ = io::stdout().flush();
     0
+}
+
+/// Are bytes waiting on stdin right now? (A zero-timeout poll: one cheap syscall.)
+fn stdin_readable() -> bool {
+    let mut fds = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `poll` reads and writes exactly the one `pollfd` we pass, which lives on our stack
+    // for the duration of the call; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n > 0 && fds.revents & libc::POLLIN != 0
 }
 
 fn fail_init(writer: &FrameWriter, message: String) -> i32 {
@@ -173,6 +194,23 @@ fn fail_init(writer: &FrameWriter, message: String) -> i32 {
 pub(crate) struct Pool {
     tx: Option<mpsc::Sender<Job>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    work: Arc<dyn Fn(Job) + Send + Sync>,
+    /// Jobs handed to workers and not finished yet.
+    busy: Arc<AtomicUsize>,
+    /// Moving average of recent job durations, nanoseconds: only fast functions run inline, so a
+    /// slow call never holds up the reader.
+    recent_nanos: Arc<AtomicU64>,
+}
+
+/// Functions whose recent calls averaged under this may run on the reader thread.
+const INLINE_BELOW_NANOS: u64 = 500_000;
+
+fn timed(work: &(dyn Fn(Job) + Send + Sync), job: Job, recent: &AtomicU64) {
+    let started = std::time::Instant::now();
+    work(job);
+    let took = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    let old = recent.load(Ordering::Relaxed);
+    recent.store(old - old / 8 + took / 8, Ordering::Relaxed);
 }
 
 impl Pool {
@@ -180,10 +218,14 @@ impl Pool {
     pub(crate) fn start(n: usize, work: Arc<dyn Fn(Job) + Send + Sync>) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let recent_nanos = Arc::new(AtomicU64::new(0));
         let workers = (0..n.max(1))
             .map(|i| {
                 let rx = rx.clone();
                 let work = work.clone();
+                let busy = busy.clone();
+                let recent = recent_nanos.clone();
                 std::thread::Builder::new()
                     .name(format!("nex-worker-{i}"))
                     .spawn(move || {
@@ -193,7 +235,10 @@ impl Pool {
                                 rx.recv()
                             };
                             match job {
-                                Ok(job) => work(job),
+                                Ok(job) => {
+                                    timed(&*work, job, &recent);
+                                    busy.fetch_sub(1, Ordering::AcqRel);
+                                }
                                 Err(_) => return,
                             }
                         }
@@ -204,11 +249,25 @@ impl Pool {
         Self {
             tx: Some(tx),
             workers,
+            work,
+            busy,
+            recent_nanos,
         }
     }
 
-    pub(crate) fn submit(&self, job: Job) {
+    /// Runs `job` on the calling (reader) thread when nothing else is running and no other
+    /// request is waiting — saving a thread wake-up on the latency path — and hands it to a
+    /// worker otherwise.
+    pub(crate) fn submit(&self, job: Job, more_input: bool) {
+        if !more_input
+            && self.busy.load(Ordering::Acquire) == 0
+            && self.recent_nanos.load(Ordering::Relaxed) < INLINE_BELOW_NANOS
+        {
+            timed(&*self.work, job, &self.recent_nanos);
+            return;
+        }
         if let Some(tx) = &self.tx {
+            self.busy.fetch_add(1, Ordering::AcqRel);
             let _ = tx.send(job);
         }
     }

@@ -13,8 +13,8 @@ struct WasmExecutor {
 }
 
 impl Executor for WasmExecutor {
-    fn submit(&self, job: Job) {
-        self.pool.submit(job);
+    fn submit(&self, job: Job, more_input: bool) {
+        self.pool.submit(job, more_input);
     }
     fn finish(self: Box<Self>) {
         self.pool.finish();
