@@ -28,6 +28,12 @@ struct Args {
     /// Concurrency of the throughput run.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Rounds over all targets, interleaved; the median round is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Only these targets (comma-separated: raw, wasm, js). The floor always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 16)]
     payload: usize,
@@ -119,6 +125,24 @@ async fn measure(client: &async_nats::Client, t: &Target, args: &Args) -> anyhow
     })
 }
 
+/// The median of each figure across rounds.
+fn median_row(mut rounds: Vec<Row>) -> Row {
+    fn med(v: &mut [f64]) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+    let mut p50: Vec<f64> = rounds.iter().map(|r| r.p50_us).collect();
+    let mut p99: Vec<f64> = rounds.iter().map(|r| r.p99_us).collect();
+    let mut mean: Vec<f64> = rounds.iter().map(|r| r.mean_us).collect();
+    let mut tput: Vec<f64> = rounds.iter().map(|r| r.throughput_rps).collect();
+    let mut row = rounds.remove(0);
+    row.p50_us = med(&mut p50);
+    row.p99_us = med(&mut p99);
+    row.mean_us = med(&mut mean);
+    row.throughput_rps = med(&mut tput);
+    row
+}
+
 struct KillOnDrop(Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -189,28 +213,31 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     }
 
-    let targets = [
-        Target {
-            name: "raw async-nats responder (floor)",
-            subject: "bench.raw",
-        },
-        Target {
-            name: "nex wasm echo (seed echofunction)",
-            subject: "bench.wasm",
-        },
-        Target {
-            name: "nex JavaScript echo (seed echo.js)",
-            subject: "bench.js",
-        },
-    ];
-    let mut rows = Vec::new();
-    for t in &targets {
-        rows.push(measure(&client, t, &args).await?);
+    let targets: Vec<Target> = [
+        ("raw", "raw async-nats responder (floor)", "bench.raw"),
+        ("wasm", "nex wasm echo (seed echofunction)", "bench.wasm"),
+        ("js", "nex JavaScript echo (seed echo.js)", "bench.js"),
+    ]
+    .into_iter()
+    .filter(|(k, _, _)| *k == "raw" || args.only.is_empty() || args.only.iter().any(|o| o == k))
+    .map(|(_, name, subject)| Target { name, subject })
+    .collect();
+    // Interleave rounds so drift on the machine hits every target alike; report medians.
+    let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..args.rounds.max(1) {
+        for (i, t) in targets.iter().enumerate() {
+            samples[i].push(measure(&client, t, &args).await?);
+        }
     }
+    let rows: Vec<Row> = samples.into_iter().map(median_row).collect();
     let floor = rows[0].clone();
     println!(
-        "\nnex-bench: payload {} B, {} sequential requests (latency), {} requests at concurrency {} (throughput)\n",
-        args.payload, args.latency_requests, args.throughput_requests, args.concurrency
+        "\nnex-bench: payload {} B, {} sequential requests (latency), {} requests at concurrency {} (throughput), median of {} interleaved rounds\n",
+        args.payload,
+        args.latency_requests,
+        args.throughput_requests,
+        args.concurrency,
+        args.rounds
     );
     println!("| target | p50 µs | p99 µs | p50 ratio | throughput req/s | throughput ratio |");
     println!("|---|---:|---:|---:|---:|---:|");
