@@ -6,7 +6,9 @@ use std::time::Duration;
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
 
-use crate::{Executor, FrameWriter, Job, failed};
+use std::sync::Arc;
+
+use crate::{Executor, FrameWriter, HostLink, Job, failed};
 
 struct JsExecutor {
     tx: Option<mpsc::Sender<Job>>,
@@ -49,6 +51,7 @@ pub(crate) fn load(
     init: &AgentInit,
     artifact: Vec<u8>,
     writer: FrameWriter,
+    host: Arc<HostLink>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     let source = String::from_utf8(artifact)
         .map_err(|_| "the JavaScript source is not valid UTF-8".to_owned())?;
@@ -72,7 +75,8 @@ pub(crate) fn load(
                     text,
                 }]);
             });
-            let function = match JsFunction::load(&source, config, console) {
+            let host_fn: nex_runtime_js::HostFn = Box::new(move |req| host.call(req));
+            let function = match JsFunction::load(&source, config, console, Some(host_fn)) {
                 Ok(f) => f,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use nex_proto::agent_wire::{
-    self, AgentInit, AgentReady, FailureCode, FromAgent, LogLevel, ToAgent,
+    self, AgentInit, AgentReady, FailureCode, FromAgent, HostRequest, HostResult, LogLevel, ToAgent,
 };
 use nex_proto::control::WorkloadType;
 
@@ -51,6 +51,53 @@ impl FrameWriter {
             // The node is gone; nothing left to serve.
             std::process::exit(0);
         }
+    }
+}
+
+/// Host-service calls from the function thread to the node: sends `HostCall` frames and waits for
+/// the matching `HostReply`, which the reader thread delivers.
+pub struct HostLink {
+    writer: FrameWriter,
+    pending: Mutex<std::collections::HashMap<u64, mpsc::Sender<Result<HostResult, String>>>>,
+    next: AtomicU64,
+}
+
+/// Longest a host call may wait for the node.
+const HOST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(70);
+
+impl HostLink {
+    fn new(writer: FrameWriter) -> Self {
+        Self {
+            writer,
+            pending: Mutex::default(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// Performs `request` through the node; blocks the calling thread until it answers.
+    pub fn call(&self, request: HostRequest) -> Result<HostResult, String> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        self.lock().insert(id, tx);
+        self.writer.send(&[FromAgent::HostCall { id, request }]);
+        let r = rx.recv_timeout(HOST_CALL_TIMEOUT);
+        self.lock().remove(&id);
+        r.unwrap_or_else(|_| Err("the node did not answer the host-service call".into()))
+    }
+
+    fn deliver(&self, id: u64, result: Result<HostResult, String>) {
+        if let Some(tx) = self.lock().remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<u64, mpsc::Sender<Result<HostResult, String>>>,
+    > {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -97,10 +144,11 @@ fn load(
     init: &AgentInit,
     artifact: Vec<u8>,
     writer: FrameWriter,
+    host: Arc<HostLink>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     match init.workload_type {
         WorkloadType::Wasm => wasm::load(init, artifact, writer),
-        WorkloadType::Javascript => js::load(init, artifact, writer),
+        WorkloadType::Javascript => js::load(init, artifact, writer, host),
     }
 }
 
@@ -128,7 +176,8 @@ pub fn run() -> i32 {
         Err(e) => return fail_init(&writer, e),
     };
 
-    let (executor, mut ready) = match load(&init, artifact, writer.clone()) {
+    let host = Arc::new(HostLink::new(writer.clone()));
+    let (executor, mut ready) = match load(&init, artifact, writer.clone(), host.clone()) {
         Ok(x) => x,
         Err(e) => return fail_init(&writer, e),
     };
@@ -162,6 +211,7 @@ pub fn run() -> i32 {
                     more_input,
                 )
             }
+            Ok(ToAgent::HostReply { id, result }) => host.deliver(id, result),
             Ok(ToAgent::Shutdown) => break,
             Ok(ToAgent::Init { .. }) => tracing::warn!("ignoring second init"),
             Err(e) => tracing::warn!("ignoring malformed frame: {e}"),

@@ -48,13 +48,15 @@ impl Outcome {
     }
 }
 
-/// Where an agent's log lines go.
+/// What an agent's output needs on the node side: where log lines go, and who performs its
+/// host-service calls.
 #[derive(Clone)]
-pub struct LogTarget {
+pub struct AgentContext {
     pub emitter: Arc<Emitter>,
     pub namespace: String,
     pub name: String,
     pub id: String,
+    pub host: Arc<nex_hostservices::HostServices>,
 }
 
 /// How an agent ended.
@@ -109,7 +111,7 @@ impl AgentConn {
     /// yields once, when the agent process has ended.
     pub async fn spawn(
         spec: &AgentSpec,
-        logs: LogTarget,
+        logs: AgentContext,
     ) -> Result<(Arc<AgentConn>, AgentReady, oneshot::Receiver<Exit>), SpawnError> {
         let mut cmd = Command::new(&spec.exe);
         cmd.arg("agent");
@@ -175,6 +177,7 @@ impl AgentConn {
         let (exit_tx, exit_rx) = oneshot::channel();
         tokio::spawn(write_loop(stdin, frames_rx));
         tokio::spawn(read_loop(
+            frames_tx.clone(),
             stdout,
             child,
             pending.clone(),
@@ -280,11 +283,12 @@ async fn write_loop(mut stdin: ChildStdin, mut rx: mpsc::UnboundedReceiver<Vec<u
 }
 
 async fn read_loop(
+    frames: mpsc::UnboundedSender<Vec<u8>>,
     mut stdout: BufReader<ChildStdout>,
     mut child: tokio::process::Child,
     pending: Arc<Pending>,
     dead: Arc<AtomicBool>,
-    logs: LogTarget,
+    logs: AgentContext,
     exit_tx: oneshot::Sender<Exit>,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -324,6 +328,17 @@ async fn read_loop(
                 logs.emitter
                     .log(&logs.namespace, &logs.name, &logs.id, level.as_str(), text)
                     .await;
+                continue;
+            }
+            FromAgent::HostCall { id, request } => {
+                let host = logs.host.clone();
+                let frames = frames.clone();
+                tokio::spawn(async move {
+                    let result = host.call(&request).await;
+                    let mut frame = Vec::new();
+                    agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
+                    let _ = frames.send(frame);
+                });
                 continue;
             }
             FromAgent::Ready(_) | FromAgent::InitFailed(_) => continue,

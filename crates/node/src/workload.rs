@@ -17,7 +17,7 @@ use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CO
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::agent::{AgentConn, AgentSpec, Exit, LogTarget, Outcome};
+use crate::agent::{AgentConn, AgentContext, AgentSpec, Exit, Outcome};
 use crate::emitter::Emitter;
 
 /// What a workload is, fixed at deploy.
@@ -57,11 +57,16 @@ impl Workload {
         client: async_nats::Client,
         emitter: Arc<Emitter>,
     ) -> Result<Arc<Workload>, String> {
-        let logs = LogTarget {
+        let logs = AgentContext {
             emitter: emitter.clone(),
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             id: meta.id.clone(),
+            host: Arc::new(nex_hostservices::HostServices::new(
+                client.clone(),
+                &meta.namespace,
+                &meta.name,
+            )),
         };
         let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone())
             .await
@@ -283,7 +288,7 @@ async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
 async fn supervise(
     wl: Arc<Workload>,
     spec: AgentSpec,
-    logs: LogTarget,
+    logs: AgentContext,
     mut exit: oneshot::Receiver<Exit>,
 ) {
     let mut backoff = Duration::from_millis(50);

@@ -117,6 +117,64 @@ impl FailureCode {
     }
 }
 
+/// A host-service call from a function: an operation name and JSON arguments, plus binary parts
+/// (payloads, values) that never go through JSON.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostRequest {
+    /// `service.method`, e.g. `kv.get`.
+    pub op: String,
+    /// Arguments other than binary ones.
+    pub args: serde_json::Value,
+    /// Binary arguments, in the order the operation defines.
+    pub data: Vec<Vec<u8>>,
+}
+
+/// The answer to a [`HostRequest`]: JSON fields plus binary parts, or an error sentence.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostResult {
+    pub value: serde_json::Value,
+    pub data: Vec<Vec<u8>>,
+}
+
+fn put_parts(out: &mut Vec<u8>, head: &str, json: &serde_json::Value, data: &[Vec<u8>]) {
+    let json = serde_json::to_vec(json).unwrap_or_default();
+    out.extend_from_slice(&(head.len() as u16).to_le_bytes());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    for d in data {
+        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        out.extend_from_slice(d);
+    }
+}
+
+fn parts_len(head: &str, json: &serde_json::Value, data: &[Vec<u8>]) -> usize {
+    let json_len = serde_json::to_vec(json).map(|v| v.len()).unwrap_or(0);
+    2 + head.len() + 4 + json_len + 4 + data.iter().map(|d| 4 + d.len()).sum::<usize>()
+}
+
+type Parts = (String, serde_json::Value, Vec<Vec<u8>>);
+
+fn take_parts(body: &mut &[u8]) -> Result<Parts, WireError> {
+    let n = take_u16(body, "head length")? as usize;
+    let head = text(take(body, n, "head")?)?;
+    let n = take_u32(body, "json length")? as usize;
+    let json_bytes = take(body, n, "json")?;
+    let json = if json_bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(json_bytes).map_err(|e| WireError::BadField(e.to_string()))?
+    };
+    let count = take_u32(body, "part count")? as usize;
+    let mut data = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let n = take_u32(body, "part length")? as usize;
+        data.push(take(body, n, "part")?.to_vec());
+    }
+    Ok((head, json, data))
+}
+
 /// Node → agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToAgent {
@@ -130,6 +188,11 @@ pub enum ToAgent {
     },
     /// Finish in-flight work and exit.
     Shutdown,
+    /// The answer to host call `id`: `Ok` result or an error sentence.
+    HostReply {
+        id: u64,
+        result: Result<HostResult, String>,
+    },
 }
 
 /// Agent → node.
@@ -158,17 +221,21 @@ pub enum FromAgent {
         level: LogLevel,
         text: String,
     },
+    /// A host-service call `id` made by the function.
+    HostCall { id: u64, request: HostRequest },
 }
 
 mod tag {
     pub const INIT: u8 = 1;
     pub const INVOKE: u8 = 2;
     pub const SHUTDOWN: u8 = 3;
+    pub const HOST_REPLY: u8 = 4;
     pub const READY: u8 = 10;
     pub const INIT_FAILED: u8 = 11;
     pub const REPLY: u8 = 12;
     pub const FAILED: u8 = 13;
     pub const LOG: u8 = 14;
+    pub const HOST_CALL: u8 = 15;
 }
 
 fn put_header(out: &mut Vec<u8>, tag: u8, id: u64, body_len: usize) {
@@ -194,6 +261,22 @@ pub fn encode_to_agent(msg: &ToAgent, out: &mut Vec<u8>) {
             payload,
         } => encode_invoke(*id, subject, payload, out),
         ToAgent::Shutdown => put_header(out, tag::SHUTDOWN, 0, 0),
+        ToAgent::HostReply { id, result } => {
+            let empty = HostResult::default();
+            let (head, r) = match result {
+                Ok(r) => ("", r),
+                Err(e) => (e.as_str(), &empty),
+            };
+            let ok = u8::from(result.is_ok());
+            put_header(
+                out,
+                tag::HOST_REPLY,
+                *id,
+                1 + parts_len(head, &r.value, &r.data),
+            );
+            out.push(ok);
+            put_parts(out, head, &r.value, &r.data);
+        }
     }
 }
 
@@ -240,6 +323,11 @@ pub fn encode_from_agent(msg: &FromAgent, out: &mut Vec<u8>) {
             put_header(out, tag::LOG, *id, 1 + text.len());
             out.push(*level as u8);
             out.extend_from_slice(text.as_bytes());
+        }
+        FromAgent::HostCall { id, request } => {
+            let r = request;
+            put_header(out, tag::HOST_CALL, *id, parts_len(&r.op, &r.args, &r.data));
+            put_parts(out, &r.op, &r.args, &r.data);
         }
     }
 }
@@ -306,6 +394,16 @@ pub fn decode_to_agent(frame: &[u8]) -> Result<ToAgent, WireError> {
             })
         }
         tag::SHUTDOWN => Ok(ToAgent::Shutdown),
+        tag::HOST_REPLY => {
+            let ok = take(&mut body, 1, "status")?[0] == 1;
+            let (head, value, data) = take_parts(&mut body)?;
+            let result = if ok {
+                Ok(HostResult { value, data })
+            } else {
+                Err(head)
+            };
+            Ok(ToAgent::HostReply { id, result })
+        }
         other => Err(WireError::UnknownTag(other)),
     }
 }
@@ -342,6 +440,13 @@ pub fn decode_from_agent(frame: &[u8]) -> Result<FromAgent, WireError> {
                 id,
                 level,
                 text: String::from_utf8_lossy(body).into_owned(),
+            })
+        }
+        tag::HOST_CALL => {
+            let (op, args, data) = take_parts(&mut body)?;
+            Ok(FromAgent::HostCall {
+                id,
+                request: HostRequest { op, args, data },
             })
         }
         other => Err(WireError::UnknownTag(other)),
@@ -413,6 +518,25 @@ mod tests {
             payload: b"hi\0\xff".to_vec(),
         });
         round_trip_to(ToAgent::Shutdown);
+        round_trip_to(ToAgent::HostReply {
+            id: 4,
+            result: Ok(HostResult {
+                value: serde_json::json!({"found": true}),
+                data: vec![b"v".to_vec(), vec![]],
+            }),
+        });
+        round_trip_to(ToAgent::HostReply {
+            id: 5,
+            result: Err("no such key".into()),
+        });
+        round_trip_from(FromAgent::HostCall {
+            id: 6,
+            request: HostRequest {
+                op: "kv.set".into(),
+                args: serde_json::json!({"key": "k"}),
+                data: vec![b"\0\xff".to_vec()],
+            },
+        });
         round_trip_from(FromAgent::Ready(b"{}".to_vec()));
         round_trip_from(FromAgent::InitFailed("bad".into()));
         round_trip_from(FromAgent::Reply {

@@ -16,11 +16,12 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use nex_proto::agent_wire::{HostRequest, HostResult};
 use rquickjs::context::EvalOptions;
 use rquickjs::function::{Rest, This};
 use rquickjs::{
-    ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise,
-    Runtime, TypedArray, Value,
+    Array, ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Exception, Function, Object,
+    Persistent, Promise, Runtime, TypedArray, Value,
 };
 
 /// Version of the `rquickjs` binding in use.
@@ -74,6 +75,12 @@ pub enum ConsoleLevel {
 
 /// Receives console output: invocation id (0 while loading), level, text.
 pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
+
+/// Performs a host-service call for the function (blocking); `Err` becomes a JS exception.
+pub type HostFn = Box<dyn Fn(HostRequest) -> Result<HostResult, String>>;
+
+/// The JavaScript side of `hostServices`, built on one native call.
+const HOST_SERVICES_JS: &str = include_str!("host_services.js");
 
 /// Limits and settings of one function.
 #[derive(Debug, Clone)]
@@ -219,6 +226,54 @@ fn install_env<'js>(
     ctx.globals().set("process", process)
 }
 
+/// Builds the `hostServices` object around `host` (or around a stub that throws when `None`).
+fn install_host_services<'js>(
+    ctx: &Ctx<'js>,
+    host: Option<HostFn>,
+) -> rquickjs::Result<Object<'js>> {
+    let host = Rc::new(host);
+    let native = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>,
+              op: String,
+              args: String,
+              data: Rest<Value<'js>>|
+              -> rquickjs::Result<Array<'js>> {
+            let Some(host) = host.as_ref() else {
+                return Err(Exception::throw_message(
+                    &ctx,
+                    "host services are not available here",
+                ));
+            };
+            let args = serde_json::from_str(&args).unwrap_or(serde_json::Value::Null);
+            let mut parts = Vec::with_capacity(data.0.len());
+            for v in data.0 {
+                parts.push(
+                    reply_bytes(&ctx, v)
+                        .map_err(|e| Exception::throw_type(&ctx, &e.to_string()))?,
+                );
+            }
+            let result = host(HostRequest {
+                op,
+                args,
+                data: parts,
+            })
+            .map_err(|e| Exception::throw_message(&ctx, &e))?;
+            let out = Array::new(ctx.clone())?;
+            out.set(
+                0,
+                serde_json::to_string(&result.value).unwrap_or_else(|_| "null".into()),
+            )?;
+            for (i, d) in result.data.into_iter().enumerate() {
+                out.set(i + 1, TypedArray::<u8>::new(ctx.clone(), d)?)?;
+            }
+            Ok(out)
+        },
+    )?;
+    let build: Function = ctx.eval(HOST_SERVICES_JS)?;
+    build.call((native,))
+}
+
 /// Copies the bytes a view points at.
 fn copy_raw(raw: Option<NonNull<[u8]>>) -> Vec<u8> {
     match raw {
@@ -260,7 +315,12 @@ fn reply_bytes<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> Result<Vec<u8>, InvokeErro
 
 impl JsFunction {
     /// Evaluates `source` and keeps the function it yields.
-    pub fn load(source: &str, config: JsConfig, console: ConsoleSink) -> Result<Self, LoadError> {
+    pub fn load(
+        source: &str,
+        config: JsConfig,
+        console: ConsoleSink,
+        host: Option<HostFn>,
+    ) -> Result<Self, LoadError> {
         let runtime = Runtime::new().map_err(|e| LoadError::Runtime(e.to_string()))?;
         runtime.set_memory_limit(config.memory_bytes);
         runtime.set_max_stack_size(MAX_STACK_BYTES);
@@ -277,7 +337,9 @@ impl JsFunction {
             install_console(&ctx, sink.clone(), current.clone())
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let hs = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let hs = install_host_services(&ctx, host)
+                .catch(&ctx)
+                .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             this.set("hostServices", hs.clone())
                 .and_then(|()| ctx.globals().set("hostServices", hs))
                 .and_then(|()| install_env(&ctx, &this, &config.env))
@@ -393,7 +455,7 @@ mod tests {
     use std::cell::RefCell;
 
     fn load(src: &str) -> Result<JsFunction, LoadError> {
-        JsFunction::load(src, JsConfig::default(), Box::new(|_, _, _| {}))
+        JsFunction::load(src, JsConfig::default(), Box::new(|_, _, _| {}), None)
     }
 
     fn call(f: &JsFunction, payload: &[u8]) -> Result<Vec<u8>, InvokeError> {
@@ -420,6 +482,36 @@ mod tests {
     }
 
     #[test]
+    fn host_services_reach_the_host_function_and_errors_throw() {
+        let host: HostFn = Box::new(|req: HostRequest| match req.op.as_str() {
+            "kv.get" if req.args["key"] == "k" => Ok(HostResult {
+                value: serde_json::json!({"found": true}),
+                data: vec![b"val".to_vec()],
+            }),
+            "kv.get" => Ok(HostResult {
+                value: serde_json::json!({"found": false}),
+                data: vec![],
+            }),
+            "kv.set" => Err(format!("refused {}", String::from_utf8_lossy(&req.data[0]))),
+            _ => Err("unexpected".into()),
+        });
+        let f = JsFunction::load(
+            "(s, p) => { const v = this.hostServices.kv.get('k'); const none = hostServices.kv.get('x'); \
+             try { hostServices.kv.set('a', {b: 1}); } catch (e) { return String.fromCharCode(...v) + '|' + none + '|' + e.message; } }",
+            JsConfig::default(),
+            Box::new(|_, _, _| {}),
+            Some(host),
+        )
+        .unwrap();
+        assert_eq!(call(&f, b"").unwrap(), br#"val|null|refused {"b":1}"#);
+        let f = load("async () => { try { await hostServices.kv.getAsync('k'); } catch (e) { return e.message; } }").unwrap();
+        assert_eq!(
+            call(&f, b"").unwrap(),
+            b"host services are not available here"
+        );
+    }
+
+    #[test]
     fn console_goes_to_the_sink() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let s = seen.clone();
@@ -427,6 +519,7 @@ mod tests {
             "(s) => { console.warn('w', 1, {a: 2}); }",
             JsConfig::default(),
             Box::new(move |id, l, t| s.borrow_mut().push((id, l, t))),
+            None,
         )
         .unwrap();
         f.invoke(9, "x", b"").result.unwrap();
@@ -461,6 +554,7 @@ mod tests {
             "(s, p) => { if (s === 'loop') while (true) {} if (s === 'mem') { let a = []; while (true) a.push(new Array(1e5).fill(1)); } if (s === 'deep') { const r = (n) => r(n + 1) + 1; return r(0); } return 'fine'; }",
             cfg,
             Box::new(|_, _, _| {}),
+            None,
         )
         .unwrap();
         let t = Instant::now();

@@ -5,6 +5,7 @@ mod bad_input;
 mod embedded;
 mod functions;
 mod harness;
+mod host_services;
 mod javascript;
 mod logs_events;
 mod nodes;
