@@ -7,6 +7,9 @@
 //! refuses system subjects. It is plain async Rust over async-nats and knows nothing of QuickJS,
 //! wasmtime or the agent protocol beyond the [`HostRequest`]/[`HostResult`] data types.
 
+pub mod http;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +36,7 @@ pub struct HostServices {
     obj_bucket: String,
     kv: OnceCell<async_nats::jetstream::kv::Store>,
     obj: OnceCell<async_nats::jetstream::object_store::ObjectStore>,
+    http_deny: Vec<String>,
 }
 
 /// A failed call; the text is what the function's exception says.
@@ -92,7 +96,14 @@ impl HostServices {
             obj_bucket: format!("hs_{namespace}_{name}_obj"),
             kv: OnceCell::new(),
             obj: OnceCell::new(),
+            http_deny: Vec::new(),
         }
+    }
+
+    /// Hosts the HTTP client refuses (exact names or addresses).
+    pub fn with_http_deny(mut self, hosts: Vec<String>) -> Self {
+        self.http_deny = hosts;
+        self
     }
 
     /// The workload's key-value bucket name.
@@ -320,6 +331,35 @@ impl HostServices {
                     }
                 }
                 ok(Value::Null, replies)
+            }
+            "http.request" => {
+                let method = arg(req, "method")?.to_ascii_uppercase();
+                if !matches!(
+                    method.as_str(),
+                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
+                ) {
+                    return Err(format!("http: unsupported method {method}"));
+                }
+                let url = arg(req, "url")?;
+                let headers: BTreeMap<String, String> = req
+                    .args
+                    .get("headers")
+                    .and_then(|h| serde_json::from_value(h.clone()).ok())
+                    .unwrap_or_default();
+                let body = req.data.first().map(Vec::as_slice).unwrap_or_default();
+                let deny = &self.http_deny;
+                let r = http::request(&method, url, &headers, body, |host| {
+                    !deny.iter().any(|d| d.eq_ignore_ascii_case(host))
+                })
+                .await?;
+                ok(
+                    json!({
+                        "status": r.status,
+                        "headers": r.headers,
+                        "text": String::from_utf8_lossy(&r.body),
+                    }),
+                    vec![r.body],
+                )
             }
             other => Err(format!("unknown host service operation `{other}`")),
         }

@@ -29,7 +29,15 @@
     requestMany: (subject, payload, o) =>
       call('messaging.requestMany', Object.assign({ subject: String(subject) }, opts(o)), payload).data,
   };
-  const services = { kv, objectStore, messaging };
+  const request = (method) => (url, body, o) => {
+    const r = call('http.request', { method, url: String(url), headers: (o && o.headers) || {} }, body);
+    return { status: r.value.status, headers: r.value.headers, response: r.value.text, body: r.data[0] };
+  };
+  const http = {
+    get: request('GET'), post: request('POST'), put: request('PUT'), patch: request('PATCH'),
+    del: request('DELETE'), delete: request('DELETE'), head: request('HEAD'),
+  };
+  const services = { http, kv, objectStore, messaging };
   for (const svc of Object.values(services)) {
     for (const m of Object.keys(svc)) {
       svc[m + 'Async'] = (...a) => new Promise((resolve, reject) => {

@@ -134,3 +134,103 @@ async fn host_service_errors_throw_and_system_subjects_are_refused() {
         "{out:?}"
     );
 }
+
+/// A real HTTP server on loopback: answers every request with a JSON description of it.
+async fn http_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, content_len) = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + content_len {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let first = head.lines().next().unwrap_or("").to_owned();
+                let from = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_lowercase()
+                            .strip_prefix("x-from:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                let reply =
+                    serde_json::json!({"line": first, "from": from, "body": body}).to_string();
+                let resp = format!(
+                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                    reply.len(),
+                    reply
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_client_talks_to_a_real_local_server() {
+    let w = World::start().await;
+    let base = http_server().await;
+    w.devrun(&example("http-fetch.js"), &["http.fetch"], &[]);
+    let got = json(
+        w.call("http.fetch", format!("{base}/hello?x=1").as_bytes())
+            .await,
+    );
+    assert_eq!(got["status"], 201);
+    assert_eq!(got["type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["line"], "GET /hello?x=1 HTTP/1.1");
+    assert_eq!(body["from"], "nex");
+
+    let (_d, path) = temp_file(
+        "poster.js",
+        br#"(subject, payload) => {
+  const h = this.hostServices.http;
+  const out = [];
+  for (const m of ['post', 'put', 'patch', 'del', 'delete', 'head']) {
+    const r = h[m](String.fromCharCode(...payload) + '/' + m, 'data-' + m);
+    out.push(r.status + ' ' + (r.response ? JSON.parse(r.response).line + ' ' + JSON.parse(r.response).body : '(no body)'));
+  }
+  try { h.get('https://example.invalid/'); } catch (e) { out.push(e.message); }
+  try { h.get('http://127.0.0.1:1/'); } catch (e) { out.push('refused'); }
+  return out;
+}"#,
+    );
+    w.devrun(&path, &["http.methods"], &[]);
+    let out: Vec<String> =
+        serde_json::from_value(json(w.call("http.methods", base.as_bytes()).await)).unwrap();
+    assert_eq!(out[0], "201 POST /post HTTP/1.1 data-post");
+    assert_eq!(out[1], "201 PUT /put HTTP/1.1 data-put");
+    assert_eq!(out[2], "201 PATCH /patch HTTP/1.1 data-patch");
+    assert_eq!(out[3], "201 DELETE /del HTTP/1.1 data-del");
+    assert_eq!(out[4], "201 DELETE /delete HTTP/1.1 data-delete");
+    assert_eq!(out[5], "201 (no body)");
+    assert!(out[6].contains("https"), "{out:?}");
+    assert_eq!(out[7], "refused");
+}
