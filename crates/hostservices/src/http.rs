@@ -20,6 +20,7 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+#[derive(Debug)]
 struct Url<'a> {
     host: &'a str,
     port: u16,
