@@ -531,8 +531,12 @@ mod tests {
 
     #[test]
     fn errors_are_clear_and_the_function_keeps_working() {
-        let err = load("(s, p) => {").err().unwrap();
+        let err = load("(s, p) => {\n  return p +;\n}").err().unwrap();
         assert!(err.to_string().contains("SyntaxError"), "{err}");
+        assert!(
+            err.to_string().contains("function.js:2:"),
+            "line and column: {err}"
+        );
         let err = load("42").err().unwrap();
         assert!(matches!(err, LoadError::NotAFunction(_)), "{err}");
         let f = load("(s, p) => { if (p.length) throw new Error('boom'); return 'ok'; }").unwrap();
