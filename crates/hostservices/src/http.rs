@@ -1,11 +1,13 @@
 //! A small HTTP/1.1 client for the `http` host service: one request per connection,
 //! `Content-Length`, chunked and read-to-close bodies, a time limit and a size cap.
-//! Plain `http://` only for now; `https://` is refused with a clear error.
+//! `http://` and `https://` (rustls with the platform's root certificates).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::rustls;
 
 /// Largest response body a function may receive.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -22,18 +24,64 @@ pub struct Response {
 
 #[derive(Debug)]
 struct Url<'a> {
+    tls: bool,
     host: &'a str,
     port: u16,
     path: &'a str,
 }
 
+/// TLS settings, built once: the platform's root certificates, rustls' safe defaults.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
+                .map_err(|e| format!("TLS is not available: {e}"))
+        })
+        .clone()
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    url: &str,
+    head: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .and(stream.write_all(body).await)
+        .and(stream.flush().await)
+        .map_err(|e| format!("{url}: sending failed: {e}"))?;
+    let mut raw = Vec::new();
+    let read = (&mut stream)
+        .take((MAX_RESPONSE_BYTES + 64 * 1024) as u64)
+        .read_to_end(&mut raw)
+        .await;
+    match read {
+        Ok(_) => Ok(raw),
+        // Servers that close without a TLS close_notify still sent a whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(format!("{url}: reading failed: {e}")),
+    }
+}
+
 fn parse_url(url: &str) -> Result<Url<'_>, String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(format!("{url}: https is not supported by this node yet"));
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
     } else {
-        return Err(format!("{url}: only http:// URLs are supported"));
+        return Err(format!(
+            "{url}: only http:// and https:// URLs are supported"
+        ));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -41,12 +89,17 @@ fn parse_url(url: &str) -> Result<Url<'_>, String> {
     };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().map_err(|_| format!("{url}: bad port"))?),
-        None => (authority, 80),
+        None => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty() || host.contains('@') {
         return Err(format!("{url}: bad host"));
     }
-    Ok(Url { host, port, path })
+    Ok(Url {
+        tls,
+        host,
+        port,
+        path,
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -87,36 +140,34 @@ pub async fn request(
             u.host
         ));
     }
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: nex\r\n",
+        u.path, u.host
+    );
+    for (k, v) in headers {
+        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+            return Err(format!("header `{k}` is malformed"));
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((u.host, u.port))
+        let tcp = tokio::net::TcpStream::connect((u.host, u.port))
             .await
             .map_err(|e| format!("{url}: cannot connect: {e}"))?;
-        let mut head = format!(
-            "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: nex\r\n",
-            u.path, u.host
-        );
-        for (k, v) in headers {
-            if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
-                return Err(format!("header `{k}` is malformed"));
-            }
-            head.push_str(&format!("{k}: {v}\r\n"));
+        if !u.tls {
+            return exchange(tcp, url, &head, body).await;
         }
-        if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "DELETE") {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        stream
-            .write_all(head.as_bytes())
+        let name = rustls::pki_types::ServerName::try_from(u.host.to_owned())
+            .map_err(|e| format!("{url}: bad TLS server name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+            .connect(name, tcp)
             .await
-            .and(stream.write_all(body).await)
-            .map_err(|e| format!("{url}: sending failed: {e}"))?;
-        let mut raw = Vec::new();
-        (&mut stream)
-            .take((MAX_RESPONSE_BYTES + 64 * 1024) as u64)
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("{url}: reading failed: {e}"))?;
-        Ok(raw)
+            .map_err(|e| format!("{url}: TLS handshake failed: {e}"))?;
+        exchange(tls, url, &head, body).await
     };
     let raw = tokio::time::timeout(TIMEOUT, exchange)
         .await
@@ -168,11 +219,9 @@ mod tests {
         let u = parse_url("http://127.0.0.1:8080/a?b=c").unwrap();
         assert_eq!((u.host, u.port, u.path), ("127.0.0.1", 8080, "/a?b=c"));
         assert_eq!(parse_url("http://example.org").unwrap().path, "/");
-        assert!(
-            parse_url("https://example.org")
-                .unwrap_err()
-                .contains("https")
-        );
+        let s = parse_url("https://example.org/x").unwrap();
+        assert!(s.tls);
+        assert_eq!((s.port, s.path), (443, "/x"));
         assert!(parse_url("ftp://x").is_err());
         assert_eq!(
             dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),

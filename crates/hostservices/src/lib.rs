@@ -36,7 +36,23 @@ pub struct HostServices {
     obj_bucket: String,
     kv: OnceCell<async_nats::jetstream::kv::Store>,
     obj: OnceCell<async_nats::jetstream::object_store::ObjectStore>,
-    http_deny: Vec<String>,
+    http: HttpPolicy,
+}
+
+/// Which hosts the HTTP client may reach: none of `deny`, and only `allow` when it is not empty.
+/// Names are compared case-insensitively, exactly (no wildcards).
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl HttpPolicy {
+    /// May the client connect to `host`?
+    pub fn permits(&self, host: &str) -> bool {
+        let is = |h: &String| h.eq_ignore_ascii_case(host);
+        !self.deny.iter().any(is) && (self.allow.is_empty() || self.allow.iter().any(is))
+    }
 }
 
 /// A failed call; the text is what the function's exception says.
@@ -96,13 +112,13 @@ impl HostServices {
             obj_bucket: format!("hs_{namespace}_{name}_obj"),
             kv: OnceCell::new(),
             obj: OnceCell::new(),
-            http_deny: Vec::new(),
+            http: HttpPolicy::default(),
         }
     }
 
-    /// Hosts the HTTP client refuses (exact names or addresses).
-    pub fn with_http_deny(mut self, hosts: Vec<String>) -> Self {
-        self.http_deny = hosts;
+    /// Restricts the HTTP client's hosts.
+    pub fn with_http_policy(mut self, policy: HttpPolicy) -> Self {
+        self.http = policy;
         self
     }
 
@@ -347,11 +363,8 @@ impl HostServices {
                     .and_then(|h| serde_json::from_value(h.clone()).ok())
                     .unwrap_or_default();
                 let body = req.data.first().map(Vec::as_slice).unwrap_or_default();
-                let deny = &self.http_deny;
-                let r = http::request(&method, url, &headers, body, |host| {
-                    !deny.iter().any(|d| d.eq_ignore_ascii_case(host))
-                })
-                .await?;
+                let r = http::request(&method, url, &headers, body, |host| self.http.permits(host))
+                    .await?;
                 ok(
                     json!({
                         "status": r.status,
@@ -385,5 +398,21 @@ mod tests {
             assert!(check_subject(bad).is_err(), "{bad}");
         }
         assert!(check_subject("hello.world").is_ok());
+    }
+
+    #[test]
+    fn http_policy() {
+        let p = HttpPolicy {
+            allow: vec![],
+            deny: vec!["Evil.example".into()],
+        };
+        assert!(!p.permits("evil.example"));
+        assert!(p.permits("good.example"));
+        let p = HttpPolicy {
+            allow: vec!["only.example".into()],
+            deny: vec![],
+        };
+        assert!(p.permits("only.example"));
+        assert!(!p.permits("other.example"));
     }
 }

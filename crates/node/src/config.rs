@@ -126,6 +126,21 @@ impl NodeConfig {
         serde_json::from_str(text).map_err(|e| format!("invalid node configuration: {e}"))
     }
 
+    /// The HTTP host policy from `host_services.services.http.config.{allow_hosts, deny_hosts}`.
+    pub fn http_policy(&self) -> nex_hostservices::HttpPolicy {
+        let list = |name: &str| -> Vec<String> {
+            self.host_services
+                .as_ref()
+                .and_then(|h| h.pointer(&format!("/services/http/config/{name}")))
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        nex_hostservices::HttpPolicy {
+            allow: list("allow_hosts"),
+            deny: list("deny_hosts"),
+        }
+    }
+
     /// The limits a workload gets when its deploy sets none.
     pub fn workload_defaults(&self) -> Result<ResolvedLimits, String> {
         ResolvedLimits::DEFAULT.apply(self.default_limits.as_ref())

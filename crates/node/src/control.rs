@@ -353,9 +353,15 @@ pub(crate) async fn deploy(
         no_sandbox: node.config.no_sandbox,
     };
     let total_bytes = meta.total_bytes;
-    let wl = Workload::start(meta, spec, node.client.clone(), node.emitter.clone())
-        .await
-        .map_err(|e| format!("workload {} did not start: {e}", req.workload_name))?;
+    let wl = Workload::start(
+        meta,
+        spec,
+        node.client.clone(),
+        node.emitter.clone(),
+        node.config.http_policy(),
+    )
+    .await
+    .map_err(|e| format!("workload {} did not start: {e}", req.workload_name))?;
     node.workloads
         .lock()
         .unwrap_or_else(|p| p.into_inner())

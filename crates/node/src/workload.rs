@@ -56,17 +56,17 @@ impl Workload {
         spec: AgentSpec,
         client: async_nats::Client,
         emitter: Arc<Emitter>,
+        http: nex_hostservices::HttpPolicy,
     ) -> Result<Arc<Workload>, String> {
         let logs = AgentContext {
             emitter: emitter.clone(),
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             id: meta.id.clone(),
-            host: Arc::new(nex_hostservices::HostServices::new(
-                client.clone(),
-                &meta.namespace,
-                &meta.name,
-            )),
+            host: Arc::new(
+                nex_hostservices::HostServices::new(client.clone(), &meta.namespace, &meta.name)
+                    .with_http_policy(http),
+            ),
         };
         let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone())
             .await

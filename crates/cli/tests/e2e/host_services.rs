@@ -151,6 +151,11 @@ async fn http_server() -> String {
                         return;
                     }
                     buf.extend_from_slice(&chunk[..n]);
+                    if buf[0] == 0x16 {
+                        // A TLS ClientHello: this server speaks plain HTTP only.
+                        let _ = s.write_all(b"HTTP/1.1 400 plain http only\r\n\r\n").await;
+                        return;
+                    }
                     if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
                         let len = head
@@ -194,6 +199,27 @@ async fn http_server() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn http_hosts_can_be_denied_by_node_config() {
+    let base = http_server().await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("node.json");
+    std::fs::write(
+        &cfg,
+        r#"{"host_services": {"services": {"http": {"config": {"deny_hosts": ["127.0.0.1"]}}}}}"#,
+    )
+    .unwrap();
+    let w = World::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    w.devrun(&example("http-fetch.js"), &["http.denied"], &[]);
+    let m = w
+        .request("http.denied", format!("{base}/x").as_bytes())
+        .await
+        .unwrap();
+    let (code, msg) = service_error(&m).expect("denied host throws");
+    assert_eq!(code, "500");
+    assert!(msg.contains("not allowed"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn http_client_talks_to_a_real_local_server() {
     let w = World::start().await;
     let base = http_server().await;
@@ -217,7 +243,7 @@ async fn http_client_talks_to_a_real_local_server() {
     const r = h[m](String.fromCharCode(...payload) + '/' + m, 'data-' + m);
     out.push(r.status + ' ' + (r.response ? JSON.parse(r.response).line + ' ' + JSON.parse(r.response).body : '(no body)'));
   }
-  try { h.get('https://example.invalid/'); } catch (e) { out.push(e.message); }
+  try { h.get(String.fromCharCode(...payload).replace('http://', 'https://')); } catch (e) { out.push(e.message); }
   try { h.get('http://127.0.0.1:1/'); } catch (e) { out.push('refused'); }
   return out;
 }"#,
@@ -231,6 +257,6 @@ async fn http_client_talks_to_a_real_local_server() {
     assert_eq!(out[3], "201 DELETE /del HTTP/1.1 data-del");
     assert_eq!(out[4], "201 DELETE /delete HTTP/1.1 data-delete");
     assert_eq!(out[5], "201 (no body)");
-    assert!(out[6].contains("https"), "{out:?}");
+    assert!(out[6].contains("TLS handshake failed"), "{out:?}");
     assert_eq!(out[7], "refused");
 }
