@@ -46,11 +46,31 @@ struct Args {
 }
 
 /// The floor: the echo service a user would write by hand with async-nats.
+/// Also answers `bench.rawkv` with a `kv.get` made directly with async-nats: the floor for the
+/// JavaScript `kv.get` target.
 async fn responder(url: &str) -> anyhow::Result<()> {
     let client = async_nats::connect(url).await?;
     let mut sub = client.queue_subscribe("bench.raw", "raw".into()).await?;
+    let mut kv_sub = client.queue_subscribe("bench.rawkv", "raw".into()).await?;
     client.flush().await?;
     println!("ready");
+    let kv_client = client.clone();
+    tokio::spawn(async move {
+        let js = async_nats::jetstream::new(kv_client.clone());
+        let mut store = None;
+        while let Some(msg) = kv_sub.next().await {
+            if store.is_none() {
+                store = js.get_key_value(KV_BUCKET).await.ok();
+            }
+            let value = match &store {
+                Some(s) => s.get("k").await.ok().flatten().unwrap_or_default(),
+                None => Bytes::new(),
+            };
+            if let Some(reply) = msg.reply {
+                let _ = kv_client.publish(reply, value).await;
+            }
+        }
+    });
     while let Some(msg) = sub.next().await {
         if let Some(reply) = msg.reply {
             let mut out = Vec::with_capacity(msg.payload.len() + msg.subject.len());
@@ -61,6 +81,11 @@ async fn responder(url: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The KV bucket of the `kvget` function deployed by the benchmark.
+const KV_BUCKET: &str = "hs_default_kvget_kv";
+/// The function the `js-kv` target runs.
+const KV_GET_JS: &str = "(subject, payload) => this.hostServices.kv.get('k');\n";
 
 struct Target {
     name: &'static str,
@@ -73,6 +98,8 @@ struct Row {
     p50_us: f64,
     p99_us: f64,
     mean_us: f64,
+    /// Mean `x-nex-runtime-ns` (time inside the agent), when the target reports it.
+    runtime_us: Option<f64>,
     throughput_rps: f64,
 }
 
@@ -88,12 +115,23 @@ async fn measure(client: &async_nats::Client, t: &Target, args: &Args) -> anyhow
         client.request(t.subject, payload.clone()).await?;
     }
     let mut lat = Vec::with_capacity(args.latency_requests);
+    let mut runtime_ns: Vec<u64> = Vec::new();
     for _ in 0..args.latency_requests {
         let s = Instant::now();
         let m = client.request(t.subject, payload.clone()).await?;
         lat.push(s.elapsed());
         anyhow::ensure!(!m.payload.is_empty(), "{} returned nothing", t.name);
+        if let Some(ns) = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(nex_proto::HEADER_RUNTIME_NS))
+            .and_then(|v| v.as_str().parse().ok())
+        {
+            runtime_ns.push(ns);
+        }
     }
+    let runtime_us = (!runtime_ns.is_empty())
+        .then(|| runtime_ns.iter().sum::<u64>() as f64 / runtime_ns.len() as f64 / 1e3);
     lat.sort();
     let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1e6 / lat.len() as f64;
 
@@ -121,6 +159,7 @@ async fn measure(client: &async_nats::Client, t: &Target, args: &Args) -> anyhow
         p50_us: percentile(&lat, 0.50),
         p99_us: percentile(&lat, 0.99),
         mean_us: mean,
+        runtime_us,
         throughput_rps: (per_task * args.concurrency) as f64 / secs,
     })
 }
@@ -140,6 +179,8 @@ fn median_row(mut rounds: Vec<Row>) -> Row {
     row.p99_us = med(&mut p99);
     row.mean_us = med(&mut mean);
     row.throughput_rps = med(&mut tput);
+    let mut rt: Vec<f64> = rounds.iter().filter_map(|r| r.runtime_us).collect();
+    row.runtime_us = (!rt.is_empty()).then(|| med(&mut rt));
     row
 }
 
@@ -194,12 +235,15 @@ async fn main() -> anyhow::Result<()> {
         max_concurrency: Some(args.concurrency as u32),
         ..Default::default()
     });
+    let kv_js = home.path().join("kvget.js");
+    std::fs::write(&kv_js, KV_GET_JS)?;
     for (file, subject) in [
         (nex_test_support::guest("echofunction"), "bench.wasm"),
         (
             nex_test_support::repo_root().join("examples/echo.js"),
             "bench.js",
         ),
+        (kv_js, "bench.kv"),
     ] {
         nex.devrun(
             &file,
@@ -217,11 +261,24 @@ async fn main() -> anyhow::Result<()> {
         ("raw", "raw async-nats responder (floor)", "bench.raw"),
         ("wasm", "nex wasm echo (seed echofunction)", "bench.wasm"),
         ("js", "nex JavaScript echo (seed echo.js)", "bench.js"),
+        (
+            "rawkv",
+            "raw responder doing kv.get (async-nats)",
+            "bench.rawkv",
+        ),
+        ("jskv", "nex JavaScript kv.get (host service)", "bench.kv"),
     ]
     .into_iter()
     .filter(|(k, _, _)| *k == "raw" || args.only.is_empty() || args.only.iter().any(|o| o == k))
     .map(|(_, name, subject)| Target { name, subject })
     .collect();
+    // The function's first call creates its bucket; then the value both kv targets read.
+    client.request("bench.kv", Bytes::new()).await.ok();
+    async_nats::jetstream::new(client.clone())
+        .get_key_value(KV_BUCKET)
+        .await?
+        .put("k", Bytes::from_static(b"value-of-k"))
+        .await?;
     // Interleave rounds so drift on the machine hits every target alike; report medians.
     let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
     for _ in 0..args.rounds.max(1) {
@@ -239,25 +296,40 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency,
         args.rounds
     );
-    println!("| target | p50 µs | p99 µs | p50 ratio | throughput req/s | throughput ratio |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| target | p50 µs | p99 µs | p50 ratio | in-agent µs | throughput req/s | throughput ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {:.0} | {:.2}x |",
+            "| {} | {:.0} | {:.0} | {:.2}x | {} | {:.0} | {:.2}x |",
             r.name,
             r.p50_us,
             r.p99_us,
             r.p50_us / floor.p50_us,
+            r.runtime_us.map_or("-".into(), |u| format!("{u:.1}")),
             r.throughput_rps,
             r.throughput_rps / floor.throughput_rps
         );
         json.push(serde_json::json!({
             "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "mean_us": r.mean_us,
+            "runtime_us": r.runtime_us,
             "throughput_rps": r.throughput_rps,
             "p50_ratio": r.p50_us / floor.p50_us,
             "throughput_ratio": r.throughput_rps / floor.throughput_rps,
         }));
+    }
+    let by_name = |n: &str| rows.iter().find(|r| r.name.starts_with(n));
+    if let (Some(direct), Some(js)) = (
+        by_name("raw responder doing kv.get"),
+        by_name("nex JavaScript kv.get"),
+    ) {
+        println!(
+            "\nkv.get from JavaScript vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x",
+            js.p50_us / direct.p50_us,
+            js.throughput_rps / direct.throughput_rps
+        );
     }
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir).ok();
