@@ -78,6 +78,38 @@ async fn object_store_put_get_list_delete_and_large_objects() {
         .await
         .unwrap();
     assert_eq!(store.info("big").await.unwrap().size, 20 * 1024 * 1024);
+
+    // Another function, and the same name in another namespace, see none of these objects:
+    // after their own first put, their listings hold only their own object.
+    w.devrun(
+        &example("object-store.js"),
+        &["obj2.>"],
+        &["--name", "other-store"],
+    );
+    w.devrun(
+        &example("object-store.js"),
+        &["obj3.>"],
+        &["--namespace", "tenant2"],
+    );
+    for other in ["obj2", "obj3"] {
+        let list = json(w.call(&format!("{other}.put.theirs"), b"x").await);
+        assert_eq!(
+            list,
+            serde_json::json!([{"name": "theirs", "size": 1}]),
+            "{other}"
+        );
+    }
+    let mine = json(w.call("obj.put.mine", b"secret").await);
+    let names: Vec<&str> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"mine") && !names.contains(&"theirs"),
+        "{mine}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
