@@ -153,12 +153,12 @@ fn load(
 }
 
 /// Runs the agent on this process's stdin/stdout until the node says stop or goes away.
-/// Returns the process exit code.
-pub fn run() -> i32 {
+/// `sandbox = false` (the node's dev mode) skips the process limits. Returns the exit code.
+pub fn run(sandbox: bool) -> i32 {
     let writer = FrameWriter::new();
     let mut input = BufReader::with_capacity(64 * 1024, io::stdin());
     let mut buf = Vec::new();
-    let sandbox = limits::apply_process_limits();
+    let sandbox = limits::apply_process_limits(sandbox);
 
     let (init, artifact) = match agent_wire::read_frame(&mut input, &mut buf)
         .map_err(|e| e.to_string())

@@ -65,14 +65,24 @@ pub enum Command {
         /// Skip the process limits (the node's dev mode).
         #[arg(long)]
         no_sandbox: bool,
+        /// Test aid: apply the limits, then make a forbidden syscall (must be killed).
+        #[arg(long)]
+        seccomp_selftest: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Agent { .. } = cli.command {
+    if let Command::Agent {
+        no_sandbox,
+        seccomp_selftest,
+    } = cli.command
+    {
         common::init_tracing_agent();
-        return ExitCode::from(nex_agent::run() as u8);
+        if seccomp_selftest {
+            return ExitCode::from(nex_agent::limits::selftest_forbidden_syscall() as u8);
+        }
+        return ExitCode::from(nex_agent::run(!no_sandbox) as u8);
     }
     common::init_tracing(&cli.loglevel);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -190,6 +190,12 @@ fn info(node: &Node, msg: &Message) -> InfoResponse {
         }
         .to_owned(),
     );
+    // What the agents actually put in place (they all apply the same measures).
+    if let Some(w) = node.workloads().first() {
+        for (k, v) in &w.sandbox {
+            sandbox.insert(format!("agent.{k}"), v.clone());
+        }
+    }
     InfoResponse {
         node_id: node.node_id.clone(),
         version: nex_proto::VERSION.into(),

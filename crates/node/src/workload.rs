@@ -39,6 +39,8 @@ pub struct WorkloadMeta {
 pub struct Workload {
     pub meta: WorkloadMeta,
     pub runtime: String,
+    /// Isolation measures the agent reported as in force.
+    pub sandbox: std::collections::BTreeMap<String, String>,
     started: Instant,
     client: async_nats::Client,
     emitter: Arc<Emitter>,
@@ -75,6 +77,7 @@ impl Workload {
         let permits = Arc::new(Semaphore::new(meta.limits.max_concurrency as usize));
         let wl = Arc::new(Workload {
             runtime: ready.runtime.clone(),
+            sandbox: ready.sandbox.clone(),
             started: Instant::now(),
             client: client.clone(),
             emitter: emitter.clone(),

@@ -199,3 +199,19 @@ async fn two_functions_on_one_subject_both_run_replicas_share() {
     names.sort();
     assert_eq!(names, ["first", "second"]);
 }
+
+#[test]
+fn the_agent_seccomp_filter_kills_a_forbidden_syscall() {
+    use std::os::unix::process::ExitStatusExt;
+    // A stand-in for a native-code escape: the agent applies its limits, then calls socket().
+    let status = std::process::Command::new(NEX)
+        .args(["agent", "--seccomp-selftest"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc_sigsys()), "{status:?}");
+}
+
+fn libc_sigsys() -> i32 {
+    31 // SIGSYS on Linux x86_64 and aarch64
+}

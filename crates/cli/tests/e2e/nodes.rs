@@ -30,6 +30,10 @@ async fn node_ls_and_info_show_the_node() {
     assert_eq!(info["machines"][0]["workload"]["name"], "echofunction");
     assert_eq!(info["machines"][0]["healthy"], true);
     assert!(info["memory"]["total"].as_u64().unwrap() > 0);
+    let seccomp = info["sandbox"]["agent.seccomp"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(seccomp.starts_with("active"), "{info}");
 
     // Another namespace sees none of this namespace's workloads.
     let other: serde_json::Value = serde_json::from_str(&w.nex_ok(&[
