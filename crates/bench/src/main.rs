@@ -34,9 +34,9 @@ struct Args {
     /// Only these targets (comma-separated: raw, wasm, js). The floor always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Payload size in bytes.
-    #[arg(long, default_value_t = 16)]
-    payload: usize,
+    /// Payload sizes in bytes (comma-separated); one table per size.
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    payloads: Vec<usize>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench.json")]
     json: PathBuf,
@@ -108,8 +108,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-async fn measure(client: &async_nats::Client, t: &Target, args: &Args) -> anyhow::Result<Row> {
-    let payload = Bytes::from(vec![b'x'; args.payload]);
+async fn measure(
+    client: &async_nats::Client,
+    t: &Target,
+    args: &Args,
+    size: usize,
+) -> anyhow::Result<Row> {
+    let payload = Bytes::from(vec![b'x'; size]);
     // Warm up.
     for _ in 0..300 {
         client.request(t.subject, payload.clone()).await?;
@@ -174,14 +179,59 @@ fn median_row(mut rounds: Vec<Row>) -> Row {
     let mut p99: Vec<f64> = rounds.iter().map(|r| r.p99_us).collect();
     let mut mean: Vec<f64> = rounds.iter().map(|r| r.mean_us).collect();
     let mut tput: Vec<f64> = rounds.iter().map(|r| r.throughput_rps).collect();
+    let mut rt: Vec<f64> = rounds.iter().filter_map(|r| r.runtime_us).collect();
     let mut row = rounds.remove(0);
     row.p50_us = med(&mut p50);
     row.p99_us = med(&mut p99);
     row.mean_us = med(&mut mean);
     row.throughput_rps = med(&mut tput);
-    let mut rt: Vec<f64> = rounds.iter().filter_map(|r| r.runtime_us).collect();
     row.runtime_us = (!rt.is_empty()).then(|| med(&mut rt));
     row
+}
+
+/// Prints one table (ratios to the first row, the floor) and returns it as JSON.
+fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
+    let floor = &rows[0];
+    println!(
+        "\nnex-bench: payload {size} B, {} sequential requests (latency), {} requests at concurrency {} (throughput), median of {} interleaved rounds\n",
+        args.latency_requests, args.throughput_requests, args.concurrency, args.rounds
+    );
+    println!(
+        "| target | p50 µs | p99 µs | p50 ratio | in-agent µs | throughput req/s | throughput ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut json = Vec::new();
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {} | {:.0} | {:.2}x |",
+            r.name,
+            r.p50_us,
+            r.p99_us,
+            r.p50_us / floor.p50_us,
+            r.runtime_us.map_or("-".into(), |u| format!("{u:.1}")),
+            r.throughput_rps,
+            r.throughput_rps / floor.throughput_rps
+        );
+        json.push(serde_json::json!({
+            "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "mean_us": r.mean_us,
+            "runtime_us": r.runtime_us,
+            "throughput_rps": r.throughput_rps,
+            "p50_ratio": r.p50_us / floor.p50_us,
+            "throughput_ratio": r.throughput_rps / floor.throughput_rps,
+        }));
+    }
+    let by_name = |n: &str| rows.iter().find(|r| r.name.starts_with(n));
+    if let (Some(direct), Some(js)) = (
+        by_name("raw responder doing kv.get"),
+        by_name("nex JavaScript kv.get"),
+    ) {
+        println!(
+            "\nkv.get from JavaScript vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x",
+            js.p50_us / direct.p50_us,
+            js.throughput_rps / direct.throughput_rps
+        );
+    }
+    serde_json::json!({ "payload_bytes": size, "results": json })
 }
 
 struct KillOnDrop(Child);
@@ -279,57 +329,17 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .put("k", Bytes::from_static(b"value-of-k"))
         .await?;
-    // Interleave rounds so drift on the machine hits every target alike; report medians.
-    let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
-    for _ in 0..args.rounds.max(1) {
-        for (i, t) in targets.iter().enumerate() {
-            samples[i].push(measure(&client, t, &args).await?);
+    let mut tables = Vec::new();
+    for &size in &args.payloads {
+        // Interleave rounds so drift on the machine hits every target alike; report medians.
+        let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
+        for _ in 0..args.rounds.max(1) {
+            for (i, t) in targets.iter().enumerate() {
+                samples[i].push(measure(&client, t, &args, size).await?);
+            }
         }
-    }
-    let rows: Vec<Row> = samples.into_iter().map(median_row).collect();
-    let floor = rows[0].clone();
-    println!(
-        "\nnex-bench: payload {} B, {} sequential requests (latency), {} requests at concurrency {} (throughput), median of {} interleaved rounds\n",
-        args.payload,
-        args.latency_requests,
-        args.throughput_requests,
-        args.concurrency,
-        args.rounds
-    );
-    println!(
-        "| target | p50 µs | p99 µs | p50 ratio | in-agent µs | throughput req/s | throughput ratio |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let mut json = Vec::new();
-    for r in &rows {
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {} | {:.0} | {:.2}x |",
-            r.name,
-            r.p50_us,
-            r.p99_us,
-            r.p50_us / floor.p50_us,
-            r.runtime_us.map_or("-".into(), |u| format!("{u:.1}")),
-            r.throughput_rps,
-            r.throughput_rps / floor.throughput_rps
-        );
-        json.push(serde_json::json!({
-            "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "mean_us": r.mean_us,
-            "runtime_us": r.runtime_us,
-            "throughput_rps": r.throughput_rps,
-            "p50_ratio": r.p50_us / floor.p50_us,
-            "throughput_ratio": r.throughput_rps / floor.throughput_rps,
-        }));
-    }
-    let by_name = |n: &str| rows.iter().find(|r| r.name.starts_with(n));
-    if let (Some(direct), Some(js)) = (
-        by_name("raw responder doing kv.get"),
-        by_name("nex JavaScript kv.get"),
-    ) {
-        println!(
-            "\nkv.get from JavaScript vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x",
-            js.p50_us / direct.p50_us,
-            js.throughput_rps / direct.throughput_rps
-        );
+        let rows: Vec<Row> = samples.into_iter().map(median_row).collect();
+        tables.push(report(&rows, size, &args));
     }
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir).ok();
@@ -337,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &args.json,
         serde_json::to_vec_pretty(&serde_json::json!({
-            "payload_bytes": args.payload, "concurrency": args.concurrency, "results": json,
+            "concurrency": args.concurrency, "rounds": args.rounds, "tables": tables,
         }))?,
     )?;
     drop(node);
