@@ -292,3 +292,48 @@ async fn http_client_talks_to_a_real_local_server() {
     assert!(out[6].contains("TLS handshake failed"), "{out:?}");
     assert_eq!(out[7], "refused");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_host_services_snippets_run_as_written() {
+    let w = World::start().await;
+    // The key-value and messaging snippets of the seed page, verbatim inside a function.
+    let (_d, path) = temp_file(
+        "seed_snippets.js",
+        br#"(subject, payload) => {
+this.hostServices.kv.set('hello', payload);
+this.hostServices.kv.delete('hello');
+
+this.hostServices.kv.set('hello2', payload);
+if (subject === 'seed.kv') {
+return {
+  keys: this.hostServices.kv.keys(),
+  hello2: this.hostServices.kv.get('hello2')
+}
+}
+this.hostServices.messaging.publish('hello.world', payload);
+
+req = this.hostServices.messaging.request('hello.world.request', payload);
+
+reqMany = this.hostServices.messaging.requestMany('hello.world.request.many', payload);
+return [String.fromCharCode(...req), reqMany.length];
+}"#,
+    );
+    for subject in ["hello.world.request", "hello.world.request.many"] {
+        let mut sub = w.client.subscribe(subject).await.unwrap();
+        let client = w.client.clone();
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                if let Some(r) = m.reply {
+                    let _ = client.publish(r, "pong".into()).await;
+                }
+            }
+        });
+    }
+    w.client.flush().await.unwrap();
+    w.devrun(&path, &["seed.kv", "seed.msg"], &[]);
+    let kv = json(w.call("seed.kv", b"hi").await);
+    assert_eq!(kv["keys"], serde_json::json!(["hello2"]));
+    assert_eq!(kv["hello2"], serde_json::json!({"0": 104, "1": 105}));
+    let msg = json(w.call("seed.msg", b"hi").await);
+    assert_eq!(msg, serde_json::json!(["pong", 1]));
+}
