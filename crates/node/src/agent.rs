@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nex_proto::agent_wire::{self, AgentInit, AgentReady, FailureCode, FromAgent, ToAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -66,7 +66,17 @@ pub struct Exit {
     pub message: String,
 }
 
-type Pending = Mutex<HashMap<u64, oneshot::Sender<Outcome>>>;
+/// A call waiting for its reply, and when the node gives up on the agent.
+struct Waiter {
+    reply: oneshot::Sender<Outcome>,
+    deadline: Instant,
+    limit: Duration,
+}
+
+type Pending = Mutex<HashMap<u64, Waiter>>;
+
+/// How often the watchdog looks for calls the agent left unanswered.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(500);
 
 /// A live connection to one agent process.
 pub struct AgentConn {
@@ -176,6 +186,7 @@ impl AgentConn {
         let dead = Arc::new(AtomicBool::new(false));
         let (exit_tx, exit_rx) = oneshot::channel();
         tokio::spawn(write_loop(stdin, frames_rx));
+        tokio::spawn(watchdog(pending.clone(), dead.clone(), pid));
         tokio::spawn(read_loop(
             frames_tx.clone(),
             stdout,
@@ -211,31 +222,29 @@ impl AgentConn {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id, tx);
+        // No timer per call: the agent enforces `limit` itself, and the watchdog catches an
+        // agent that stops answering.
+        self.lock_pending().insert(
+            id,
+            Waiter {
+                reply: tx,
+                deadline: Instant::now() + limit + GRACE,
+                limit,
+            },
+        );
         let mut frame = Vec::with_capacity(4 + 9 + 2 + subject.len() + payload.len());
         agent_wire::encode_invoke(id, subject, payload, &mut frame);
         if self.frames.send(frame).is_err() {
             self.lock_pending().remove(&id);
             return Outcome::unavailable("the function's agent is gone");
         }
-        match tokio::time::timeout(limit + GRACE, rx).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Outcome::unavailable("the function's agent exited during the call"),
-            Err(_) => {
-                self.lock_pending().remove(&id);
-                tracing::warn!(pid = self.pid, "agent unresponsive; killing it");
-                self.kill();
-                Outcome::Failed {
-                    code: FailureCode::Timeout,
-                    message: format!(
-                        "the function did not finish within its time limit of {limit:?}"
-                    ),
-                }
-            }
+        match rx.await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::unavailable("the function's agent exited during the call"),
         }
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Outcome>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -248,13 +257,51 @@ impl AgentConn {
 
     /// Kills the agent process now.
     pub fn kill(&self) {
-        if self.is_alive() && self.pid != 0 {
-            // SAFETY: `kill` sends a signal to a pid; the process is our un-reaped child (the
-            // read loop reaps it only after marking it dead), so the pid cannot have been reused.
-            unsafe {
-                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
-            }
+        kill_agent(&self.dead, self.pid);
+    }
+}
+
+fn kill_agent(dead: &AtomicBool, pid: u32) {
+    if !dead.load(Ordering::Acquire) && pid != 0 {
+        // SAFETY: `kill` sends a signal to a pid; the process is our un-reaped child (the read
+        // loop reaps it only after marking it dead), so the pid cannot have been reused.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
         }
+    }
+}
+
+/// Fails the calls an agent left unanswered past their limit plus a grace period, and kills
+/// that agent: it is wedged (its own deadline should have fired), and the supervisor restarts it.
+async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32) {
+    let mut tick = tokio::time::interval(WATCHDOG_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !dead.load(Ordering::Acquire) {
+        tick.tick().await;
+        let now = Instant::now();
+        let overdue: Vec<Waiter> = {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.values().all(|w| w.deadline > now) {
+                continue;
+            }
+            let ids: Vec<u64> = p
+                .iter()
+                .filter(|(_, w)| w.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter().filter_map(|id| p.remove(&id)).collect()
+        };
+        tracing::warn!(pid, calls = overdue.len(), "agent unresponsive; killing it");
+        for w in overdue {
+            let _ = w.reply.send(Outcome::Failed {
+                code: FailureCode::Timeout,
+                message: format!(
+                    "the function did not finish within its time limit of {:?}",
+                    w.limit
+                ),
+            });
+        }
+        kill_agent(&dead, pid);
     }
 }
 
@@ -348,7 +395,7 @@ async fn read_loop(
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         if let Some(w) = waiter {
-            let _ = w.send(outcome);
+            let _ = w.reply.send(outcome);
         }
     }
     dead.store(true, Ordering::Release);
@@ -361,7 +408,7 @@ async fn read_loop(
         .drain()
         .collect();
     for (_, w) in drained {
-        let _ = w.send(Outcome::unavailable(
+        let _ = w.reply.send(Outcome::unavailable(
             "the function's agent exited during the call",
         ));
     }

@@ -1,6 +1,7 @@
 //! A deployed workload: its agent (restarted when it dies), its trigger subscriptions, and the
 //! handling of each trigger message.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -8,13 +9,14 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use nex_proto::agent_wire::FailureCode;
 use nex_proto::control::{
     MachineInfo, MachineSummary, ResolvedLimits, WorkloadDescription, WorkloadType, format_duration,
 };
 use nex_proto::events::{self, AgentEvent, FunctionExecFailed, FunctionExecSucceeded};
 use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, subjects};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::agent::{AgentConn, AgentContext, AgentSpec, Exit, Outcome};
@@ -47,6 +49,8 @@ pub struct Workload {
     conn: RwLock<Arc<AgentConn>>,
     permits: Arc<Semaphore>,
     stopping: AtomicBool,
+    /// Tells the trigger loops to stop taking messages and drain.
+    stop_triggers: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     limit: Duration,
 }
@@ -84,6 +88,7 @@ impl Workload {
             conn: RwLock::new(conn),
             permits,
             stopping: AtomicBool::new(false),
+            stop_triggers: watch::Sender::new(false),
             tasks: Default::default(),
             limit,
             meta,
@@ -127,6 +132,11 @@ impl Workload {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
+        // The trigger loops unsubscribe and finish their in-flight calls; past `drain` they are
+        // cut short.
+        self.stop_triggers.send_replace(true);
+        let all = self.meta.limits.max_concurrency;
+        let _ = tokio::time::timeout(drain, self.permits.acquire_many(all)).await;
         for t in self
             .tasks
             .lock()
@@ -135,8 +145,6 @@ impl Workload {
         {
             t.abort();
         }
-        let all = self.meta.limits.max_concurrency;
-        let _ = tokio::time::timeout(drain, self.permits.acquire_many(all)).await;
         let conn = self.conn();
         conn.shutdown();
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -224,11 +232,11 @@ impl Workload {
                         &self.meta.namespace,
                         events::FUNCTION_EXEC_SUCCEEDED,
                         FunctionExecSucceeded {
-                            workload_name: self.meta.name.clone(),
-                            workload_id: self.meta.id.clone(),
-                            trigger_subject: subject.to_owned(),
+                            workload_name: Cow::Borrowed(&self.meta.name),
+                            workload_id: Cow::Borrowed(&self.meta.id),
+                            trigger_subject: Cow::Borrowed(subject),
                             elapsed_nanos,
-                            namespace: self.meta.namespace.clone(),
+                            namespace: Cow::Borrowed(&self.meta.namespace),
                         },
                     )
                     .await;
@@ -251,10 +259,10 @@ impl Workload {
                         &self.meta.namespace,
                         events::FUNCTION_EXEC_FAILED,
                         FunctionExecFailed {
-                            workload_name: self.meta.name.clone(),
-                            workload_id: self.meta.id.clone(),
-                            trigger_subject: subject.to_owned(),
-                            namespace: self.meta.namespace.clone(),
+                            workload_name: Cow::Borrowed(&self.meta.name),
+                            workload_id: Cow::Borrowed(&self.meta.id),
+                            trigger_subject: Cow::Borrowed(subject),
+                            namespace: Cow::Borrowed(&self.meta.namespace),
                             error: message,
                             code: code as u16,
                         },
@@ -275,16 +283,40 @@ fn one_line(s: &str) -> String {
 }
 
 async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
-    while let Some(msg) = sub.next().await {
-        let Ok(permit) = wl.permits.clone().acquire_owned().await else {
-            return;
-        };
-        let wl = wl.clone();
-        tokio::spawn(async move {
-            wl.handle(msg).await;
-            drop(permit);
-        });
+    // Every call of this trigger runs inside this one task: no task spawn per message, and the
+    // replies of a burst are sent from one place.
+    let mut in_flight = FuturesUnordered::new();
+    let mut stop = wl.stop_triggers.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            _ = stop.changed() => break,
+            msg = sub.next() => {
+                let Some(msg) = msg else { break };
+                // The limit is per workload, shared by all its triggers.
+                let permit = match wl.permits.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => loop {
+                        tokio::select! {
+                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                            p = wl.permits.clone().acquire_owned() => match p {
+                                Ok(p) => break p,
+                                Err(_) => return,
+                            },
+                        }
+                    },
+                };
+                let wl = wl.clone();
+                in_flight.push(async move {
+                    wl.handle(msg).await;
+                    drop(permit);
+                });
+            }
+        }
     }
+    let _ = sub.unsubscribe().await;
+    while in_flight.next().await.is_some() {}
 }
 
 /// Restarts the agent whenever it dies, with back-off, until the workload stops.

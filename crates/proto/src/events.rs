@@ -1,6 +1,7 @@
 //! CloudEvents 1.0 envelopes published on `$NEX.events.<ns>.<type>`, their payloads, and log lines
 //! published on `$NEX.logs.<ns>.<node>.<workload_name>.<workload_id>`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -16,32 +17,33 @@ pub const WORKLOAD_UNDEPLOYED: &str = "workload_undeployed";
 pub const FUNCTION_EXEC_SUCCEEDED: &str = "function_exec_succeeded";
 pub const FUNCTION_EXEC_FAILED: &str = "function_exec_failed";
 
-/// A CloudEvents 1.0 JSON document.
+/// A CloudEvents 1.0 JSON document. Fields borrow where they can: the node builds one per function
+/// call, and the constant parts need not be copied each time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CloudEvent<T> {
-    pub specversion: String,
+pub struct CloudEvent<'a, T> {
+    pub specversion: Cow<'a, str>,
     pub id: String,
-    pub source: String,
+    pub source: Cow<'a, str>,
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: Cow<'a, str>,
     pub time: String,
-    pub datacontenttype: String,
+    pub datacontenttype: Cow<'a, str>,
     pub data: T,
 }
 
-impl<T> CloudEvent<T> {
+impl<'a, T> CloudEvent<'a, T> {
     /// An event of `event_type` from `source` (a node id), stamped now.
-    pub fn new(id: String, source: &str, event_type: &str, data: T) -> Self {
+    pub fn new(id: String, source: &'a str, event_type: &'a str, data: T) -> Self {
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Self {
-            specversion: "1.0".into(),
+            specversion: Cow::Borrowed("1.0"),
             id,
-            source: source.into(),
-            event_type: event_type.into(),
+            source: Cow::Borrowed(source),
+            event_type: Cow::Borrowed(event_type),
             time,
-            datacontenttype: "application/json".into(),
+            datacontenttype: Cow::Borrowed("application/json"),
             data,
         }
     }
@@ -102,23 +104,23 @@ pub struct WorkloadUndeployed {
     pub message: String,
 }
 
-/// `function_exec_succeeded`.
+/// `function_exec_succeeded` (one per call: borrows rather than copies).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FunctionExecSucceeded {
-    pub workload_name: String,
-    pub workload_id: String,
-    pub trigger_subject: String,
+pub struct FunctionExecSucceeded<'a> {
+    pub workload_name: Cow<'a, str>,
+    pub workload_id: Cow<'a, str>,
+    pub trigger_subject: Cow<'a, str>,
     pub elapsed_nanos: u64,
-    pub namespace: String,
+    pub namespace: Cow<'a, str>,
 }
 
 /// `function_exec_failed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FunctionExecFailed {
-    pub workload_name: String,
-    pub workload_id: String,
-    pub trigger_subject: String,
-    pub namespace: String,
+pub struct FunctionExecFailed<'a> {
+    pub workload_name: Cow<'a, str>,
+    pub workload_id: Cow<'a, str>,
+    pub trigger_subject: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
     pub error: String,
     pub code: u16,
 }
