@@ -63,7 +63,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
         let info = client.info(&args.node).await?;
         Some(keys.seal_environment(&env, &info.public_xkey)?)
     };
-    let req = DeployRequest {
+    let mut req = DeployRequest {
         workload_name: name,
         description: args.workload.description.clone(),
         workload_type: workload_type.as_str().into(),
@@ -76,6 +76,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
         limits: args.workload.limits(),
         ..Default::default()
     };
+    keys.sign_deploy(&mut req)?;
     let r = client.deploy(&args.node, &req).await?;
     if cli.json {
         return print_json(&r);
@@ -88,9 +89,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
 }
 
 pub async fn stop(cli: &Cli, args: &StopArgs) -> anyhow::Result<()> {
+    let keys = SenderKeys::load_or_create(&keys::default_dir())?;
     let r = common::client(cli)
         .await?
-        .stop(&args.node, &args.workload_id)
+        .stop(&keys, &args.node, &args.workload_id)
         .await?;
     if cli.json {
         return print_json(&r);

@@ -112,7 +112,7 @@ impl NexClient {
         } else {
             Some(keys.seal_environment(&opts.environment, &node_xkey)?)
         };
-        let req = DeployRequest {
+        let mut req = DeployRequest {
             id: None,
             workload_name: name,
             description: opts.description.clone(),
@@ -128,6 +128,7 @@ impl NexClient {
             host_services_config: None,
             limits: opts.limits,
         };
+        keys.sign_deploy(&mut req)?;
         let run = self.deploy(&node_id, &req).await?;
         Ok(Deployed {
             node_id,

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use nex_proto::control::*;
 use nex_proto::subjects;
+
+use crate::keys::SenderKeys;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -177,11 +179,17 @@ impl NexClient {
             .await
     }
 
-    /// Stops workload `workload_id` on `node`.
-    pub async fn stop(&self, node: &str, workload_id: &str) -> Result<StopResponse> {
+    /// Stops workload `workload_id` on `node`, signing the request with `keys` (the issuer that
+    /// deployed it).
+    pub async fn stop(
+        &self,
+        keys: &SenderKeys,
+        node: &str,
+        workload_id: &str,
+    ) -> Result<StopResponse> {
         let req = StopRequest {
             workload_id: workload_id.to_owned(),
-            workload_jwt: None,
+            workload_jwt: Some(keys.stop_token(workload_id)?),
             node_id: Some(node.to_owned()),
         };
         self.request(subjects::stop(&self.namespace, node), &req)

@@ -214,6 +214,79 @@ fn info(node: &Node, msg: &Message) -> InfoResponse {
     }
 }
 
+/// Verifies the deploy's workload JWT: signature, trusted issuer, claims matching the request,
+/// freshness, and first use.
+fn check_deploy_token(node: &Node, req: &DeployRequest) -> Result<nex_jwt::Claims, String> {
+    let token = req.workload_jwt.as_deref().filter(|t| !t.is_empty()).ok_or(
+        "the deploy is not signed: workload_jwt is missing (nex devrun and nex run sign deploys)",
+    )?;
+    let claims = nex_jwt::verify(token).map_err(|e| e.to_string())?;
+    check_issuer(node, &claims.iss)?;
+    let mismatch = |what: &str, token: &str, request: &str| {
+        Err(format!(
+            "the workload JWT does not match the request: its {what} is `{token}`, the request's is `{request}`"
+        ))
+    };
+    if claims.data.op != nex_jwt::Operation::Deploy {
+        return Err("the workload JWT is not a deploy token".into());
+    }
+    if let Some(id) = req.id.as_deref().filter(|i| !i.is_empty())
+        && id != claims.sub
+    {
+        return mismatch("workload id (sub)", &claims.sub, id);
+    }
+    if claims.data.name != req.workload_name {
+        return mismatch("name", &claims.data.name, &req.workload_name);
+    }
+    if !claims.data.hash.eq_ignore_ascii_case(&req.hash) || req.hash.is_empty() {
+        return mismatch("artifact hash", &claims.data.hash, &req.hash);
+    }
+    node.replay
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(&claims)
+        .map_err(|e| e.to_string())?;
+    Ok(claims)
+}
+
+fn check_issuer(node: &Node, issuer: &str) -> Result<(), String> {
+    if !node.config.valid_issuers.is_empty()
+        && !node.config.valid_issuers.iter().any(|i| i == issuer)
+    {
+        return Err(format!("issuer `{issuer}` is not trusted by this node"));
+    }
+    Ok(())
+}
+
+/// Verifies a stop's workload JWT: signed by the issuer that deployed `wl`, naming it, fresh and
+/// unused. Workloads the node started from its own config may be stopped by any trusted issuer.
+fn check_stop_token(node: &Node, req: &StopRequest, wl: &Workload) -> Result<(), String> {
+    let token = req
+        .workload_jwt
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or("the stop is not signed: workload_jwt is missing (nex stop signs it)")?;
+    let claims = nex_jwt::verify(token).map_err(|e| e.to_string())?;
+    check_issuer(node, &claims.iss)?;
+    if claims.data.op != nex_jwt::Operation::Stop || claims.sub != wl.meta.id {
+        return Err(format!(
+            "the workload JWT is not a stop token for workload {}",
+            wl.meta.id
+        ));
+    }
+    if !wl.meta.issuer.is_empty() && claims.iss != wl.meta.issuer {
+        return Err(format!(
+            "workload {} was deployed by issuer {}; only that issuer may stop it",
+            wl.meta.id, wl.meta.issuer
+        ));
+    }
+    node.replay
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(&claims)
+        .map_err(|e| e.to_string())
+}
+
 fn new_workload_id() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -259,10 +332,13 @@ pub(crate) async fn deploy(
     {
         return Err(format!("deploy is addressed to node {t}, not this one"));
     }
-    let issuer = req.sender_public_key.clone().unwrap_or_default();
-    if !node.config.valid_issuers.is_empty() && !node.config.valid_issuers.contains(&issuer) {
-        return Err(format!("issuer `{issuer}` is not trusted by this node"));
-    }
+    // Deploys from the node's own config are trusted; every other one is signed.
+    let (issuer, signed_id) = if local {
+        (String::new(), None)
+    } else {
+        let claims = check_deploy_token(node, &req)?;
+        (claims.iss, Some(claims.sub))
+    };
     let limits = node
         .config
         .workload_defaults()?
@@ -316,10 +392,8 @@ pub(crate) async fn deploy(
         ));
     }
 
-    let id = req
-        .id
-        .clone()
-        .filter(|i| !i.is_empty())
+    let id = signed_id
+        .or_else(|| req.id.clone().filter(|i| !i.is_empty()))
         .unwrap_or_else(new_workload_id);
     validate::name("workload id", &id)?;
     if node.workloads().iter().any(|w| w.meta.id == id) {
@@ -421,17 +495,20 @@ pub(crate) async fn undeployed_event(node: &Node, w: &Workload, message: &str) {
 async fn stop(node: &Arc<Node>, ns: &str, req: StopRequest) -> Result<StopResponse, String> {
     let wl = {
         let mut map = node.workloads.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&req.workload_id) {
-            Some(w) if w.meta.namespace == ns => map.remove(&req.workload_id),
+        let found = match map.get(&req.workload_id) {
+            Some(w) if w.meta.namespace == ns => Some(w.clone()),
             _ => None,
         }
-    }
-    .ok_or_else(|| {
-        format!(
-            "no workload {} in namespace {ns} on this node",
-            req.workload_id
-        )
-    })?;
+        .ok_or_else(|| {
+            format!(
+                "no workload {} in namespace {ns} on this node",
+                req.workload_id
+            )
+        })?;
+        check_stop_token(node, &req, &found)?;
+        map.remove(&req.workload_id);
+        found
+    };
     wl.stop(Duration::from_secs(5)).await;
     undeployed_event(node, &wl, "stopped by request").await;
     tracing::info!("workload stopped");

@@ -72,6 +72,8 @@ pub(crate) struct Node {
     pub exit: Notify,
     /// Serializes deploys so limits and same-name replacement are checked atomically.
     pub deploy_lock: tokio::sync::Mutex<()>,
+    /// Workload JWTs accepted recently: each is good for one deploy or stop.
+    pub replay: Mutex<nex_jwt::ReplayGuard>,
 }
 
 impl Node {
@@ -185,6 +187,7 @@ pub async fn run(
         lameduck: AtomicBool::new(false),
         exit: Notify::new(),
         deploy_lock: tokio::sync::Mutex::new(()),
+        replay: Mutex::default(),
         identity,
     });
 

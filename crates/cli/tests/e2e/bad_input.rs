@@ -8,7 +8,7 @@ use nex_proto::control::{DeployRequest, Envelope, RunResponse};
 use crate::harness::*;
 use nex_test_support::guest;
 
-async fn deploy_raw(w: &World, body: Bytes) -> Envelope<RunResponse> {
+pub(crate) async fn deploy_raw(w: &World, body: Bytes) -> Envelope<RunResponse> {
     let subject = nex_proto::subjects::deploy("default", &w.node.node_id);
     let req = async_nats::Request::new()
         .payload(body)
@@ -21,8 +21,15 @@ async fn deploy_raw(w: &World, body: Bytes) -> Envelope<RunResponse> {
     serde_json::from_slice(&m.payload).expect("an envelope")
 }
 
-async fn deploy_err(w: &World, req: &DeployRequest) -> String {
-    let env = deploy_raw(w, Bytes::from(serde_json::to_vec(req).unwrap())).await;
+/// Signs `req` as `nex devrun` would, so the node gets past the signature to the point tested.
+pub(crate) fn signed(w: &World, req: &DeployRequest) -> DeployRequest {
+    let mut req = req.clone();
+    w.keys().sign_deploy(&mut req).unwrap();
+    req
+}
+
+pub(crate) async fn deploy_err(w: &World, req: &DeployRequest) -> String {
+    let env = deploy_raw(w, Bytes::from(serde_json::to_vec(&signed(w, req)).unwrap())).await;
     env.into_result().expect_err("deploy must fail")
 }
 
@@ -162,7 +169,11 @@ async fn bad_deploys_are_refused_clearly_and_nothing_else_breaks() {
 
     // The good one was never disturbed, and a correct direct deploy works.
     assert_eq!(w.call("good", b"still ").await, b"still good");
-    let env = deploy_raw(&w, Bytes::from(serde_json::to_vec(&good).unwrap())).await;
+    let env = deploy_raw(
+        &w,
+        Bytes::from(serde_json::to_vec(&signed(&w, &good)).unwrap()),
+    )
+    .await;
     env.into_result().expect("good direct deploy");
     assert_eq!(w.call("direct", b"d").await, b"ddirect");
     let ls: serde_json::Value = serde_json::from_str(&w.nex_ok(&["node", "ls", "--json"])).unwrap();

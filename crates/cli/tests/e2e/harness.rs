@@ -37,6 +37,11 @@ impl World {
         }
     }
 
+    /// The issuer and xkey the CLI uses in this world (created on first use).
+    pub fn keys(&self) -> nex_client::keys::SenderKeys {
+        nex_client::keys::SenderKeys::load_or_create(&self.home.path().join(".nex")).unwrap()
+    }
+
     pub fn control(&self) -> NexClient {
         NexClient::new(self.client.clone(), "default", Duration::from_secs(5))
     }

@@ -9,3 +9,4 @@ mod host_services;
 mod javascript;
 mod logs_events;
 mod nodes;
+mod security;

@@ -1,0 +1,216 @@
+//! Signed control plane: unsigned, forged, untrusted, mismatched, stale and replayed deploy
+//! tokens are refused with a clear error; only the deploying issuer may stop a workload. After
+//! every refusal the running function still answers.
+
+use bytes::Bytes;
+use nex_client::keys::SenderKeys;
+use nex_proto::control::{DeployRequest, StopRequest, StopResponse};
+use nex_test_support::guest;
+
+use crate::bad_input::{deploy_raw, signed};
+use crate::harness::*;
+
+async fn echo_request(w: &World, name: &str, subject: &str) -> DeployRequest {
+    let bytes = std::fs::read(guest("echofunction")).unwrap();
+    let location = w
+        .control()
+        .upload("NEXCLIFILES", name, &bytes)
+        .await
+        .unwrap();
+    DeployRequest {
+        workload_name: name.into(),
+        workload_type: "wasm".into(),
+        location,
+        hash: nex_client::sha256_hex(&bytes),
+        trigger_subjects: vec![subject.into()],
+        ..Default::default()
+    }
+}
+
+async fn deploy_refused(w: &World, req: &DeployRequest) -> String {
+    deploy_raw(w, Bytes::from(serde_json::to_vec(req).unwrap()))
+        .await
+        .into_result()
+        .expect_err("deploy must be refused")
+}
+
+async fn stop_raw(w: &World, req: &StopRequest) -> Result<StopResponse, String> {
+    let m = w
+        .client
+        .request(
+            nex_proto::subjects::stop("default", &w.node.node_id),
+            Bytes::from(serde_json::to_vec(req).unwrap()),
+        )
+        .await
+        .unwrap();
+    serde_json::from_slice::<nex_proto::control::Envelope<StopResponse>>(&m.payload)
+        .unwrap()
+        .into_result()
+}
+
+fn other_issuer() -> SenderKeys {
+    let dir = tempfile::tempdir().unwrap();
+    SenderKeys::load_or_create(dir.path()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_tokens_are_verified_and_used_once() {
+    let w = World::start().await;
+    let id = w.devrun(&guest("echofunction"), &["sec.good"], &[]);
+    let req = echo_request(&w, "sec", "sec.x").await;
+
+    // Unsigned.
+    let e = deploy_refused(&w, &req).await;
+    assert!(e.contains("not signed"), "{e}");
+
+    // Forged: a token signed by one key that claims to come from another.
+    let mut forged = signed(&w, &req);
+    let mut claims = nex_jwt::verify(forged.workload_jwt.as_deref().unwrap()).unwrap();
+    claims.jti = "forged".into();
+    forged.workload_jwt = Some(nex_jwt::encode(&nkeys::KeyPair::new_account(), &claims).unwrap());
+    let e = deploy_refused(&w, &forged).await;
+    assert!(e.contains("signature does not verify"), "{e}");
+
+    // Garbage token.
+    let e = deploy_refused(
+        &w,
+        &DeployRequest {
+            workload_jwt: Some("not.a.jwt".into()),
+            ..req.clone()
+        },
+    )
+    .await;
+    assert!(e.contains("malformed"), "{e}");
+
+    // Signed for another artifact, name or id than the request carries.
+    let mut wrong_hash = signed(&w, &req);
+    wrong_hash.hash = "00".repeat(32);
+    let e = deploy_refused(&w, &wrong_hash).await;
+    assert!(e.contains("artifact hash"), "{e}");
+    let mut wrong_name = signed(&w, &req);
+    wrong_name.workload_name = "other".into();
+    let e = deploy_refused(&w, &wrong_name).await;
+    assert!(e.contains("its name"), "{e}");
+    let mut wrong_id = signed(&w, &req);
+    wrong_id.id = Some("someoneelse".into());
+    let e = deploy_refused(&w, &wrong_id).await;
+    assert!(e.contains("workload id"), "{e}");
+
+    // A stop token is not a deploy token.
+    let mut as_stop = req.clone();
+    as_stop.id = Some("abc".into());
+    as_stop.workload_jwt = Some(w.keys().stop_token("abc").unwrap());
+    let e = deploy_refused(&w, &as_stop).await;
+    assert!(e.contains("not a deploy token"), "{e}");
+
+    // Stale: issued an hour ago.
+    let keys = w.keys();
+    let mut stale = req.clone();
+    stale.id = Some("stale".into());
+    let mut c = nex_jwt::verify(
+        &nex_jwt::issue(
+            &keys.issuer,
+            "stale",
+            "sec",
+            &req.hash,
+            nex_jwt::Operation::Deploy,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    c.iat -= 3600;
+    stale.workload_jwt = Some(nex_jwt::encode(&keys.issuer, &c).unwrap());
+    let e = deploy_refused(&w, &stale).await;
+    assert!(e.contains("issued 3600 s ago"), "{e}");
+
+    // A correct one works once; the same request again is a replay.
+    let good = signed(&w, &req);
+    deploy_raw(&w, Bytes::from(serde_json::to_vec(&good).unwrap()))
+        .await
+        .into_result()
+        .expect("signed deploy");
+    assert_eq!(w.call("sec.x", b"a").await, b"asec.x");
+    let e = deploy_refused(&w, &good).await;
+    assert!(e.contains("already used"), "{e}");
+
+    // Through it all the first function kept answering.
+    assert_eq!(w.call("sec.good", b"b").await, b"bsec.good");
+    assert!(!id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_deploying_issuer_may_stop() {
+    let w = World::start().await;
+    let id = w.devrun(&guest("echofunction"), &["owned"], &[]);
+
+    let unsigned = StopRequest {
+        workload_id: id.clone(),
+        ..Default::default()
+    };
+    let e = stop_raw(&w, &unsigned).await.unwrap_err();
+    assert!(e.contains("not signed"), "{e}");
+
+    let intruder = other_issuer();
+    let e = w
+        .control()
+        .stop(&intruder, &w.node.node_id, &id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only that issuer may stop it"), "{e}");
+    assert_eq!(w.call("owned", b"x").await, b"xowned");
+
+    // A stop token for another workload does not stop this one.
+    let wrong = StopRequest {
+        workload_id: id.clone(),
+        workload_jwt: Some(w.keys().stop_token("another").unwrap()),
+        ..Default::default()
+    };
+    let e = stop_raw(&w, &wrong).await.unwrap_err();
+    assert!(e.contains("not a stop token for workload"), "{e}");
+
+    // The owner's stop works, and its token cannot be used again.
+    let token = w.keys().stop_token(&id).unwrap();
+    let good = StopRequest {
+        workload_id: id.clone(),
+        workload_jwt: Some(token),
+        ..Default::default()
+    };
+    stop_raw(&w, &good).await.expect("owner stops");
+    assert!(w.request("owned", b"x").await.is_err());
+    let e = stop_raw(&w, &good).await.unwrap_err();
+    assert!(e.contains("no workload"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_issuers_are_refused() {
+    let trusted = other_issuer();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("node.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"valid_issuers": ["{}"]}}"#,
+            trusted.issuer.public_key()
+        ),
+    )
+    .unwrap();
+    let w = World::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let out = w.nex(&[
+        "devrun",
+        guest("echofunction").to_str().unwrap(),
+        "--trigger_subject",
+        "untrusted",
+    ]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("is not trusted by this node"), "{e}");
+
+    let mut req = echo_request(&w, "trusted", "trusted").await;
+    trusted.sign_deploy(&mut req).unwrap();
+    deploy_raw(&w, Bytes::from(serde_json::to_vec(&req).unwrap()))
+        .await
+        .into_result()
+        .expect("trusted issuer deploys");
+    assert_eq!(w.call("trusted", b"t").await, b"ttrusted");
+}

@@ -1,0 +1,284 @@
+//! Workload JWTs, in the NATS JWT format (`alg: ed25519-nkey`): the issuer signs, with its nkey,
+//! a token whose `sub` is the workload id and whose `data` names the workload, the SHA-256 of its
+//! artifact and the operation (`deploy` or `stop`). Nodes verify the signature, check the claims
+//! against the request, and refuse stale or replayed tokens ([`ReplayGuard`]).
+//!
+//! This crate owns issuing and verifying; it does no I/O.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use nkeys::KeyPair;
+use serde::{Deserialize, Serialize};
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Deploy,
+    Stop,
+}
+
+/// Workload-specific claims, under `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadData {
+    pub name: String,
+    /// SHA-256 hex of the artifact (empty in stop tokens).
+    #[serde(default)]
+    pub hash: String,
+    pub op: Operation,
+}
+
+/// The claims of a workload JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Unique token id: a node refuses a `jti` it has seen.
+    pub jti: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// The issuer's public nkey.
+    pub iss: String,
+    /// The workload id.
+    pub sub: String,
+    pub data: WorkloadData,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Header {
+    typ: String,
+    alg: String,
+}
+
+const ALG: &str = "ed25519-nkey";
+
+/// Why a token was refused. Messages are meant for the sender.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JwtError {
+    #[error("the workload JWT is malformed: {0}")]
+    Malformed(String),
+    #[error("the workload JWT is signed with `{0}`, not ed25519-nkey")]
+    Algorithm(String),
+    #[error("the workload JWT's signature does not verify against its issuer {0}")]
+    BadSignature(String),
+    #[error("the workload JWT does not match the request: {0}")]
+    Mismatch(String),
+    #[error(
+        "the workload JWT was issued {age_secs} s ago; tokens are accepted for {window_secs} s (is a clock off?)"
+    )]
+    Stale { age_secs: i64, window_secs: u64 },
+    #[error("the workload JWT {0} was already used: replays are refused")]
+    Replayed(String),
+    #[error("cannot sign the workload JWT: {0}")]
+    Signing(String),
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn new_jti() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::thread_rng().r#gen();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs a token for `op` on workload `id` named `name` with artifact `hash`.
+pub fn issue(
+    issuer: &KeyPair,
+    id: &str,
+    name: &str,
+    hash: &str,
+    op: Operation,
+) -> Result<String, JwtError> {
+    let claims = Claims {
+        jti: new_jti(),
+        iat: now_secs(),
+        iss: issuer.public_key(),
+        sub: id.to_owned(),
+        data: WorkloadData {
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            op,
+        },
+    };
+    encode(issuer, &claims)
+}
+
+/// Signs `claims` as given (tests use this to make bad tokens).
+pub fn encode(issuer: &KeyPair, claims: &Claims) -> Result<String, JwtError> {
+    let header = Header {
+        typ: "JWT".into(),
+        alg: ALG.into(),
+    };
+    let signing_input = format!("{}.{}", b64_json(&header)?, b64_json(claims)?);
+    let sig = issuer
+        .sign(signing_input.as_bytes())
+        .map_err(|e| JwtError::Signing(e.to_string()))?;
+    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+}
+
+fn b64_json<T: Serialize>(v: &T) -> Result<String, JwtError> {
+    let json = serde_json::to_vec(v).map_err(|e| JwtError::Signing(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+/// Longest token accepted, in bytes: a control message is small, a token far smaller.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Checks the signature of `token` against the issuer it names and returns its claims.
+/// Does not check freshness or replays: see [`ReplayGuard::admit`].
+pub fn verify(token: &str) -> Result<Claims, JwtError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::Malformed(format!(
+            "{} bytes is longer than {MAX_TOKEN_BYTES}",
+            token.len()
+        )));
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed(
+            "expected three dot-separated parts".into(),
+        ));
+    };
+    let decode = |part: &str, what: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|e| JwtError::Malformed(format!("{what} is not base64url: {e}")))
+    };
+    let header: Header = serde_json::from_slice(&decode(h, "header")?)
+        .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+    if header.alg != ALG {
+        return Err(JwtError::Algorithm(header.alg));
+    }
+    let claims: Claims = serde_json::from_slice(&decode(c, "claims")?)
+        .map_err(|e| JwtError::Malformed(format!("claims: {e}")))?;
+    let sig = decode(s, "signature")?;
+    let issuer = KeyPair::from_public_key(&claims.iss)
+        .map_err(|e| JwtError::Malformed(format!("iss `{}` is not an nkey: {e}", claims.iss)))?;
+    let signed = &token[..h.len() + 1 + c.len()];
+    issuer
+        .verify(signed.as_bytes(), &sig)
+        .map_err(|_| JwtError::BadSignature(claims.iss.clone()))?;
+    Ok(claims)
+}
+
+/// Remembers the tokens a node accepted within the freshness window, so none is used twice.
+/// Tokens older than the window are refused outright, so the memory stays bounded and a node
+/// restart cannot reopen old tokens for long.
+#[derive(Debug)]
+pub struct ReplayGuard {
+    window: Duration,
+    seen: HashMap<String, u64>,
+}
+
+/// How old (or how far in the future, for skewed clocks) a token may be.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        Self::new(DEFAULT_WINDOW)
+    }
+}
+
+impl ReplayGuard {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Accepts `claims` if fresh and never seen, and remembers them.
+    pub fn admit(&mut self, claims: &Claims) -> Result<(), JwtError> {
+        let now = now_secs();
+        let window = self.window.as_secs();
+        let age = now as i64 - claims.iat as i64;
+        if age.unsigned_abs() > window {
+            return Err(JwtError::Stale {
+                age_secs: age,
+                window_secs: window,
+            });
+        }
+        self.seen
+            .retain(|_, iat| now.saturating_sub(*iat) <= window * 2);
+        if self.seen.contains_key(&claims.jti) {
+            return Err(JwtError::Replayed(claims.jti.clone()));
+        }
+        self.seen.insert(claims.jti.clone(), claims.iat);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer() -> KeyPair {
+        KeyPair::new_account()
+    }
+
+    #[test]
+    fn a_token_verifies_and_carries_its_claims() {
+        let kp = issuer();
+        let t = issue(&kp, "W1", "echo", "abc", Operation::Deploy).unwrap();
+        let c = verify(&t).unwrap();
+        assert_eq!(c.iss, kp.public_key());
+        assert_eq!(c.sub, "W1");
+        assert_eq!(c.data.name, "echo");
+        assert_eq!(c.data.hash, "abc");
+        assert_eq!(c.data.op, Operation::Deploy);
+    }
+
+    #[test]
+    fn a_changed_claim_breaks_the_signature() {
+        let kp = issuer();
+        let t = issue(&kp, "W1", "echo", "abc", Operation::Deploy).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut claims: Claims =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        claims.data.hash = "evil".into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()),
+            parts[2]
+        );
+        assert!(matches!(verify(&forged), Err(JwtError::BadSignature(_))));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_is_refused() {
+        let kp = issuer();
+        let other = issuer();
+        let mut claims = verify(&issue(&kp, "W", "n", "h", Operation::Deploy).unwrap()).unwrap();
+        claims.iss = kp.public_key();
+        let t = encode(&other, &claims).unwrap();
+        assert!(matches!(verify(&t), Err(JwtError::BadSignature(_))));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for t in ["", "a.b", "a.b.c.d", "!!.??.**", &"x".repeat(20_000)] {
+            assert!(matches!(verify(t), Err(JwtError::Malformed(_))), "{t:.20}");
+        }
+    }
+
+    #[test]
+    fn replays_and_stale_tokens_are_refused() {
+        let kp = issuer();
+        let c = verify(&issue(&kp, "W", "n", "h", Operation::Deploy).unwrap()).unwrap();
+        let mut guard = ReplayGuard::default();
+        guard.admit(&c).unwrap();
+        assert!(matches!(guard.admit(&c), Err(JwtError::Replayed(_))));
+        let mut old = c.clone();
+        old.jti = "other".into();
+        old.iat -= 3600;
+        assert!(matches!(guard.admit(&old), Err(JwtError::Stale { .. })));
+    }
+}
