@@ -11,6 +11,7 @@
 //! Layout: [`run`] is the whole process; `wasm` and `js` adapt each runtime to [`Executor`].
 
 mod js;
+pub mod landlock;
 pub mod limits;
 mod wasm;
 
@@ -158,7 +159,8 @@ pub fn run(sandbox: bool) -> i32 {
     let writer = FrameWriter::new();
     let mut input = BufReader::with_capacity(64 * 1024, io::stdin());
     let mut buf = Vec::new();
-    let sandbox = limits::apply_process_limits(sandbox);
+    let sandboxed = sandbox;
+    let mut sandbox = limits::apply_process_limits(sandboxed);
 
     let (init, artifact) = match agent_wire::read_frame(&mut input, &mut buf)
         .map_err(|e| e.to_string())
@@ -176,6 +178,21 @@ pub fn run(sandbox: bool) -> i32 {
         Err(e) => return fail_init(&writer, e),
     };
 
+    if sandboxed {
+        let cache_dir = init.cache_dir.as_ref().map(std::path::PathBuf::from);
+        let address_space_bytes = match init.workload_type {
+            // QuickJS's own heap limit plus room for the runtime, its threads and allocator arenas.
+            WorkloadType::Javascript => Some((init.limits.memory_mb as u64 + 1024) << 20),
+            WorkloadType::Wasm => None,
+        };
+        limits::apply_workload_limits(
+            &limits::WorkloadLimits {
+                cache_dir: cache_dir.as_deref(),
+                address_space_bytes,
+            },
+            &mut sandbox,
+        );
+    }
     let host = Arc::new(HostLink::new(writer.clone()));
     let (executor, mut ready) = match load(&init, artifact, writer.clone(), host.clone()) {
         Ok(x) => x,

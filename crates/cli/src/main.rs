@@ -68,6 +68,12 @@ pub enum Command {
         /// Test aid: apply the limits, then make a forbidden syscall (must be killed).
         #[arg(long)]
         seccomp_selftest: bool,
+        /// Test aid: apply the limits, then fork (must be killed).
+        #[arg(long)]
+        fork_selftest: bool,
+        /// Test aid: apply every limit, then try to read this file (exit 0 when refused).
+        #[arg(long)]
+        read_selftest: Option<std::path::PathBuf>,
     },
 }
 
@@ -76,11 +82,19 @@ fn main() -> ExitCode {
     if let Command::Agent {
         no_sandbox,
         seccomp_selftest,
+        fork_selftest,
+        read_selftest,
     } = cli.command
     {
         common::init_tracing_agent();
         if seccomp_selftest {
             return ExitCode::from(nex_agent::limits::selftest_forbidden_syscall() as u8);
+        }
+        if fork_selftest {
+            return ExitCode::from(nex_agent::limits::selftest_fork() as u8);
+        }
+        if let Some(path) = read_selftest {
+            return ExitCode::from(nex_agent::limits::selftest_read_file(&path) as u8);
         }
         return ExitCode::from(nex_agent::run(!no_sandbox) as u8);
     }

@@ -212,6 +212,36 @@ fn the_agent_seccomp_filter_kills_a_forbidden_syscall() {
     assert_eq!(status.signal(), Some(libc_sigsys()), "{status:?}");
 }
 
+#[test]
+fn the_agent_seccomp_filter_kills_a_fork() {
+    use std::os::unix::process::ExitStatusExt;
+    let status = std::process::Command::new(NEX)
+        .args(["agent", "--fork-selftest"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc_sigsys()), "{status:?}");
+}
+
+#[test]
+fn landlock_leaves_the_agent_no_files() {
+    // Readable before the limits (the test runs as the same user), refused after.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), b"tenant B's data").unwrap();
+    let out = std::process::Command::new(NEX)
+        .args(["agent", "--read-selftest"])
+        .arg(secret.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("\"landlock\": \"unavailable") {
+        eprintln!("landlock is not available on this kernel; skipping: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+}
+
 fn libc_sigsys() -> i32 {
     31 // SIGSYS on Linux x86_64 and aarch64
 }
