@@ -111,6 +111,8 @@ async fn memory_limit_and_no_file_system() {
     assert_eq!(w.call("f.hog", b"still here").await, b"still here");
     let passwd = String::from_utf8(w.call("f.hog", b"passwd").await).unwrap();
     assert!(passwd.starts_with("denied"), "{passwd}");
+    let socket = String::from_utf8(w.call("f.hog", b"socket").await).unwrap();
+    assert!(socket.starts_with("denied"), "{socket}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -214,3 +214,103 @@ async fn untrusted_issuers_are_refused() {
         .expect("trusted issuer deploys");
     assert_eq!(w.call("trusted", b"t").await, b"ttrusted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn javascript_has_no_ambient_authority_and_runaways_are_contained() {
+    let w = World::start().await;
+    let (_d, path) = temp_file(
+        "probe.js",
+        br#"async (subject, payload) => {
+  const mode = String.fromCharCode(...payload);
+  if (mode === 'recurse') { const f = (n) => f(n + 1) + 1; return f(0); }
+  if (mode === 'alloc') { const a = []; while (true) a.push('x'.repeat(1 << 20) + a.length); }
+  const probe = {};
+  for (const name of ['require', 'std', 'os', 'fetch', 'XMLHttpRequest', 'WebSocket', 'Deno', 'scriptArgs'])
+    probe[name] = typeof globalThis[name];
+  for (const m of ['os', 'std', 'fs', 'node:fs']) {
+    try { await import(m); probe['import ' + m] = 'loaded'; } catch (e) { probe['import ' + m] = 'refused'; }
+  }
+  return probe;
+}"#,
+    );
+    w.devrun(&path, &["js.probe"], &["--exec-timeout-ms", "2000"]);
+    let probe: serde_json::Value =
+        serde_json::from_slice(&w.call("js.probe", b"probe").await).unwrap();
+    for name in [
+        "require",
+        "std",
+        "os",
+        "fetch",
+        "XMLHttpRequest",
+        "WebSocket",
+        "Deno",
+        "scriptArgs",
+    ] {
+        assert_eq!(probe[name], "undefined", "{name}: {probe}");
+    }
+    for m in ["os", "std", "fs", "node:fs"] {
+        assert_eq!(probe[format!("import {m}")], "refused", "{m}: {probe}");
+    }
+    for (mode, expect) in [("recurse", "stack"), ("alloc", "memory")] {
+        let m = w.request("js.probe", mode.as_bytes()).await.unwrap();
+        let (code, msg) = service_error(&m).unwrap_or_else(|| panic!("{mode} must fail"));
+        assert_eq!(code, "500", "{mode}: {msg}");
+        assert!(msg.to_lowercase().contains(expect), "{mode}: {msg}");
+        // The same agent keeps serving.
+        assert!(w.call("js.probe", b"probe").await.starts_with(b"{"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_json_and_garbage_on_control_subjects_leave_the_node_serving() {
+    let w = World::start().await;
+    w.devrun(&guest("echofunction"), &["still.here"], &[]);
+    let deep = Bytes::from(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)));
+    let deep_obj = Bytes::from(format!(
+        "{}1{}",
+        r#"{"a":"#.repeat(10_000),
+        "}".repeat(10_000)
+    ));
+    for body in [deep.clone(), deep_obj.clone()] {
+        let e = deploy_raw(&w, body).await.into_result().unwrap_err();
+        assert!(e.contains("deploy request"), "{e}");
+    }
+    for subject in [
+        "$NEX.PING".to_owned(),
+        "$NEX.AUCTION".to_owned(),
+        nex_proto::subjects::stop("default", &w.node.node_id),
+        nex_proto::subjects::info("default", &w.node.node_id),
+        nex_proto::subjects::lameduck("nobody"),
+        "$NEX.WPING.default.nothing".to_owned(),
+    ] {
+        for body in [deep.clone(), deep_obj.clone(), Bytes::from(vec![0xffu8; 70_000])] {
+            let req = async_nats::Request::new()
+                .payload(body)
+                .timeout(Some(std::time::Duration::from_millis(500)));
+            let _ = w.client.send_request(subject.clone(), req).await;
+        }
+    }
+    assert_eq!(w.call("still.here", b"x").await, b"xstill.here");
+    let ls: serde_json::Value = serde_json::from_str(&w.nex_ok(&["node", "ls", "--json"])).unwrap();
+    assert_eq!(ls[0]["running_machines"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_above_the_node_limit_are_refused() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("node.json");
+    std::fs::write(&cfg, r#"{"node_limits": {"max_workload_bytes": 4096}}"#).unwrap();
+    let w = World::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let (_d, small) = temp_file("small.js", b"(s, p) => 'small'");
+    w.devrun(&small, &["small"], &[]);
+    let out = w.nex(&[
+        "devrun",
+        guest("echofunction").to_str().unwrap(),
+        "--trigger_subject",
+        "big",
+    ]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("above this node's limit of 4096 bytes"), "{e}");
+    assert_eq!(w.call("small", b"").await, b"small");
+}
