@@ -110,9 +110,16 @@ async fn read_frame(r: &mut BufReader<ChildStdout>, buf: &mut Vec<u8>) -> std::i
     }
     let len = agent_wire::frame_len(prefix)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    // Grow with the bytes that actually arrive: an agent that announces a huge frame and sends
+    // nothing must not make the node allocate it.
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
+    let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
+    if got != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "agent output ended inside a frame",
+        ));
+    }
     Ok(true)
 }
 

@@ -475,9 +475,16 @@ pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
         Err(e) => return Err(e),
     }
     let len = frame_len(prefix).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    // Grow with the bytes that actually arrive: a peer that announces a huge frame and sends
+    // nothing must not make us allocate it (found by the `agent_frames` fuzz target).
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
+    let got = r.take(len as u64).read_to_end(buf)?;
+    if got != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "stream ended inside a frame",
+        ));
+    }
     Ok(true)
 }
 

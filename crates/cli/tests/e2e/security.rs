@@ -160,6 +160,27 @@ async fn only_the_deploying_issuer_may_stop() {
     assert!(e.contains("only that issuer may stop it"), "{e}");
     assert_eq!(w.call("owned", b"x").await, b"xowned");
 
+    // The owner, but in another namespace: that namespace has no such workload.
+    let out = w.nex(&["stop", "--namespace", "other", &w.node.node_id, &id]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("no workload"), "{e}");
+    let pings = w.control().workload_ping(None).await.unwrap();
+    assert!(
+        pings
+            .iter()
+            .any(|p| p.running_machines.iter().any(|m| m.id == id))
+    );
+    let other_ns =
+        nex_client::NexClient::new(w.client.clone(), "other", std::time::Duration::from_secs(2));
+    let pings = other_ns.workload_ping(None).await.unwrap_or_default();
+    assert!(
+        !pings
+            .iter()
+            .any(|p| p.running_machines.iter().any(|m| m.id == id))
+    );
+    assert_eq!(w.call("owned", b"x").await, b"xowned");
+
     // A stop token for another workload does not stop this one.
     let wrong = StopRequest {
         workload_id: id.clone(),
@@ -283,7 +304,11 @@ async fn deep_json_and_garbage_on_control_subjects_leave_the_node_serving() {
         nex_proto::subjects::lameduck("nobody"),
         "$NEX.WPING.default.nothing".to_owned(),
     ] {
-        for body in [deep.clone(), deep_obj.clone(), Bytes::from(vec![0xffu8; 70_000])] {
+        for body in [
+            deep.clone(),
+            deep_obj.clone(),
+            Bytes::from(vec![0xffu8; 70_000]),
+        ] {
             let req = async_nats::Request::new()
                 .payload(body)
                 .timeout(Some(std::time::Duration::from_millis(500)));
