@@ -1,245 +1,161 @@
-//! `nex-bench`: measures nex functions and the floor they compete with — a hand-written
-//! async-nats echo responder in its own process — side by side, in one run, against one
-//! nats-server, with the same client, and prints ratios.
+//! `nex-bench`: measures nex functions and what they compete with — a hand-written async-nats
+//! echo responder in Rust (the floor), and the Node.js and Python responders users would write
+//! instead — side by side, in one run, against one nats-server, with the same client. Prints
+//! tables with ratios to the floor, cold-start and memory figures, writes JSON and a PNG chart.
 //!
 //! Run: `cargo build --release -p nex-cli -p nex-bench && target/release/nex-bench`.
 
+mod chart;
+mod coldstart;
+mod measure;
+mod memory;
+mod responders;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use futures::StreamExt;
 use nex_client::NexClient;
 use nex_client::devrun::DevrunOptions;
 use nex_client::keys::SenderKeys;
 
+use measure::{Plan, Row, Target};
+
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark nex functions against a raw async-nats responder")]
+#[command(about = "Benchmark nex functions against hand-written NATS responders")]
 struct Args {
     /// Sequential requests per target for the latency figures.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 5000)]
     latency_requests: usize,
-    /// Requests per target for the throughput figures.
+    /// Requests per target and concurrency level for the throughput figures.
     #[arg(long, default_value_t = 20000)]
     throughput_requests: usize,
-    /// Concurrency of the throughput run.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Concurrency levels of the throughput runs (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,256")]
+    concurrency: Vec<usize>,
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these targets (comma-separated: raw, wasm, js). The floor always runs.
+    /// Only these targets (comma-separated: node, python, wasm, js, rawkv, jskv). The floor
+    /// always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Payload sizes in bytes (comma-separated); one table per size.
-    #[arg(long, value_delimiter = ',', default_value = "16")]
+    #[arg(long, value_delimiter = ',', default_value = "16,1024,65536")]
     payloads: Vec<usize>,
+    /// Deploys per kind for the cold-start figures (0 skips them).
+    #[arg(long, default_value_t = 5)]
+    cold_starts: usize,
+    /// Functions deployed at once for the memory figure (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    functions: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench.json")]
     json: PathBuf,
+    /// Where to draw the chart (first payload size).
+    #[arg(long, default_value = "target/bench.png")]
+    png: PathBuf,
     /// Internal: run as the raw responder on this NATS URL.
     #[arg(long, hide = true)]
     responder: Option<String>,
 }
 
-/// The floor: the echo service a user would write by hand with async-nats.
-/// Also answers `bench.rawkv` with a `kv.get` made directly with async-nats: the floor for the
-/// JavaScript `kv.get` target.
-async fn responder(url: &str) -> anyhow::Result<()> {
-    let client = async_nats::connect(url).await?;
-    let mut sub = client.queue_subscribe("bench.raw", "raw".into()).await?;
-    let mut kv_sub = client.queue_subscribe("bench.rawkv", "raw".into()).await?;
-    client.flush().await?;
-    println!("ready");
-    let kv_client = client.clone();
-    tokio::spawn(async move {
-        let js = async_nats::jetstream::new(kv_client.clone());
-        let mut store = None;
-        while let Some(msg) = kv_sub.next().await {
-            if store.is_none() {
-                store = js.get_key_value(KV_BUCKET).await.ok();
-            }
-            let value = match &store {
-                Some(s) => s.get("k").await.ok().flatten().unwrap_or_default(),
-                None => Bytes::new(),
-            };
-            if let Some(reply) = msg.reply {
-                let _ = kv_client.publish(reply, value).await;
-            }
-        }
-    });
-    while let Some(msg) = sub.next().await {
-        if let Some(reply) = msg.reply {
-            let mut out = Vec::with_capacity(msg.payload.len() + msg.subject.len());
-            out.extend_from_slice(&msg.payload);
-            out.extend_from_slice(msg.subject.as_bytes());
-            client.publish(reply, out.into()).await?;
-        }
-    }
-    Ok(())
-}
-
 /// The KV bucket of the `kvget` function deployed by the benchmark.
-const KV_BUCKET: &str = "hs_default_kvget_kv";
-/// The function the `js-kv` target runs.
+pub(crate) const KV_BUCKET: &str = "hs_default_kvget_kv";
+/// The function the `jskv` target runs.
 const KV_GET_JS: &str = "(subject, payload) => this.hostServices.kv.get('k');\n";
 
-struct Target {
-    name: &'static str,
-    subject: &'static str,
-}
-
-#[derive(Debug, Clone)]
-struct Row {
-    name: String,
-    p50_us: f64,
-    p99_us: f64,
-    mean_us: f64,
-    /// Mean `x-nex-runtime-ns` (time inside the agent), when the target reports it.
-    runtime_us: Option<f64>,
-    throughput_rps: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
-
-async fn measure(
-    client: &async_nats::Client,
-    t: &Target,
-    args: &Args,
-    size: usize,
-) -> anyhow::Result<Row> {
-    let payload = Bytes::from(vec![b'x'; size]);
-    // Warm up.
-    for _ in 0..300 {
-        client.request(t.subject, payload.clone()).await?;
-    }
-    let mut lat = Vec::with_capacity(args.latency_requests);
-    let mut runtime_ns: Vec<u64> = Vec::new();
-    for _ in 0..args.latency_requests {
-        let s = Instant::now();
-        let m = client.request(t.subject, payload.clone()).await?;
-        lat.push(s.elapsed());
-        anyhow::ensure!(!m.payload.is_empty(), "{} returned nothing", t.name);
-        if let Some(ns) = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(nex_proto::HEADER_RUNTIME_NS))
-            .and_then(|v| v.as_str().parse().ok())
-        {
-            runtime_ns.push(ns);
-        }
-    }
-    let runtime_us = (!runtime_ns.is_empty())
-        .then(|| runtime_ns.iter().sum::<u64>() as f64 / runtime_ns.len() as f64 / 1e3);
-    lat.sort();
-    let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1e6 / lat.len() as f64;
-
-    let per_task = args.throughput_requests / args.concurrency;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..args.concurrency)
-        .map(|_| {
-            let client = client.clone();
-            let payload = payload.clone();
-            let subject = t.subject;
-            tokio::spawn(async move {
-                for _ in 0..per_task {
-                    client.request(subject, payload.clone()).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok(Row {
-        name: t.name.to_owned(),
-        p50_us: percentile(&lat, 0.50),
-        p99_us: percentile(&lat, 0.99),
-        mean_us: mean,
-        runtime_us,
-        throughput_rps: (per_task * args.concurrency) as f64 / secs,
-    })
-}
-
-/// The median of each figure across rounds.
-fn median_row(mut rounds: Vec<Row>) -> Row {
-    fn med(v: &mut [f64]) -> f64 {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    }
-    let mut p50: Vec<f64> = rounds.iter().map(|r| r.p50_us).collect();
-    let mut p99: Vec<f64> = rounds.iter().map(|r| r.p99_us).collect();
-    let mut mean: Vec<f64> = rounds.iter().map(|r| r.mean_us).collect();
-    let mut tput: Vec<f64> = rounds.iter().map(|r| r.throughput_rps).collect();
-    let mut rt: Vec<f64> = rounds.iter().filter_map(|r| r.runtime_us).collect();
-    let mut row = rounds.remove(0);
-    row.p50_us = med(&mut p50);
-    row.p99_us = med(&mut p99);
-    row.mean_us = med(&mut mean);
-    row.throughput_rps = med(&mut tput);
-    row.runtime_us = (!rt.is_empty()).then(|| med(&mut rt));
-    row
-}
+const TARGETS: &[Target] = &[
+    Target {
+        key: "raw",
+        name: "raw async-nats responder, Rust (floor)",
+        subject: "bench.raw",
+    },
+    Target {
+        key: "node",
+        name: "Node.js responder (npm nats)",
+        subject: "bench.node",
+    },
+    Target {
+        key: "python",
+        name: "Python responder (nats-py)",
+        subject: "bench.python",
+    },
+    Target {
+        key: "wasm",
+        name: "nex wasm echo (seed echofunction)",
+        subject: "bench.wasm",
+    },
+    Target {
+        key: "js",
+        name: "nex JavaScript echo (seed echo.js)",
+        subject: "bench.js",
+    },
+    Target {
+        key: "rawkv",
+        name: "raw responder doing kv.get (async-nats)",
+        subject: "bench.rawkv",
+    },
+    Target {
+        key: "jskv",
+        name: "nex JavaScript kv.get (host service)",
+        subject: "bench.kv",
+    },
+];
 
 /// Prints one table (ratios to the first row, the floor) and returns it as JSON.
 fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
     let floor = &rows[0];
     println!(
-        "\nnex-bench: payload {size} B, {} sequential requests (latency), {} requests at concurrency {} (throughput), median of {} interleaved rounds\n",
-        args.latency_requests, args.throughput_requests, args.concurrency, args.rounds
+        "\n## payload {size} B: {} sequential requests (latency), {} requests per concurrency level (throughput), median of {} interleaved rounds\n",
+        args.latency_requests, args.throughput_requests, args.rounds
     );
-    println!(
-        "| target | p50 µs | p99 µs | p50 ratio | in-agent µs | throughput req/s | throughput ratio |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut head = "| target | p50 µs | p99 µs | p99.9 µs | p50 ratio | in-agent µs |".to_owned();
+    let mut rule = "|---|---:|---:|---:|---:|---:|".to_owned();
+    for c in &args.concurrency {
+        head.push_str(&format!(" req/s c={c} | ratio c={c} |"));
+        rule.push_str("---:|---:|");
+    }
+    println!("{head}\n{rule}");
     let mut json = Vec::new();
     for r in rows {
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {} | {:.0} | {:.2}x |",
+        let mut line = format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.2}x | {} |",
             r.name,
             r.p50_us,
             r.p99_us,
+            r.p999_us,
             r.p50_us / floor.p50_us,
             r.runtime_us.map_or("-".into(), |u| format!("{u:.1}")),
-            r.throughput_rps,
-            r.throughput_rps / floor.throughput_rps
         );
+        for (i, rps) in r.throughput_rps.iter().enumerate() {
+            line.push_str(&format!(
+                " {rps:.0} | {:.2}x |",
+                rps / floor.throughput_rps[i]
+            ));
+        }
+        println!("{line}");
         json.push(serde_json::json!({
-            "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "mean_us": r.mean_us,
-            "runtime_us": r.runtime_us,
-            "throughput_rps": r.throughput_rps,
+            "key": r.key, "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us,
+            "p999_us": r.p999_us, "mean_us": r.mean_us, "runtime_us": r.runtime_us,
             "p50_ratio": r.p50_us / floor.p50_us,
-            "throughput_ratio": r.throughput_rps / floor.throughput_rps,
+            "throughput": args.concurrency.iter().zip(&r.throughput_rps).map(|(c, rps)| serde_json::json!({
+                "concurrency": c, "rps": rps, "ratio": rps / floor.throughput_rps[args.concurrency.iter().position(|x| x == c).unwrap_or(0)],
+            })).collect::<Vec<_>>(),
         }));
     }
-    let by_name = |n: &str| rows.iter().find(|r| r.name.starts_with(n));
-    if let (Some(direct), Some(js)) = (
-        by_name("raw responder doing kv.get"),
-        by_name("nex JavaScript kv.get"),
-    ) {
+    let by_key = |k: &str| rows.iter().find(|r| r.key == k);
+    if let (Some(direct), Some(js)) = (by_key("rawkv"), by_key("jskv")) {
         println!(
-            "\nkv.get from JavaScript vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x",
+            "\nkv.get from JavaScript vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x (highest concurrency)",
             js.p50_us / direct.p50_us,
-            js.throughput_rps / direct.throughput_rps
+            js.throughput_rps.last().unwrap_or(&0.0) / direct.throughput_rps.last().unwrap_or(&1.0)
         );
     }
     serde_json::json!({ "payload_bytes": size, "results": json })
-}
-
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn nex_binary() -> anyhow::Result<PathBuf> {
@@ -256,33 +172,219 @@ fn nex_binary() -> anyhow::Result<PathBuf> {
     Ok(nex)
 }
 
+struct World {
+    node: nex_test_support::NodeProcess,
+    client: async_nats::Client,
+    nex: NexClient,
+    keys: SenderKeys,
+}
+
+async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
+    let wasm = std::fs::read(nex_test_support::guest("echofunction"))?;
+    let js = std::fs::read(nex_test_support::repo_root().join("examples/echo.js"))?;
+    let kinds = [
+        coldstart::Artifact {
+            kind: "js",
+            workload_type: "javascript",
+            bytes: js,
+            fresh_each_time: false,
+        },
+        coldstart::Artifact {
+            kind: "wasm-cached",
+            workload_type: "wasm",
+            bytes: wasm.clone(),
+            fresh_each_time: false,
+        },
+        coldstart::Artifact {
+            kind: "wasm-uncached",
+            workload_type: "wasm",
+            bytes: wasm,
+            fresh_each_time: true,
+        },
+    ];
+    println!("\n## cold start: deploy request to first reply, median of {n}\n");
+    println!("| function | median ms | min ms | max ms |\n|---|---:|---:|---:|");
+    let mut out = serde_json::Map::new();
+    for kind in &kinds {
+        let mut times =
+            coldstart::measure(&w.nex, &w.client, &w.keys, &w.node.node_id, kind, n).await?;
+        let median = coldstart::median_ms(&mut times);
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "| {} | {median:.1} | {:.1} | {:.1} |",
+            kind.kind,
+            ms(&times[0]),
+            ms(&times[times.len() - 1])
+        );
+        out.insert(
+            kind.kind.into(),
+            serde_json::json!({ "median_ms": median, "all_ms": times.iter().map(ms).collect::<Vec<_>>() }),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+/// Deploys one function with `file` and returns the new agent's pid.
+async fn deploy_one(w: &World, file: &std::path::Path, name: &str) -> anyhow::Result<u32> {
+    let before = memory::children(w.node.pid());
+    let subject = format!("mem.{name}");
+    w.nex
+        .devrun(
+            file,
+            &w.keys,
+            DevrunOptions {
+                name: Some(name.into()),
+                trigger_subjects: vec![subject.clone()],
+                node: Some(w.node.node_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    w.client.request(subject, Bytes::from_static(b"x")).await?;
+    let after = memory::children(w.node.pid());
+    after
+        .difference(&before)
+        .next()
+        .copied()
+        .context("no new agent process")
+}
+
+async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_json::Value> {
+    let js = nex_test_support::repo_root().join("examples/echo.js");
+    let wasm = nex_test_support::guest("echofunction");
+    let js_pid = deploy_one(w, &js, "idle-js").await?;
+    let wasm_pid = deploy_one(w, &wasm, "idle-wasm").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let js_use = memory::usage(js_pid).unwrap_or_default();
+    let wasm_use = memory::usage(wasm_pid).unwrap_or_default();
+    let node_before = memory::usage(w.node.pid()).unwrap_or_default();
+
+    let before = memory::children(w.node.pid());
+    let started = Instant::now();
+    for i in 0..functions {
+        w.nex
+            .devrun(
+                &js,
+                &w.keys,
+                DevrunOptions {
+                    name: Some(format!("many-{i}")),
+                    trigger_subjects: vec![format!("many.{i}")],
+                    node: Some(w.node.node_id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let deploy_secs = started.elapsed().as_secs_f64();
+    let mut answered = 0;
+    for i in 0..functions {
+        let m = w
+            .client
+            .request(format!("many.{i}"), Bytes::from_static(b"x"))
+            .await?;
+        answered += usize::from(!m.payload.is_empty());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let agents: Vec<u32> = memory::children(w.node.pid())
+        .difference(&before)
+        .copied()
+        .collect();
+    let total = agents
+        .iter()
+        .filter_map(|&p| memory::usage(p))
+        .fold(memory::Usage::default(), |a, b| a + b);
+    let node_after = memory::usage(w.node.pid()).unwrap_or_default();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("\n## memory of idle deployed functions (agent processes)\n");
+    println!("| what | RSS MiB | PSS MiB | private MiB |\n|---|---:|---:|---:|");
+    for (what, u) in [
+        ("one idle JavaScript function", js_use),
+        ("one idle wasm function", wasm_use),
+    ] {
+        println!(
+            "| {what} | {:.1} | {:.1} | {:.1} |",
+            mib(u.rss_kib),
+            mib(u.pss_kib),
+            mib(u.private_kib)
+        );
+    }
+    let n = agents.len().max(1) as u64;
+    println!(
+        "| {functions} JavaScript functions, per function | {:.1} | {:.1} | {:.1} |",
+        mib(total.rss_kib / n),
+        mib(total.pss_kib / n),
+        mib(total.private_kib / n)
+    );
+    println!(
+        "| {functions} JavaScript functions, all agents | {:.1} | {:.1} | {:.1} |",
+        mib(total.rss_kib),
+        mib(total.pss_kib),
+        mib(total.private_kib)
+    );
+    println!(
+        "| the node process, before → after the {functions} | {:.1} → {:.1} | {:.1} → {:.1} | {:.1} → {:.1} |",
+        mib(node_before.rss_kib),
+        mib(node_after.rss_kib),
+        mib(node_before.pss_kib),
+        mib(node_after.pss_kib),
+        mib(node_before.private_kib),
+        mib(node_after.private_kib)
+    );
+    println!(
+        "\n{functions} functions deployed in {deploy_secs:.1} s ({:.0} ms each, sequential), {answered} of {functions} answered.",
+        deploy_secs * 1e3 / functions.max(1) as f64
+    );
+    let u = |u: memory::Usage| serde_json::json!({"rss_kib": u.rss_kib, "pss_kib": u.pss_kib, "private_kib": u.private_kib});
+    Ok(serde_json::json!({
+        "idle_js": u(js_use), "idle_wasm": u(wasm_use),
+        "functions": functions, "answered": answered, "deploy_seconds": deploy_secs,
+        "all_agents": u(total), "node_before": u(node_before), "node_after": u(node_after),
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(url) = &args.responder {
-        return responder(url).await;
+        return responders::raw(url).await;
     }
     let nats = nex_test_support::nats();
     let url = nats.url();
-
-    let mut raw = Command::new(std::env::current_exe()?)
-        .args(["--responder", &url])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(raw.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let mut raw_cmd = Command::new(std::env::current_exe()?);
+    raw_cmd.args(["--responder", &url]);
+    let _raw = responders::start(raw_cmd)?;
+    let dir = nex_test_support::repo_root().join("crates/bench/responders");
+    let wanted = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
+    let mut skipped = Vec::new();
+    let mut keep = Vec::new();
+    for (key, start) in [
+        ("node", responders::node as fn(&std::path::Path, &str) -> _),
+        ("python", responders::python),
+    ] {
+        if !wanted(key) {
+            continue;
+        }
+        match start(&dir, &url) {
+            Ok(r) => keep.push(r),
+            Err(why) => skipped.push((key, why)),
+        }
     }
-    let _raw = KillOnDrop(raw);
 
     let home = tempfile::tempdir()?;
     let node = nex_test_support::NodeProcess::start(&nex_binary()?, &url, home.path(), &[])?;
     let client = async_nats::connect(&url).await?;
-    let nex = NexClient::new(client.clone(), "default", Duration::from_secs(30));
-    let keys = SenderKeys::load_or_create(home.path())?;
+    let w = World {
+        nex: NexClient::new(client.clone(), "default", Duration::from_secs(30)),
+        keys: SenderKeys::load_or_create(home.path())?,
+        client,
+        node,
+    };
+    let top = args.concurrency.iter().copied().max().unwrap_or(1);
     let limits = Some(nex_proto::control::Limits {
-        max_concurrency: Some(args.concurrency as u32),
+        max_concurrency: Some(top.min(256) as u32),
+        max_payload_bytes: Some(
+            (args.payloads.iter().copied().max().unwrap_or(0) as u32 + 1024).max(1 << 20),
+        ),
         ..Default::default()
     });
     let kv_js = home.path().join("kvget.js");
@@ -295,52 +397,71 @@ async fn main() -> anyhow::Result<()> {
         ),
         (kv_js, "bench.kv"),
     ] {
-        nex.devrun(
-            &file,
-            &keys,
-            DevrunOptions {
-                trigger_subjects: vec![subject.into()],
-                limits,
-                ..Default::default()
-            },
-        )
-        .await?;
+        w.nex
+            .devrun(
+                &file,
+                &w.keys,
+                DevrunOptions {
+                    trigger_subjects: vec![subject.into()],
+                    limits,
+                    ..Default::default()
+                },
+            )
+            .await?;
     }
-
-    let targets: Vec<Target> = [
-        ("raw", "raw async-nats responder (floor)", "bench.raw"),
-        ("wasm", "nex wasm echo (seed echofunction)", "bench.wasm"),
-        ("js", "nex JavaScript echo (seed echo.js)", "bench.js"),
-        (
-            "rawkv",
-            "raw responder doing kv.get (async-nats)",
-            "bench.rawkv",
-        ),
-        ("jskv", "nex JavaScript kv.get (host service)", "bench.kv"),
-    ]
-    .into_iter()
-    .filter(|(k, _, _)| *k == "raw" || args.only.is_empty() || args.only.iter().any(|o| o == k))
-    .map(|(_, name, subject)| Target { name, subject })
-    .collect();
+    let targets: Vec<Target> = TARGETS
+        .iter()
+        .filter(|t| t.key == "raw" || wanted(t.key))
+        .filter(|t| !skipped.iter().any(|(k, _)| *k == t.key))
+        .cloned()
+        .collect();
+    for (key, why) in &skipped {
+        println!("note: the {key} responder is skipped: {why}");
+    }
     // The function's first call creates its bucket; then the value both kv targets read.
-    client.request("bench.kv", Bytes::new()).await.ok();
-    async_nats::jetstream::new(client.clone())
+    w.client.request("bench.kv", Bytes::new()).await.ok();
+    async_nats::jetstream::new(w.client.clone())
         .get_key_value(KV_BUCKET)
         .await?
         .put("k", Bytes::from_static(b"value-of-k"))
         .await?;
+
+    let cold = if args.cold_starts > 0 {
+        Some(cold_starts(&w, args.cold_starts).await?)
+    } else {
+        None
+    };
+
+    let plan = Plan {
+        latency_requests: args.latency_requests,
+        throughput_requests: args.throughput_requests,
+        concurrency: args.concurrency.clone(),
+    };
     let mut tables = Vec::new();
-    for &size in &args.payloads {
+    for (n, &size) in args.payloads.iter().enumerate() {
         // Interleave rounds so drift on the machine hits every target alike; report medians.
         let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
         for _ in 0..args.rounds.max(1) {
             for (i, t) in targets.iter().enumerate() {
-                samples[i].push(measure(&client, t, &args, size).await?);
+                samples[i].push(measure::measure(&w.client, t, &plan, size).await?);
             }
         }
-        let rows: Vec<Row> = samples.into_iter().map(median_row).collect();
+        let rows: Vec<Row> = samples.into_iter().map(measure::median_row).collect();
         tables.push(report(&rows, size, &args));
+        if n == 0 {
+            match chart::draw(&args.png, &rows, top, size) {
+                Ok(()) => println!("\nchart: {}", args.png.display()),
+                Err(why) => println!("\nno chart: {why}"),
+            }
+        }
     }
+
+    let memory = if args.functions > 0 {
+        Some(memory_figures(&w, args.functions).await?)
+    } else {
+        None
+    };
+
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir).ok();
     }
@@ -348,8 +469,9 @@ async fn main() -> anyhow::Result<()> {
         &args.json,
         serde_json::to_vec_pretty(&serde_json::json!({
             "concurrency": args.concurrency, "rounds": args.rounds, "tables": tables,
+            "cold_start": cold, "memory": memory,
+            "skipped": skipped.iter().map(|(k, why)| serde_json::json!({"target": k, "why": why})).collect::<Vec<_>>(),
         }))?,
     )?;
-    drop(node);
     Ok(())
 }
