@@ -15,7 +15,7 @@ pub mod landlock;
 pub mod limits;
 mod wasm;
 
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -24,33 +24,81 @@ use nex_proto::agent_wire::{
 };
 use nex_proto::control::WorkloadType;
 
-/// Writes frames to the node; shared by all worker threads. Each message is written and flushed
-/// whole under the lock, so frames never interleave.
+/// Writes frames to the node; shared by all worker threads. Frames are appended whole to a
+/// pending buffer, and whichever thread finds no write in progress writes everything pending:
+/// replies finished while another thread is in `write` leave in the same syscall, so under load
+/// the node reads many replies per wake-up, and no frame is ever split or interleaved.
 #[derive(Clone)]
 pub struct FrameWriter {
-    out: Arc<Mutex<BufWriter<io::Stdout>>>,
+    shared: Arc<WriterShared>,
+}
+
+struct WriterShared {
+    pending: Mutex<Vec<u8>>,
+    writing: std::sync::atomic::AtomicBool,
+    /// Standard output as a plain file: `io::Stdout` is line-buffered and would split binary
+    /// frames at every newline byte.
+    out: Mutex<std::mem::ManuallyDrop<std::fs::File>>,
+}
+
+thread_local! {
+    /// The bytes a writing thread took from `pending`, reused across writes.
+    static BATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl FrameWriter {
     fn new() -> Self {
         Self {
-            out: Arc::new(Mutex::new(BufWriter::with_capacity(
-                64 * 1024,
-                io::stdout(),
-            ))),
+            shared: Arc::new(WriterShared {
+                pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+                writing: std::sync::atomic::AtomicBool::new(false),
+                // SAFETY: fd 1 is open for the whole life of the agent (the node's pipe), and
+                // `ManuallyDrop` keeps this handle from ever closing it.
+                out: Mutex::new(std::mem::ManuallyDrop::new(unsafe {
+                    <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(1)
+                })),
+            }),
         }
     }
 
-    /// Sends `msgs` as one write.
+    /// Sends `msgs`, together with whatever other threads queued meanwhile.
     pub fn send(&self, msgs: &[FromAgent]) {
-        let mut buf = Vec::with_capacity(64);
-        for m in msgs {
-            agent_wire::encode_from_agent(m, &mut buf);
+        let s = &*self.shared;
+        {
+            let mut pending = s.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for m in msgs {
+                agent_wire::encode_from_agent(m, &mut pending);
+            }
         }
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        if agent_wire::write_frames(&mut *out, &buf).is_err() {
-            // The node is gone; nothing left to serve.
-            std::process::exit(0);
+        loop {
+            if s.writing.swap(true, Ordering::AcqRel) {
+                // The thread writing now will pick our frames up before it stops.
+                return;
+            }
+            BATCH.with_borrow_mut(|batch| {
+                {
+                    let mut pending = s.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    batch.extend_from_slice(&pending);
+                    pending.clear();
+                    pending.shrink_to(256 * 1024);
+                }
+                if !batch.is_empty() {
+                    let mut out = s.out.lock().unwrap_or_else(|p| p.into_inner());
+                    if out.write_all(batch).is_err() {
+                        // The node is gone; nothing left to serve.
+                        std::process::exit(0);
+                    }
+                    batch.clear();
+                }
+                // Large replies should not pin their memory to this thread.
+                batch.shrink_to(256 * 1024);
+            });
+            s.writing.store(false, Ordering::Release);
+            // Frames queued after our swap but before the flag dropped saw `writing` set and
+            // left them to us.
+            if s.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                return;
+            }
         }
     }
 }
