@@ -96,7 +96,11 @@ impl FrameWriter {
             s.writing.store(false, Ordering::Release);
             // Frames queued after our swap but before the flag dropped saw `writing` set and
             // left them to us.
-            if s.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            if s.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
                 return;
             }
         }

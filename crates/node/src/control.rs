@@ -424,10 +424,12 @@ pub(crate) async fn deploy(
             argv,
             environment,
             limits,
+            // One cache directory per namespace: an agent may write only its own namespace's
+            // compiled modules, so a tenant cannot plant code another tenant's agent would load.
             cache_dir: node
                 .cache_dir
                 .as_ref()
-                .map(|d| d.to_string_lossy().into_owned()),
+                .map(|d| d.join(ns).to_string_lossy().into_owned()),
         },
         artifact: Arc::new(bytes),
         no_sandbox: node.config.no_sandbox,
