@@ -579,4 +579,31 @@ mod tests {
             let _ = decode_to_agent(&out[4..n.max(4)]);
         }
     }
+
+    #[test]
+    fn host_call_numbers_survive_a_round_trip() {
+        // Found by the `agent_frames` fuzz target: without exact float parsing, a long number
+        // literal came back a few ulps off after re-encoding.
+        let args: serde_json::Value =
+            serde_json::from_str("33333333333333333133333333333333333333333333333").unwrap();
+        let msg = FromAgent::HostCall {
+            id: 7,
+            request: HostRequest {
+                op: String::new(),
+                args,
+                data: vec![],
+            },
+        };
+        let mut out = Vec::new();
+        encode_from_agent(&msg, &mut out);
+        let mut r = &out[..];
+        let mut buf = Vec::new();
+        assert!(read_frame(&mut r, &mut buf).unwrap());
+        let once = decode_from_agent(&buf).unwrap();
+        let mut again = Vec::new();
+        encode_from_agent(&once, &mut again);
+        let mut r = &again[..];
+        assert!(read_frame(&mut r, &mut buf).unwrap());
+        assert_eq!(decode_from_agent(&buf).unwrap(), once);
+    }
 }
