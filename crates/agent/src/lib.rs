@@ -231,6 +231,13 @@ pub fn run(sandbox: bool) -> i32 {
     };
 
     if sandboxed {
+        if init.workload_type == WorkloadType::Wasm {
+            let fast = nex_runtime_wasm::prepare_for_sandbox();
+            sandbox.insert(
+                "wasm_memory_reset".into(),
+                if fast { "pagemap_scan" } else { "memset" }.into(),
+            );
+        }
         let cache_dir = init.cache_dir.as_ref().map(std::path::PathBuf::from);
         let address_space_bytes = match init.workload_type {
             // QuickJS's own heap limit plus room for the runtime, its threads and allocator arenas.

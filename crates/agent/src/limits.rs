@@ -5,12 +5,12 @@
 //! - rlimits: no core dumps, a small descriptor table;
 //! - namespaces: a new user namespace (the agent keeps no capability on the host), network
 //!   namespace (no interfaces but a downed loopback), IPC and UTS namespaces;
-//! - a seccomp filter that kills the process on any syscall a function runtime never needs:
-//!   sockets, exec, fork (a `clone` without `CLONE_THREAD`), ptrace, mounting and namespaces,
-//!   kernel modules, keyrings, bpf, other processes' memory. It is a deny list: the runtimes'
-//!   own needs (threads, mmap, futex...) stay allowed. A native-code escape that tries any of
-//!   these is killed by the kernel; the node sees the agent exit, emits `agent_stopped` and
-//!   restarts the workload.
+//! - seccomp: an allow list of the syscalls the runtimes use (anything else fails with ENOSYS),
+//!   and a kill list of what no function runtime needs and an escape would want: sockets, exec,
+//!   fork (a `clone` without `CLONE_THREAD`), ptrace, mounting and namespaces, kernel modules,
+//!   keyrings, bpf, other processes' memory. A native-code escape that tries any of these is
+//!   killed by the kernel; the node sees the agent exit, emits `agent_stopped` and restarts the
+//!   workload.
 //!
 //! After the init frame, before loading tenant code ([`apply_workload_limits`]):
 //! - Landlock: no file system access at all except the compiled-module cache directory; no TCP
@@ -74,7 +74,125 @@ const DENIED_SYSCALLS: &[libc::c_long] = &[
     libc::SYS_userfaultfd,
 ];
 
-/// Installs the seccomp deny-list filter for this process and every thread it starts later.
+/// Syscalls the runtimes, the C library and the agent use (found by tracing every agent of the
+/// test suite with strace, plus their harmless relatives: time, memory, own descriptors, own
+/// signals). Anything else fails with ENOSYS; the [`DENIED_SYSCALLS`] kill.
+const ALLOWED_SYSCALLS: &[libc::c_long] = &[
+    // memory
+    libc::SYS_brk,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    libc::SYS_msync,
+    libc::SYS_mincore,
+    libc::SYS_membarrier,
+    libc::SYS_memfd_create,
+    // descriptors the agent holds (Landlock decides which files can be opened)
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_close,
+    libc::SYS_fcntl,
+    libc::SYS_ioctl,
+    libc::SYS_lseek,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_ftruncate,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_dup,
+    libc::SYS_dup3,
+    libc::SYS_getdents64,
+    libc::SYS_openat,
+    libc::SYS_mkdirat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_unlinkat,
+    libc::SYS_readlinkat,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_ppoll,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_pwait,
+    libc::SYS_eventfd2,
+    // time
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_gettimeofday,
+    // threads (`clone` is further filtered: no new processes)
+    libc::SYS_clone,
+    libc::SYS_futex,
+    libc::SYS_set_robust_list,
+    libc::SYS_get_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_set_tid_address,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_getppid,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    // signals (Landlock scopes them to the agent itself)
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_tgkill,
+    libc::SYS_restart_syscall,
+    // the process itself
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_prctl,
+    libc::SYS_prlimit64,
+    libc::SYS_getrandom,
+    libc::SYS_uname,
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getgid,
+    libc::SYS_getegid,
+    libc::SYS_getcwd,
+    // applied after seccomp, once the init frame named the cache directory
+    libc::SYS_landlock_create_ruleset,
+    libc::SYS_landlock_add_rule,
+    libc::SYS_landlock_restrict_self,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_arch_prctl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_epoll_wait,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_open,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_stat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lstat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_access,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_mkdir,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_rename,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_unlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_readlink,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_dup2,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_getrlimit,
+];
+
+/// Installs the seccomp filters for this process and every thread it starts later: the
+/// dangerous syscalls kill the process, everything outside the allow list fails with ENOSYS.
 pub fn apply_seccomp() -> Result<(), String> {
     use seccompiler::{
         BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -103,16 +221,18 @@ pub fn apply_seccomp() -> Result<(), String> {
         arch,
     )
     .map_err(|e| err(&e))?;
-    // `clone3` passes its flags in memory, where a filter cannot look: answer ENOSYS, and the
-    // C library falls back to `clone`, which the filter above inspects.
-    let no_clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, vec![])].into_iter().collect(),
-        SeccompAction::Allow,
+    // Everything else answers ENOSYS. `clone3` is left out on purpose: it passes its flags in
+    // memory, where a filter cannot look, and the C library falls back to `clone`, which the
+    // filter above inspects.
+    let allow = SeccompFilter::new(
+        ALLOWED_SYSCALLS.iter().map(|&nr| (nr, vec![])).collect(),
         SeccompAction::Errno(libc::ENOSYS as u32),
+        SeccompAction::Allow,
         arch,
     )
     .map_err(|e| err(&e))?;
-    for filter in [no_clone3, deny] {
+    // The allow list goes last: it forbids `seccomp` itself.
+    for filter in [deny, allow] {
         let program: BpfProgram = filter.try_into().map_err(|e| err(&e))?;
         seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))?;
     }
@@ -160,7 +280,11 @@ pub fn apply_process_limits(sandbox: bool) -> BTreeMap<String, String> {
         },
     );
     let seccomp = match apply_seccomp() {
-        Ok(()) => "active (deny list, kill on violation)".to_owned(),
+        Ok(()) => format!(
+            "active (allow list of {} syscalls, others ENOSYS; {} kill the agent)",
+            ALLOWED_SYSCALLS.len(),
+            DENIED_SYSCALLS.len() + 1
+        ),
         Err(e) => {
             tracing::warn!("{e}");
             format!("unavailable: {e}")
@@ -229,7 +353,8 @@ pub fn selftest_fork() -> i32 {
     1
 }
 
-/// For tests: applies every measure, then tries to read `path`. Returns 0 when refused.
+/// For tests: applies every measure, then tries to read `path` and to make a syscall outside
+/// the allow list. Returns 0 when both are refused.
 pub fn selftest_read_file(path: &std::path::Path) -> i32 {
     let mut report = apply_process_limits(true);
     apply_workload_limits(
@@ -240,6 +365,13 @@ pub fn selftest_read_file(path: &std::path::Path) -> i32 {
         &mut report,
     );
     eprintln!("{report:?}");
+    // SAFETY: `getpriority` takes two integers and touches no memory.
+    let r = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    if r != -1 || errno != Some(libc::ENOSYS) {
+        eprintln!("getpriority was not refused with ENOSYS: {r} {errno:?}");
+        return 2;
+    }
     match std::fs::read(path) {
         Ok(_) => {
             eprintln!("read {} despite landlock", path.display());

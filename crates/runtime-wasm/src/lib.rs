@@ -179,6 +179,13 @@ fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
     Engine::new(&c).map_err(|e| LoadError::Engine(format!("{e:#}")))
 }
 
+/// Opens what the runtime needs from the file system before a sandbox takes it away: wasmtime
+/// resets memory slots with the `PAGEMAP_SCAN` ioctl on `/proc/self/pagemap`, which it opens on
+/// first use. Returns whether that fast reset is available.
+pub fn prepare_for_sandbox() -> bool {
+    PoolingAllocationConfig::is_pagemap_scan_available()
+}
+
 /// Detects what kind of binary `bytes` is, before compiling.
 pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {

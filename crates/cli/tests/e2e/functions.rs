@@ -226,7 +226,7 @@ fn the_agent_seccomp_filter_kills_a_fork() {
 }
 
 #[test]
-fn landlock_leaves_the_agent_no_files() {
+fn landlock_leaves_the_agent_no_files_and_seccomp_only_its_syscalls() {
     // Readable before the limits (the test runs as the same user), refused after.
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), b"tenant B's data").unwrap();
