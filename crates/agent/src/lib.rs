@@ -318,7 +318,7 @@ fn fail_init(writer: &FrameWriter, message: String) -> i32 {
 
 /// A pool of worker threads fed by one channel.
 pub(crate) struct Pool {
-    tx: Option<mpsc::Sender<Job>>,
+    tx: Option<crossbeam_channel::Sender<Job>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     work: Arc<dyn Fn(Job) + Send + Sync>,
     /// Jobs handed to workers and not finished yet.
@@ -342,8 +342,9 @@ fn timed(work: &(dyn Fn(Job) + Send + Sync), job: Job, recent: &AtomicU64) {
 impl Pool {
     /// Starts `n` workers, each running `work` on jobs.
     pub(crate) fn start(n: usize, work: Arc<dyn Fn(Job) + Send + Sync>) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        // A multi-consumer channel: a job wakes exactly one idle worker (a mutex around a
+        // single-consumer receiver woke two threads per job).
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let busy = Arc::new(AtomicUsize::new(0));
         let recent_nanos = Arc::new(AtomicU64::new(0));
         let workers = (0..n.max(1))
@@ -356,11 +357,7 @@ impl Pool {
                     .name(format!("nex-worker-{i}"))
                     .spawn(move || {
                         loop {
-                            let job = {
-                                let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-                                rx.recv()
-                            };
-                            match job {
+                            match rx.recv() {
                                 Ok(job) => {
                                     timed(&*work, job, &recent);
                                     busy.fetch_sub(1, Ordering::AcqRel);
