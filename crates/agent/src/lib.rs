@@ -207,7 +207,9 @@ fn load(
 
 /// Runs the agent on this process's stdin/stdout until the node says stop or goes away.
 /// `sandbox = false` (the node's dev mode) skips the process limits. Returns the exit code.
-pub fn run(sandbox: bool) -> i32 {
+/// `escape_payload` is a test hook: a call whose payload is exactly these bytes makes a forbidden
+/// syscall, as a native-code escape would.
+pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
     let writer = FrameWriter::new();
     let mut input = BufReader::with_capacity(64 * 1024, io::stdin());
     let mut buf = Vec::new();
@@ -277,6 +279,9 @@ pub fn run(sandbox: bool) -> i32 {
                 subject,
                 payload,
             }) => {
+                if escape_payload.as_deref() == Some(&payload[..]) {
+                    limits::forbidden_syscall();
+                }
                 let more_input = !input.buffer().is_empty() || stdin_readable();
                 executor.submit(
                     Job {

@@ -327,14 +327,19 @@ pub fn apply_workload_limits(limits: &WorkloadLimits, report: &mut BTreeMap<Stri
     report.insert("rlimit_as".into(), address_space);
 }
 
-/// For tests: installs the limits, then makes a syscall the filter forbids. With the filter
-/// active the kernel kills the process (SIGSYS) before this returns.
-pub fn selftest_forbidden_syscall() -> i32 {
-    let report = apply_process_limits(true);
-    eprintln!("{report:?}");
+/// What a native-code escape would try first: open a socket. With the filter active the kernel
+/// kills the process (SIGSYS) before this returns.
+pub fn forbidden_syscall() {
     // SAFETY: `socket` takes three integers and returns a descriptor or -1; no memory is shared.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
     eprintln!("socket() returned {fd}: the seccomp filter did not stop it");
+}
+
+/// For tests: installs the limits, then makes a syscall the filter forbids.
+pub fn selftest_forbidden_syscall() -> i32 {
+    let report = apply_process_limits(true);
+    eprintln!("{report:?}");
+    forbidden_syscall();
     1
 }
 

@@ -74,6 +74,9 @@ pub enum Command {
         /// Test aid: apply every limit, then try to read this file (exit 0 when refused).
         #[arg(long)]
         read_selftest: Option<std::path::PathBuf>,
+        /// Test aid: make a forbidden syscall when a call's payload is exactly this.
+        #[arg(long)]
+        test_escape_payload: Option<String>,
     },
 }
 
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         seccomp_selftest,
         fork_selftest,
         read_selftest,
+        test_escape_payload,
     } = cli.command
     {
         common::init_tracing_agent();
@@ -96,7 +100,8 @@ fn main() -> ExitCode {
         if let Some(path) = read_selftest {
             return ExitCode::from(nex_agent::limits::selftest_read_file(&path) as u8);
         }
-        return ExitCode::from(nex_agent::run(!no_sandbox) as u8);
+        let escape = test_escape_payload.map(String::into_bytes);
+        return ExitCode::from(nex_agent::run(!no_sandbox, escape) as u8);
     }
     common::init_tracing(&cli.loglevel);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -44,6 +44,9 @@ pub struct UpArgs {
     /// Allow `file://` artifact locations (development only).
     #[arg(long = "allow-files", visible_alias = "allow_files")]
     pub allow_files: bool,
+    /// Test hook: agents make a forbidden syscall when a call's payload is exactly this.
+    #[arg(long = "test-escape-payload", hide = true)]
+    pub test_escape_payload: Option<String>,
     /// Port of the embedded nats-server (used when it is free; otherwise a free port is picked).
     #[arg(
         long = "nats-port",
@@ -91,6 +94,7 @@ fn load_config(args: &UpArgs) -> anyhow::Result<NodeConfig> {
     };
     config.no_sandbox |= args.no_sandbox;
     config.allow_file_locations |= args.allow_files;
+    config.test_escape_payload = args.test_escape_payload.clone();
     config.heartbeat_interval = std::time::Duration::from_secs_f64(args.heartbeat.max(0.1));
     if args.node_seed.is_some() {
         config.node_seed_file = args.node_seed.clone();

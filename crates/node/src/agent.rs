@@ -30,6 +30,8 @@ pub struct AgentSpec {
     pub init: AgentInit,
     pub artifact: Arc<Vec<u8>>,
     pub no_sandbox: bool,
+    /// See [`crate::config::NodeConfig::test_escape_payload`].
+    pub test_escape_payload: Option<String>,
 }
 
 /// Outcome of one invocation.
@@ -134,6 +136,9 @@ impl AgentConn {
         cmd.arg("agent");
         if spec.no_sandbox {
             cmd.arg("--no-sandbox");
+        }
+        if let Some(p) = &spec.test_escape_payload {
+            cmd.args(["--test-escape-payload", p]);
         }
         cmd.env_clear()
             .envs(std::env::vars().filter(|(k, _)| k == "RUST_LOG" || k == "RUST_BACKTRACE"))

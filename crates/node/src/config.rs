@@ -73,6 +73,11 @@ pub struct NodeConfig {
     pub default_limits: Option<nex_proto::control::Limits>,
     /// Run workloads without the agent's process limits (development only).
     pub no_sandbox: bool,
+    /// Test hook: agents make a forbidden syscall when a call's payload is exactly this, standing
+    /// in for a native-code escape. Set only by `nex node up --test-escape-payload`, never from
+    /// the config file.
+    #[serde(skip)]
+    pub test_escape_payload: Option<String>,
     /// Accept `file://` artifact locations (development only).
     pub allow_file_locations: bool,
     pub autostart: Autostart,
@@ -109,6 +114,7 @@ impl Default for NodeConfig {
             node_limits: NodeLimits::default(),
             default_limits: None,
             no_sandbox: false,
+            test_escape_payload: None,
             allow_file_locations: false,
             autostart: Autostart::default(),
             node_seed_file: None,

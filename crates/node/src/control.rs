@@ -433,6 +433,7 @@ pub(crate) async fn deploy(
         },
         artifact: Arc::new(bytes),
         no_sandbox: node.config.no_sandbox,
+        test_escape_payload: node.config.test_escape_payload.clone(),
     };
     let total_bytes = meta.total_bytes;
     let wl = Workload::start(

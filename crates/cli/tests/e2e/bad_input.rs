@@ -33,7 +33,12 @@ pub(crate) async fn deploy_err(w: &World, req: &DeployRequest) -> String {
     env.into_result().expect_err("deploy must fail")
 }
 
-fn devrun_err(w: &World, file: &std::path::Path, subject: &str, extra: &[&str]) -> String {
+pub(crate) fn devrun_err(
+    w: &World,
+    file: &std::path::Path,
+    subject: &str,
+    extra: &[&str],
+) -> String {
     let mut args = vec![
         "devrun",
         file.to_str().unwrap(),

@@ -163,17 +163,7 @@ async fn a_killed_agent_is_restarted() {
     })
     .await
     .expect("agent_stopped event");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match w.request("f.restart", b"b").await {
-            Ok(m) if service_error(&m).is_none() => {
-                assert_eq!(&m.payload[..], b"bf.restart");
-                break;
-            }
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            other => panic!("function did not come back: {other:?}"),
-        }
-    }
+    w.wait_until_answers("f.restart", b"b", b"bf.restart").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,27 +192,27 @@ async fn two_functions_on_one_subject_both_run_replicas_share() {
     assert_eq!(names, ["first", "second"]);
 }
 
-#[test]
-fn the_agent_seccomp_filter_kills_a_forbidden_syscall() {
+/// Runs the real agent executable with a self-test flag: it applies its limits, then does what
+/// a native-code escape would. The kernel must kill it with SIGSYS.
+fn assert_selftest_killed(flag: &str) {
     use std::os::unix::process::ExitStatusExt;
-    // A stand-in for a native-code escape: the agent applies its limits, then calls socket().
     let status = std::process::Command::new(NEX)
-        .args(["agent", "--seccomp-selftest"])
+        .args(["agent", flag])
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert_eq!(status.signal(), Some(libc_sigsys()), "{status:?}");
+    assert_eq!(status.signal(), Some(libc_sigsys()), "{flag}: {status:?}");
+}
+
+#[test]
+fn the_agent_seccomp_filter_kills_a_forbidden_syscall() {
+    // socket()
+    assert_selftest_killed("--seccomp-selftest");
 }
 
 #[test]
 fn the_agent_seccomp_filter_kills_a_fork() {
-    use std::os::unix::process::ExitStatusExt;
-    let status = std::process::Command::new(NEX)
-        .args(["agent", "--fork-selftest"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert_eq!(status.signal(), Some(libc_sigsys()), "{status:?}");
+    assert_selftest_killed("--fork-selftest");
 }
 
 #[test]

@@ -23,6 +23,15 @@ impl World {
         Self::start_with(&[]).await
     }
 
+    /// A world whose node reads `json` as its config file.
+    pub async fn start_with_config(json: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("node.json");
+        std::fs::write(&cfg, json).unwrap();
+        // The node reads its config at start; the file may go after that.
+        Self::start_with(&["--config", cfg.to_str().unwrap()]).await
+    }
+
     pub async fn start_with(extra: &[&str]) -> World {
         let nats = nex_test_support::nats();
         let home = tempfile::tempdir().unwrap();
@@ -80,6 +89,23 @@ impl World {
         let out = self.nex_ok(&args);
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Retries `subject` until it answers `expect` (an agent restarting), for up to 10 s.
+    pub async fn wait_until_answers(&self, subject: &str, payload: &[u8], expect: &[u8]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.request(subject, payload).await {
+                Ok(m) if service_error(&m).is_none() => {
+                    assert_eq!(&m.payload[..], expect);
+                    return;
+                }
+                _ if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => panic!("{subject} did not come back: {other:?}"),
+            }
+        }
     }
 
     /// One request with a timeout.

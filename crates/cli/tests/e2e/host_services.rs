@@ -233,14 +233,10 @@ async fn http_server() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_hosts_can_be_denied_by_node_config() {
     let base = http_server().await;
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("node.json");
-    std::fs::write(
-        &cfg,
+    let w = World::start_with_config(
         r#"{"host_services": {"services": {"http": {"config": {"deny_hosts": ["127.0.0.1"]}}}}}"#,
     )
-    .unwrap();
-    let w = World::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    .await;
     w.devrun(&example("http-fetch.js"), &["http.denied"], &[]);
     let m = w
         .request("http.denied", format!("{base}/x").as_bytes())

@@ -7,7 +7,7 @@ use nex_client::keys::SenderKeys;
 use nex_proto::control::{DeployRequest, StopRequest, StopResponse};
 use nex_test_support::guest;
 
-use crate::bad_input::{deploy_raw, signed};
+use crate::bad_input::{deploy_raw, devrun_err, signed};
 use crate::harness::*;
 
 async fn echo_request(w: &World, name: &str, subject: &str) -> DeployRequest {
@@ -206,25 +206,12 @@ async fn only_the_deploying_issuer_may_stop() {
 #[tokio::test(flavor = "multi_thread")]
 async fn untrusted_issuers_are_refused() {
     let trusted = other_issuer();
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("node.json");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"{{"valid_issuers": ["{}"]}}"#,
-            trusted.issuer.public_key()
-        ),
-    )
-    .unwrap();
-    let w = World::start_with(&["--config", cfg.to_str().unwrap()]).await;
-    let out = w.nex(&[
-        "devrun",
-        guest("echofunction").to_str().unwrap(),
-        "--trigger_subject",
-        "untrusted",
-    ]);
-    assert!(!out.status.success());
-    let e = String::from_utf8_lossy(&out.stderr);
+    let w = World::start_with_config(&format!(
+        r#"{{"valid_issuers": ["{}"]}}"#,
+        trusted.issuer.public_key()
+    ))
+    .await;
+    let e = devrun_err(&w, &guest("echofunction"), "untrusted", &[]);
     assert!(e.contains("is not trusted by this node"), "{e}");
 
     let mut req = echo_request(&w, "trusted", "trusted").await;
@@ -322,20 +309,33 @@ async fn deep_json_and_garbage_on_control_subjects_leave_the_node_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn artifacts_above_the_node_limit_are_refused() {
-    let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = cfg_dir.path().join("node.json");
-    std::fs::write(&cfg, r#"{"node_limits": {"max_workload_bytes": 4096}}"#).unwrap();
-    let w = World::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let w = World::start_with_config(r#"{"node_limits": {"max_workload_bytes": 4096}}"#).await;
     let (_d, small) = temp_file("small.js", b"(s, p) => 'small'");
     w.devrun(&small, &["small"], &[]);
-    let out = w.nex(&[
-        "devrun",
-        guest("echofunction").to_str().unwrap(),
-        "--trigger_subject",
-        "big",
-    ]);
-    assert!(!out.status.success());
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = devrun_err(&w, &guest("echofunction"), "big", &[]);
     assert!(e.contains("above this node's limit of 4096 bytes"), "{e}");
     assert_eq!(w.call("small", b"").await, b"small");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_native_code_escape_is_killed_and_the_workload_restarts() {
+    // The test hook makes the agent call socket() when the payload is "escape!": a stand-in for
+    // tenant code that broke out of the language sandbox.
+    let w = World::start_with(&["--test-escape-payload", "escape!"]).await;
+    let mut stopped = collect(&w.client, "$NEX.events.default.agent_stopped").await;
+    w.devrun(&guest("echofunction"), &["esc"], &[]);
+    let (_d, other) = temp_file("other.js", b"(s, p) => 'other'");
+    w.devrun(&other, &["esc.other"], &[]);
+
+    let m = w.request("esc", b"escape!").await.unwrap();
+    let (code, msg) = service_error(&m).expect("the caller learns the call failed");
+    assert_eq!(code, "503", "{msg}");
+    let ev = wait_for(&mut stopped, std::time::Duration::from_secs(5), |_| true)
+        .await
+        .expect("agent_stopped event");
+    let ev: serde_json::Value = serde_json::from_slice(&ev.payload).unwrap();
+    // Killed by SIGSYS (31): exit status 128 + 31.
+    assert_eq!(ev["data"]["code"], 159, "{ev}");
+    assert_eq!(w.call("esc.other", b"").await, b"other");
+    w.wait_until_answers("esc", b"x", b"xesc").await;
 }
