@@ -62,7 +62,7 @@ impl SenderKeys {
     /// Gives `req` a workload id (when it has none) and signs it: `workload_jwt` binds the issuer
     /// to the id, the name and the artifact hash.
     pub fn sign_deploy(&self, req: &mut nex_proto::control::DeployRequest) -> Result<()> {
-        let id = req.id.get_or_insert_with(new_workload_id).clone();
+        let id = req.id.get_or_insert_with(nex_jwt::new_workload_id).clone();
         let token = nex_jwt::issue(
             &self.issuer,
             &id,
@@ -97,14 +97,4 @@ impl SenderKeys {
             .map_err(|e| Error::Local(format!("sealing environment: {e}")))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
     }
-}
-
-/// A new workload id: 22 random alphanumerics.
-pub fn new_workload_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::thread_rng();
-    (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
 }

@@ -86,6 +86,16 @@ fn new_jti() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A new workload id: 22 random alphanumerics (the `sub` a deploy token binds).
+pub fn new_workload_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 /// Signs a token for `op` on workload `id` named `name` with artifact `hash`.
 pub fn issue(
     issuer: &KeyPair,

@@ -291,18 +291,15 @@ async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32) {
     while !dead.load(Ordering::Acquire) {
         tick.tick().await;
         let now = Instant::now();
-        let overdue: Vec<Waiter> = {
-            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-            if p.values().all(|w| w.deadline > now) {
-                continue;
-            }
-            let ids: Vec<u64> = p
-                .iter()
-                .filter(|(_, w)| w.deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter().filter_map(|id| p.remove(&id)).collect()
-        };
+        let overdue: Vec<Waiter> = pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extract_if(|_, w| w.deadline <= now)
+            .map(|(_, w)| w)
+            .collect();
+        if overdue.is_empty() {
+            continue;
+        }
         tracing::warn!(pid, calls = overdue.len(), "agent unresponsive; killing it");
         for w in overdue {
             let _ = w.reply.send(Outcome::Failed {

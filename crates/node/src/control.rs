@@ -287,15 +287,6 @@ fn check_stop_token(node: &Node, req: &StopRequest, wl: &Workload) -> Result<(),
         .map_err(|e| e.to_string())
 }
 
-fn new_workload_id() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::thread_rng();
-    (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// Validates, fetches, verifies and starts a workload. `local` deploys (autostart) may use files.
 #[instrument(skip_all, fields(namespace = ns, workload_name = %req.workload_name))]
 pub(crate) async fn deploy(
@@ -394,7 +385,7 @@ pub(crate) async fn deploy(
 
     let id = signed_id
         .or_else(|| req.id.clone().filter(|i| !i.is_empty()))
-        .unwrap_or_else(new_workload_id);
+        .unwrap_or_else(nex_jwt::new_workload_id);
     validate::name("workload id", &id)?;
     if node.workloads().iter().any(|w| w.meta.id == id) {
         return Err(format!("a workload with id {id} already runs on this node"));
