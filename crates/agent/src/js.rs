@@ -8,7 +8,7 @@ use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
 
 use std::sync::Arc;
 
-use crate::{Executor, FrameWriter, HostLink, Job, failed};
+use crate::{Executor, FrameWriter, HostLink, Job, failed, run_batch};
 
 struct JsExecutor {
     tx: Option<mpsc::Sender<Job>>,
@@ -89,18 +89,26 @@ pub(crate) fn load(
                 load_micros: started.elapsed().as_micros() as u64,
                 sandbox: Default::default(),
             }));
-            while let Ok(job) = rx.recv() {
-                let inv = function.invoke(job.id, &job.subject, &job.payload);
-                let nanos = inv.elapsed.as_nanos() as u64;
-                let frame = match inv.result {
-                    Ok(reply) => FromAgent::Reply {
-                        id: job.id,
-                        elapsed_nanos: nanos,
-                        reply,
+            let mut frames = Vec::new();
+            while let Ok(first) = rx.recv() {
+                run_batch(
+                    first,
+                    || rx.try_recv().ok(),
+                    |job, frames| {
+                        let inv = function.invoke(job.id, &job.subject, &job.payload);
+                        let nanos = inv.elapsed.as_nanos() as u64;
+                        frames.push(match inv.result {
+                            Ok(reply) => FromAgent::Reply {
+                                id: job.id,
+                                elapsed_nanos: nanos,
+                                reply,
+                            },
+                            Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
+                        });
                     },
-                    Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
-                };
-                writer.send(&[frame]);
+                    &mut frames,
+                    &writer,
+                );
             }
         })
         .map_err(|e| e.to_string())?;

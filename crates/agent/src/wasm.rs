@@ -56,11 +56,10 @@ pub(crate) fn load(
         WasmFunction::load(&artifact, &init.hash, config).map_err(|e| e.to_string())?;
     drop(artifact);
     let function = Arc::new(function);
-    let work = Arc::new(move |job: Job| {
+    let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
         let inv = function.invoke(&job.subject, job.payload);
         let nanos = inv.elapsed.as_nanos() as u64;
-        let mut frames = Vec::new();
-        log_frames(job.id, LogLevel::Info, &inv.stderr, &mut frames);
+        log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
         frames.push(match inv.result {
             Ok(reply) => FromAgent::Reply {
                 id: job.id,
@@ -69,13 +68,12 @@ pub(crate) fn load(
             },
             Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
         });
-        writer.send(&frames);
     });
     // Guests are CPU-bound: more threads than cores only adds contention. Calls beyond the
     // thread count queue here; the node still bounds how many are in flight.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (init.limits.max_concurrency as usize).min(cores);
-    let pool = Pool::start(threads, work);
+    let pool = Pool::start(threads, work, writer);
     Ok((
         Box::new(WasmExecutor { pool }),
         AgentReady {

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::answer::{Answerer, Call, Outcome};
 use crate::emitter::Emitter;
 
 /// Extra time the node waits beyond a function's own limit before declaring the agent stuck.
@@ -34,22 +35,6 @@ pub struct AgentSpec {
     pub test_escape_payload: Option<String>,
 }
 
-/// Outcome of one invocation.
-#[derive(Debug)]
-pub enum Outcome {
-    Reply { elapsed_nanos: u64, reply: Vec<u8> },
-    Failed { code: FailureCode, message: String },
-}
-
-impl Outcome {
-    fn unavailable(message: impl Into<String>) -> Self {
-        Outcome::Failed {
-            code: FailureCode::Unavailable,
-            message: message.into(),
-        }
-    }
-}
-
 /// What an agent's output needs on the node side: where log lines go, and who performs its
 /// host-service calls.
 #[derive(Clone)]
@@ -59,6 +44,8 @@ pub struct AgentContext {
     pub name: String,
     pub id: String,
     pub host: Arc<nex_hostservices::HostServices>,
+    /// Answers callers as replies arrive.
+    pub answerer: Arc<Answerer>,
 }
 
 /// How an agent ended.
@@ -70,7 +57,7 @@ pub struct Exit {
 
 /// A call waiting for its reply, and when the node gives up on the agent.
 struct Waiter {
-    reply: oneshot::Sender<Outcome>,
+    call: Call,
     deadline: Instant,
     limit: Duration,
 }
@@ -198,7 +185,12 @@ impl AgentConn {
         let dead = Arc::new(AtomicBool::new(false));
         let (exit_tx, exit_rx) = oneshot::channel();
         tokio::spawn(write_loop(stdin, frames_rx));
-        tokio::spawn(watchdog(pending.clone(), dead.clone(), pid));
+        tokio::spawn(watchdog(
+            pending.clone(),
+            dead.clone(),
+            pid,
+            logs.answerer.clone(),
+        ));
         tokio::spawn(read_loop(
             frames_tx.clone(),
             stdout,
@@ -226,34 +218,38 @@ impl AgentConn {
         !self.dead.load(Ordering::Acquire)
     }
 
-    /// Runs the function once. `limit` is the function's own time limit; if the agent does not
-    /// answer within it plus a grace period, the agent is killed (and restarted by its owner).
-    pub async fn invoke(&self, subject: &str, payload: &[u8], limit: Duration) -> Outcome {
+    /// Hands `call` to the agent; its answer goes out when the reply frame arrives. `limit` is
+    /// the function's own time limit; if the agent does not answer within it plus a grace
+    /// period, the call fails and the agent is killed (and restarted by its owner). Gives the
+    /// call back when the agent is not running.
+    pub fn start(
+        &self,
+        call: Call,
+        payload: &[u8],
+        limit: Duration,
+    ) -> Result<(), (Call, &'static str)> {
         if !self.is_alive() {
-            return Outcome::unavailable("the function's agent is restarting");
+            return Err((call, "the function's agent is restarting"));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let mut frame = Vec::with_capacity(4 + 9 + 2 + call.trigger.len() + payload.len());
+        agent_wire::encode_invoke(id, &call.trigger, payload, &mut frame);
         // No timer per call: the agent enforces `limit` itself, and the watchdog catches an
         // agent that stops answering.
         self.lock_pending().insert(
             id,
             Waiter {
-                reply: tx,
+                call,
                 deadline: Instant::now() + limit + GRACE,
                 limit,
             },
         );
-        let mut frame = Vec::with_capacity(4 + 9 + 2 + subject.len() + payload.len());
-        agent_wire::encode_invoke(id, subject, payload, &mut frame);
         if self.frames.send(frame).is_err() {
-            self.lock_pending().remove(&id);
-            return Outcome::unavailable("the function's agent is gone");
+            if let Some(w) = self.lock_pending().remove(&id) {
+                return Err((w.call, "the function's agent is gone"));
+            }
         }
-        match rx.await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::unavailable("the function's agent exited during the call"),
-        }
+        Ok(())
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
@@ -285,7 +281,7 @@ fn kill_agent(dead: &AtomicBool, pid: u32) {
 
 /// Fails the calls an agent left unanswered past their limit plus a grace period, and kills
 /// that agent: it is wedged (its own deadline should have fired), and the supervisor restarts it.
-async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32) {
+async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32, answerer: Arc<Answerer>) {
     let mut tick = tokio::time::interval(WATCHDOG_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !dead.load(Ordering::Acquire) {
@@ -301,16 +297,22 @@ async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32) {
             continue;
         }
         tracing::warn!(pid, calls = overdue.len(), "agent unresponsive; killing it");
-        for w in overdue {
-            let _ = w.reply.send(Outcome::Failed {
-                code: FailureCode::Timeout,
-                message: format!(
-                    "the function did not finish within its time limit of {:?}",
-                    w.limit
-                ),
-            });
-        }
         kill_agent(&dead, pid);
+        for w in overdue {
+            let message = format!(
+                "the function did not finish within its time limit of {:?}",
+                w.limit
+            );
+            answerer
+                .answer(
+                    w.call,
+                    Outcome::Failed {
+                        code: FailureCode::Timeout,
+                        message,
+                    },
+                )
+                .await;
+        }
     }
 }
 
@@ -404,7 +406,7 @@ async fn read_loop(
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         if let Some(w) = waiter {
-            let _ = w.reply.send(outcome);
+            logs.answerer.answer(w.call, outcome).await;
         }
     }
     dead.store(true, Ordering::Release);
@@ -417,9 +419,12 @@ async fn read_loop(
         .drain()
         .collect();
     for (_, w) in drained {
-        let _ = w.reply.send(Outcome::unavailable(
-            "the function's agent exited during the call",
-        ));
+        logs.answerer
+            .answer(
+                w.call,
+                Outcome::unavailable("the function's agent exited during the call"),
+            )
+            .await;
     }
     let (code, message) = match status {
         Ok(s) => {

@@ -31,9 +31,31 @@ impl Emitter {
         }
     }
 
+    /// The id of the node the events come from.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// What every event id of this node starts with.
+    pub fn id_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The counter part of the next event id.
+    pub fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Publishes an event already encoded (see [`nex_proto::events::ExecSucceededEncoder`]).
+    pub async fn publish_encoded(&self, subject: async_nats::Subject, body: Bytes) {
+        if let Err(e) = self.client.publish(subject, body).await {
+            tracing::debug!("event not published: {e}");
+        }
+    }
+
     /// Publishes event `event_type` in `namespace`.
     pub async fn event<T: Serialize>(&self, namespace: &str, event_type: &str, data: T) {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = self.next_id();
         let ev = CloudEvent::new(
             format!("{}-{n}", self.prefix),
             &self.node_id,

@@ -13,6 +13,7 @@
 //! Entry point: [`run`] with a connected client, a config and a shutdown future.
 
 mod agent;
+mod answer;
 mod artifact;
 pub mod config;
 mod control;

@@ -1,25 +1,23 @@
 //! A deployed workload: its agent (restarted when it dies), its trigger subscriptions, and the
 //! handling of each trigger message.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_nats::{HeaderMap, Message};
-use bytes::Bytes;
+use async_nats::Message;
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use nex_proto::agent_wire::FailureCode;
 use nex_proto::control::{
     MachineInfo, MachineSummary, ResolvedLimits, WorkloadDescription, WorkloadType, format_duration,
 };
-use nex_proto::events::{self, AgentEvent, FunctionExecFailed, FunctionExecSucceeded};
-use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, subjects};
-use tokio::sync::{Semaphore, oneshot, watch};
+use nex_proto::events::{self, AgentEvent};
+use nex_proto::subjects;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::agent::{AgentConn, AgentContext, AgentSpec, Exit, Outcome};
+use crate::agent::{AgentConn, AgentContext, AgentSpec, Exit};
+use crate::answer::{Answerer, Call, Outcome};
 use crate::emitter::Emitter;
 
 /// What a workload is, fixed at deploy.
@@ -44,7 +42,6 @@ pub struct Workload {
     /// Isolation measures the agent reported as in force.
     pub sandbox: std::collections::BTreeMap<String, String>,
     started: Instant,
-    client: async_nats::Client,
     emitter: Arc<Emitter>,
     conn: RwLock<Arc<AgentConn>>,
     permits: Arc<Semaphore>,
@@ -53,6 +50,7 @@ pub struct Workload {
     stop_triggers: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     limit: Duration,
+    answerer: Arc<Answerer>,
 }
 
 impl Workload {
@@ -64,7 +62,15 @@ impl Workload {
         emitter: Arc<Emitter>,
         http: nex_hostservices::HttpPolicy,
     ) -> Result<Arc<Workload>, String> {
+        let answerer = Arc::new(Answerer::new(
+            client.clone(),
+            emitter.clone(),
+            &meta.namespace,
+            &meta.name,
+            &meta.id,
+        ));
         let logs = AgentContext {
+            answerer: answerer.clone(),
             emitter: emitter.clone(),
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
@@ -83,7 +89,6 @@ impl Workload {
             runtime: ready.runtime.clone(),
             sandbox: ready.sandbox.clone(),
             started: Instant::now(),
-            client: client.clone(),
             emitter: emitter.clone(),
             conn: RwLock::new(conn),
             permits,
@@ -91,6 +96,7 @@ impl Workload {
             stop_triggers: watch::Sender::new(false),
             tasks: Default::default(),
             limit,
+            answerer,
             meta,
         });
         tracing::info!(
@@ -197,126 +203,65 @@ impl Workload {
             .await;
     }
 
-    /// Handles one trigger message end to end.
-    async fn handle(&self, msg: Message) {
-        let subject = msg.subject.as_str();
-        let outcome = if msg.payload.len() > self.meta.limits.max_payload_bytes as usize {
-            Outcome::Failed {
-                code: FailureCode::TooLarge,
-                message: format!(
-                    "payload of {} bytes is above this function's limit of {} bytes",
-                    msg.payload.len(),
-                    self.meta.limits.max_payload_bytes
-                ),
-            }
-        } else {
-            self.conn().invoke(subject, &msg.payload, self.limit).await
+    /// Starts one trigger message's call; its answer goes out when the agent replies.
+    async fn start_call(&self, msg: Message, permit: OwnedSemaphorePermit) {
+        let call = Call {
+            trigger: msg.subject,
+            reply_to: msg.reply,
+            permit,
         };
-        match outcome {
-            Outcome::Reply {
-                elapsed_nanos,
-                reply,
-            } => {
-                if let Some(to) = msg.reply.clone()
-                    && !reply.is_empty()
-                {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(HEADER_RUNTIME_NS, elapsed_nanos.to_string().as_str());
-                    let _ = self
-                        .client
-                        .publish_with_headers(to, headers, Bytes::from(reply))
-                        .await;
-                }
-                self.emitter
-                    .event(
-                        &self.meta.namespace,
-                        events::FUNCTION_EXEC_SUCCEEDED,
-                        FunctionExecSucceeded {
-                            workload_name: Cow::Borrowed(&self.meta.name),
-                            workload_id: Cow::Borrowed(&self.meta.id),
-                            trigger_subject: Cow::Borrowed(subject),
-                            elapsed_nanos,
-                            namespace: Cow::Borrowed(&self.meta.namespace),
-                        },
-                    )
-                    .await;
-            }
-            Outcome::Failed { code, message } => {
-                if let Some(to) = msg.reply.clone() {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(HEADER_SERVICE_ERROR, one_line(&message).as_str());
-                    headers.insert(
-                        HEADER_SERVICE_ERROR_CODE,
-                        (code as u16).to_string().as_str(),
-                    );
-                    let _ = self
-                        .client
-                        .publish_with_headers(to, headers, Bytes::new())
-                        .await;
-                }
-                self.emitter
-                    .event(
-                        &self.meta.namespace,
-                        events::FUNCTION_EXEC_FAILED,
-                        FunctionExecFailed {
-                            workload_name: Cow::Borrowed(&self.meta.name),
-                            workload_id: Cow::Borrowed(&self.meta.id),
-                            trigger_subject: Cow::Borrowed(subject),
-                            namespace: Cow::Borrowed(&self.meta.namespace),
-                            error: message,
-                            code: code as u16,
-                        },
-                    )
-                    .await;
-            }
+        let refused = if msg.payload.len() > self.meta.limits.max_payload_bytes as usize {
+            Some((
+                call,
+                Outcome::Failed {
+                    code: FailureCode::TooLarge,
+                    message: format!(
+                        "payload of {} bytes is above this function's limit of {} bytes",
+                        msg.payload.len(),
+                        self.meta.limits.max_payload_bytes
+                    ),
+                },
+            ))
+        } else {
+            self.conn()
+                .start(call, &msg.payload, self.limit)
+                .err()
+                .map(|(call, why)| (call, Outcome::unavailable(why)))
+        };
+        if let Some((call, outcome)) = refused {
+            self.answerer.answer(call, outcome).await;
         }
     }
-}
-
-/// Header values cannot hold line breaks.
-fn one_line(s: &str) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-        .collect();
-    flat.chars().take(1024).collect()
 }
 
 async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
-    // Every call of this trigger runs inside this one task: no task spawn per message, and the
-    // replies of a burst are sent from one place.
-    let mut in_flight = FuturesUnordered::new();
+    // The trigger loop only hands messages to the agent; answers go out from the task that reads
+    // the agent's replies. A call holds one of the workload's permits until it is answered, so
+    // the concurrency limit (shared by all triggers) is enforced here.
     let mut stop = wl.stop_triggers.subscribe();
     loop {
-        tokio::select! {
+        let msg = tokio::select! {
             biased;
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             _ = stop.changed() => break,
-            msg = sub.next() => {
-                let Some(msg) = msg else { break };
-                // The limit is per workload, shared by all its triggers.
-                let permit = match wl.permits.clone().try_acquire_owned() {
+            msg = sub.next() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+        };
+        let permit = match wl.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                p = wl.permits.clone().acquire_owned() => match p {
                     Ok(p) => p,
-                    Err(_) => loop {
-                        tokio::select! {
-                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                            p = wl.permits.clone().acquire_owned() => match p {
-                                Ok(p) => break p,
-                                Err(_) => return,
-                            },
-                        }
-                    },
-                };
-                let wl = wl.clone();
-                in_flight.push(async move {
-                    wl.handle(msg).await;
-                    drop(permit);
-                });
-            }
-        }
+                    Err(_) => break,
+                },
+            },
+        };
+        wl.start_call(msg, permit).await;
     }
     let _ = sub.unsubscribe().await;
-    while in_flight.next().await.is_some() {}
 }
 
 /// Restarts the agent whenever it dies, with back-off, until the workload stops.

@@ -1,0 +1,156 @@
+//! Finishing a call: the reply (or the service-error headers) to the caller and the
+//! `function_exec_succeeded` / `function_exec_failed` event.
+//!
+//! A call is a small record ([`Call`]) kept in the agent connection's pending table; the task that
+//! reads the agent's frames answers it as soon as its reply frame arrives. No task, future or
+//! channel is made per call, and the per-call event is encoded from a template fixed at deploy.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_nats::{HeaderMap, Subject};
+use bytes::Bytes;
+use nex_proto::agent_wire::FailureCode;
+use nex_proto::events::{self, ExecSucceededEncoder, FunctionExecFailed};
+use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, subjects};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::emitter::Emitter;
+
+/// Outcome of one invocation.
+#[derive(Debug)]
+pub enum Outcome {
+    Reply { elapsed_nanos: u64, reply: Vec<u8> },
+    Failed { code: FailureCode, message: String },
+}
+
+impl Outcome {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            code: FailureCode::Unavailable,
+            message: message.into(),
+        }
+    }
+}
+
+/// One trigger message being handled.
+pub struct Call {
+    /// The subject the message arrived on (the function's `argv[1]`).
+    pub trigger: Subject,
+    /// Where the caller waits, if it does.
+    pub reply_to: Option<Subject>,
+    /// The workload's concurrency slot, given back when the call is answered.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Answers the calls of one workload.
+pub struct Answerer {
+    client: async_nats::Client,
+    emitter: Arc<Emitter>,
+    namespace: String,
+    name: String,
+    id: String,
+    succeeded: ExecSucceededEncoder,
+    succeeded_subject: Subject,
+}
+
+impl Answerer {
+    pub fn new(
+        client: async_nats::Client,
+        emitter: Arc<Emitter>,
+        namespace: &str,
+        name: &str,
+        id: &str,
+    ) -> Self {
+        Self {
+            succeeded: ExecSucceededEncoder::new(
+                emitter.id_prefix(),
+                emitter.node_id(),
+                namespace,
+                name,
+                id,
+            ),
+            succeeded_subject: subjects::event(namespace, events::FUNCTION_EXEC_SUCCEEDED).into(),
+            client,
+            emitter,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// Sends the caller its answer and emits the call's event.
+    pub async fn answer(&self, call: Call, outcome: Outcome) {
+        let Call {
+            trigger,
+            reply_to,
+            permit,
+        } = call;
+        match outcome {
+            Outcome::Reply {
+                elapsed_nanos,
+                reply,
+            } => {
+                if let Some(to) = reply_to
+                    && !reply.is_empty()
+                {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(HEADER_RUNTIME_NS, elapsed_nanos.to_string().as_str());
+                    let _ = self
+                        .client
+                        .publish_with_headers(to, headers, Bytes::from(reply))
+                        .await;
+                }
+                let mut body = Vec::new();
+                self.succeeded.encode(
+                    self.emitter.next_id(),
+                    std::time::SystemTime::now(),
+                    &trigger,
+                    elapsed_nanos,
+                    &mut body,
+                );
+                self.emitter
+                    .publish_encoded(self.succeeded_subject.clone(), Bytes::from(body))
+                    .await;
+            }
+            Outcome::Failed { code, message } => {
+                if let Some(to) = reply_to {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(HEADER_SERVICE_ERROR, one_line(&message).as_str());
+                    headers.insert(
+                        HEADER_SERVICE_ERROR_CODE,
+                        (code as u16).to_string().as_str(),
+                    );
+                    let _ = self
+                        .client
+                        .publish_with_headers(to, headers, Bytes::new())
+                        .await;
+                }
+                self.emitter
+                    .event(
+                        &self.namespace,
+                        events::FUNCTION_EXEC_FAILED,
+                        FunctionExecFailed {
+                            workload_name: Cow::Borrowed(&self.name),
+                            workload_id: Cow::Borrowed(&self.id),
+                            trigger_subject: Cow::Borrowed(&trigger),
+                            namespace: Cow::Borrowed(&self.namespace),
+                            error: message,
+                            code: code as u16,
+                        },
+                    )
+                    .await;
+            }
+        }
+        drop(permit);
+    }
+}
+
+/// Header values cannot hold line breaks.
+fn one_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    flat.chars().take(1024).collect()
+}
