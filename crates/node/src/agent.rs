@@ -244,10 +244,10 @@ impl AgentConn {
                 limit,
             },
         );
-        if self.frames.send(frame).is_err() {
-            if let Some(w) = self.lock_pending().remove(&id) {
-                return Err((w.call, "the function's agent is gone"));
-            }
+        if self.frames.send(frame).is_err()
+            && let Some(w) = self.lock_pending().remove(&id)
+        {
+            return Err((w.call, "the function's agent is gone"));
         }
         Ok(())
     }
