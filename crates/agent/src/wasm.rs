@@ -35,10 +35,15 @@ pub(crate) fn load(
     artifact: Vec<u8>,
     writer: FrameWriter,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
+    // Guests are CPU-bound: more threads than cores only adds contention. Calls beyond the
+    // thread count queue here; the node still bounds how many are in flight.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (init.limits.max_concurrency as usize).min(cores);
     let config = WasmConfig {
         memory_bytes: (init.limits.memory_mb as usize) << 20,
         timeout: Duration::from_millis(init.limits.timeout_ms),
-        max_concurrency: init.limits.max_concurrency,
+        // Calls run on the pool's threads only, so that many memory slots are enough.
+        max_concurrency: threads as u32,
         max_output_bytes: 8 << 20,
         cache_dir: init.cache_dir.as_ref().map(Into::into),
         argv0: init
@@ -69,10 +74,6 @@ pub(crate) fn load(
             Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
         });
     });
-    // Guests are CPU-bound: more threads than cores only adds contention. Calls beyond the
-    // thread count queue here; the node still bounds how many are in flight.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (init.limits.max_concurrency as usize).min(cores);
     let pool = Pool::start(threads, work, writer);
     Ok((
         Box::new(WasmExecutor { pool }),

@@ -30,11 +30,12 @@ struct Args {
     /// Sequential requests per target for the latency figures.
     #[arg(long, default_value_t = 5000)]
     latency_requests: usize,
-    /// Requests per target and concurrency level for the throughput figures.
-    #[arg(long, default_value_t = 20000)]
-    throughput_requests: usize,
+    /// Seconds each throughput figure is measured for (per target, concurrency level and round,
+    /// after a warm-up of a tenth of that).
+    #[arg(long, default_value_t = 1.5)]
+    throughput_secs: f64,
     /// Concurrency levels of the throughput runs (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "16,256")]
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
     concurrency: Vec<usize>,
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
@@ -110,8 +111,8 @@ const TARGETS: &[Target] = &[
 fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
     let floor = &rows[0];
     println!(
-        "\n## payload {size} B: {} sequential requests (latency), {} requests per concurrency level (throughput), median of {} interleaved rounds\n",
-        args.latency_requests, args.throughput_requests, args.rounds
+        "\n## payload {size} B: {} sequential requests (latency), {} s per concurrency level (throughput), median of {} interleaved rounds\n",
+        args.latency_requests, args.throughput_secs, args.rounds
     );
     let mut head = "| target | p50 µs | p99 µs | p99.9 µs | p50 ratio | in-agent µs |".to_owned();
     let mut rule = "|---|---:|---:|---:|---:|---:|".to_owned();
@@ -434,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
 
     let plan = Plan {
         latency_requests: args.latency_requests,
-        throughput_requests: args.throughput_requests,
+        throughput_time: Duration::from_secs_f64(args.throughput_secs),
         concurrency: args.concurrency.clone(),
     };
     let mut tables = Vec::new();

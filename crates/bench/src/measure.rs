@@ -36,7 +36,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// Settings of a measurement.
 pub struct Plan {
     pub latency_requests: usize,
-    pub throughput_requests: usize,
+    /// How long each throughput measurement runs.
+    pub throughput_time: Duration,
     pub concurrency: Vec<usize>,
 }
 
@@ -75,7 +76,7 @@ pub async fn measure(
     let mut throughput_rps = Vec::new();
     for &c in &plan.concurrency {
         throughput_rps
-            .push(throughput(client, t.subject, &payload, c, plan.throughput_requests).await?);
+            .push(throughput(client, t.subject, &payload, c, plan.throughput_time).await?);
     }
     Ok(Row {
         key: t.key.to_owned(),
@@ -89,31 +90,42 @@ pub async fn measure(
     })
 }
 
+/// Requests per second answered by `concurrency` requesters that each send one request after
+/// another for `time` (after a short warm-up at that concurrency).
 async fn throughput(
     client: &async_nats::Client,
     subject: &'static str,
     payload: &Bytes,
     concurrency: usize,
-    requests: usize,
+    time: Duration,
 ) -> anyhow::Result<f64> {
-    let per_task = (requests / concurrency).max(1);
+    let warm_up = time / 10;
     let started = Instant::now();
+    let (from, until) = (started + warm_up, started + warm_up + time);
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             let client = client.clone();
             let payload = payload.clone();
             tokio::spawn(async move {
-                for _ in 0..per_task {
+                let mut counted = 0u64;
+                loop {
                     client.request(subject, payload.clone()).await?;
+                    let now = Instant::now();
+                    if now >= until {
+                        return anyhow::Ok(counted);
+                    }
+                    if now >= from {
+                        counted += 1;
+                    }
                 }
-                anyhow::Ok(())
             })
         })
         .collect();
+    let mut answered = 0;
     for task in tasks {
-        task.await??;
+        answered += task.await??;
     }
-    Ok((per_task * concurrency) as f64 / started.elapsed().as_secs_f64())
+    Ok(answered as f64 / time.as_secs_f64())
 }
 
 /// The median of each figure across rounds.

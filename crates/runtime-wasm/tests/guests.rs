@@ -98,10 +98,23 @@ fn call_cost() {
     for _ in 0..200 {
         f.invoke("echo", b"warm".to_vec());
     }
-    let n = 5000;
+    let n: u32 = std::env::var("CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
     let t = Instant::now();
     for _ in 0..n {
         f.invoke("echo", b"0123456789abcdef".to_vec());
     }
     println!("echofunction call: {:?} per call", t.elapsed() / n);
+    let mut inside = Vec::new();
+    for _ in 0..2000 {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        inside.push(f.invoke("echo", b"0123456789abcdef".to_vec()).elapsed);
+    }
+    inside.sort();
+    println!(
+        "with 200 µs pauses: median {:?} per call",
+        inside[inside.len() / 2]
+    );
 }
