@@ -1,7 +1,9 @@
 //! Adapts [`nex_runtime_js`] to the agent: one thread owns the QuickJS runtime and runs jobs in order.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
@@ -26,6 +28,53 @@ impl Executor for JsExecutor {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Console output of a fast call is held and leaves with the call's reply, in the same write (one
+/// wake-up of the node instead of two). Output is sent at once when the call has run for a while,
+/// when it makes a host-service call, or when much is held; a call that logs once and then
+/// computes for long shows that line when it ends.
+#[derive(Default)]
+struct HeldLogs {
+    frames: Vec<FromAgent>,
+    bytes: usize,
+    /// When the running call started; `None` outside calls (loading), when output goes at once.
+    call_started: Option<Instant>,
+}
+
+/// Longest a call's console output is held back.
+const HOLD_LOGS_FOR: Duration = Duration::from_millis(2);
+/// Most console output held back, bytes.
+const HOLD_LOGS_BYTES: usize = 64 * 1024;
+
+impl HeldLogs {
+    fn push(&mut self, frame: FromAgent, writer: &FrameWriter) {
+        if let FromAgent::Log { text, .. } = &frame {
+            self.bytes += text.len();
+        }
+        self.frames.push(frame);
+        let hold = self
+            .call_started
+            .is_some_and(|t| t.elapsed() < HOLD_LOGS_FOR && self.bytes < HOLD_LOGS_BYTES);
+        if !hold {
+            self.flush(writer);
+        }
+    }
+
+    fn flush(&mut self, writer: &FrameWriter) {
+        if !self.frames.is_empty() {
+            writer.send(&self.frames);
+            self.frames.clear();
+            self.bytes = 0;
+        }
+    }
+
+    /// Moves what is held into `out` and ends the call.
+    fn take_into(&mut self, out: &mut Vec<FromAgent>) {
+        out.append(&mut self.frames);
+        self.bytes = 0;
+        self.call_started = None;
     }
 }
 
@@ -67,15 +116,30 @@ pub(crate) fn load(
         .name("nex-js".into())
         .spawn(move || {
             let started = std::time::Instant::now();
-            let log_writer = writer.clone();
-            let console = Box::new(move |id: u64, l: ConsoleLevel, text: String| {
-                log_writer.send(&[FromAgent::Log {
-                    id,
-                    level: level(l),
-                    text,
-                }]);
-            });
-            let host_fn: nex_runtime_js::HostFn = Box::new(move |req| host.call(req));
+            let logs = Rc::new(RefCell::new(HeldLogs::default()));
+            let console = {
+                let logs = logs.clone();
+                let writer = writer.clone();
+                Box::new(move |id: u64, l: ConsoleLevel, text: String| {
+                    logs.borrow_mut().push(
+                        FromAgent::Log {
+                            id,
+                            level: level(l),
+                            text,
+                        },
+                        &writer,
+                    );
+                })
+            };
+            let host_fn: nex_runtime_js::HostFn = {
+                let logs = logs.clone();
+                let writer = writer.clone();
+                Box::new(move |req| {
+                    // A host call waits on the network: what the function said so far goes now.
+                    logs.borrow_mut().flush(&writer);
+                    host.call(req)
+                })
+            };
             let function = match JsFunction::load(&source, config, console, Some(host_fn)) {
                 Ok(f) => f,
                 Err(e) => {
@@ -95,7 +159,9 @@ pub(crate) fn load(
                     first,
                     || rx.try_recv().ok(),
                     |job, frames| {
+                        logs.borrow_mut().call_started = Some(Instant::now());
                         let inv = function.invoke(job.id, &job.subject, &job.payload);
+                        logs.borrow_mut().take_into(frames);
                         let nanos = inv.elapsed.as_nanos() as u64;
                         frames.push(match inv.result {
                             Ok(reply) => FromAgent::Reply {

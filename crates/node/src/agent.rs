@@ -40,9 +40,10 @@ pub struct AgentSpec {
 #[derive(Clone)]
 pub struct AgentContext {
     pub emitter: Arc<Emitter>,
-    pub namespace: String,
-    pub name: String,
+    /// The workload id.
     pub id: String,
+    /// Where its log lines go.
+    pub log_subject: async_nats::Subject,
     pub host: Arc<nex_hostservices::HostServices>,
     /// Answers callers as replies arrive.
     pub answerer: Arc<Answerer>,
@@ -384,7 +385,7 @@ async fn read_loop(
             } => (id, Outcome::Failed { code, message }),
             FromAgent::Log { level, text, .. } => {
                 logs.emitter
-                    .log(&logs.namespace, &logs.name, &logs.id, level.as_str(), text)
+                    .log(&logs.log_subject, &logs.id, level.as_str(), &text)
                     .await;
                 continue;
             }

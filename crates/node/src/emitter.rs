@@ -76,20 +76,18 @@ impl Emitter {
         }
     }
 
-    /// Publishes a log line of workload `name`/`id`.
-    pub async fn log(&self, namespace: &str, name: &str, id: &str, level: &str, text: String) {
+    /// Publishes a log line of workload `id` on its log subject
+    /// ([`nex_proto::subjects::log`], made once per workload).
+    pub async fn log(&self, subject: &async_nats::Subject, id: &str, level: &str, text: &str) {
         let line = LogLine {
-            text,
-            level: level.to_owned(),
-            id: id.to_owned(),
+            text: text.into(),
+            level: level.into(),
+            id: id.into(),
         };
         if let Ok(body) = serde_json::to_vec(&line) {
             let _ = self
                 .client
-                .publish(
-                    subjects::log(namespace, &self.node_id, name, id),
-                    Bytes::from(body),
-                )
+                .publish(subject.clone(), Bytes::from(body))
                 .await;
         }
     }

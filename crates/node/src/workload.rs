@@ -72,9 +72,9 @@ impl Workload {
         let logs = AgentContext {
             answerer: answerer.clone(),
             emitter: emitter.clone(),
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone(),
             id: meta.id.clone(),
+            log_subject: subjects::log(&meta.namespace, emitter.node_id(), &meta.name, &meta.id)
+                .into(),
             host: Arc::new(
                 nex_hostservices::HostServices::new(client.clone(), &meta.namespace, &meta.name)
                     .with_http_policy(http),

@@ -263,11 +263,11 @@ fn push_rfc3339(out: &mut Vec<u8>, t: std::time::SystemTime) {
 
 /// Body of a log line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogLine {
-    pub text: String,
-    pub level: String,
+pub struct LogLine<'a> {
+    pub text: Cow<'a, str>,
+    pub level: Cow<'a, str>,
     /// The workload id.
-    pub id: String,
+    pub id: Cow<'a, str>,
 }
 
 #[cfg(test)]
