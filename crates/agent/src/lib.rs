@@ -13,6 +13,7 @@
 mod js;
 pub mod landlock;
 pub mod limits;
+mod resident;
 mod wasm;
 
 use std::io::{self, BufReader, Write};
@@ -214,6 +215,7 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
     let mut input = BufReader::with_capacity(64 * 1024, io::stdin());
     let mut buf = Vec::new();
     let sandboxed = sandbox;
+    let trim = resident::Trim::prepare();
     let mut sandbox = limits::apply_process_limits(sandboxed);
 
     let (init, artifact) = match agent_wire::read_frame(&mut input, &mut buf)
@@ -260,6 +262,12 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         Err(e) => return fail_init(&writer, e),
     };
     ready.sandbox = sandbox;
+    // Loading touched code no call needs (the compiler, the init path): let it go.
+    trim.apply();
+    ready.sandbox.insert(
+        "resident_trim".into(),
+        format!("{} read-only file mappings", trim.mappings()),
+    );
     writer.send(&[FromAgent::Ready(
         serde_json::to_vec(&ready).unwrap_or_default(),
     )]);

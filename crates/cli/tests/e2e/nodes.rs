@@ -34,6 +34,14 @@ async fn node_ls_and_info_show_the_node() {
         .as_str()
         .unwrap_or_default();
     assert!(seccomp.starts_with("active"), "{info}");
+    // The agent dropped the pages it touched only while loading (`resident` in the agent crate).
+    let trimmed: usize = info["sandbox"]["agent.resident_trim"]
+        .as_str()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(trimmed > 0, "{info}");
+    assert_eq!(w.call("echo.info", b"x").await, b"xecho.info");
 
     // Another namespace sees none of this namespace's workloads.
     let other: serde_json::Value = serde_json::from_str(&w.nex_ok(&[
