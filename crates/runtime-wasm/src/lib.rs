@@ -144,6 +144,8 @@ struct State {
 pub struct WasmFunction {
     engine: Engine,
     pre: InstancePre<State>,
+    /// `_start`, resolved once instead of by name on every call.
+    start: wasmtime::ModuleExport,
     config: WasmConfig,
     deadline_ticks: u64,
     ticker: Arc<Ticker>,
@@ -256,10 +258,12 @@ impl WasmFunction {
         let started = Instant::now();
         let (module, cache_hit) = load_module(&engine, bytes, hash, config.cache_dir.as_deref())?;
         let load_time = started.elapsed();
-        match module.get_export("_start") {
-            Some(wasmtime::ExternType::Func(_)) => {}
+        let start = match module.get_export("_start") {
+            Some(wasmtime::ExternType::Func(_)) => module
+                .get_export_index("_start")
+                .ok_or(LoadError::NoStart)?,
             _ => return Err(LoadError::NoStart),
-        }
+        };
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -272,6 +276,7 @@ impl WasmFunction {
             Self {
                 engine,
                 pre,
+                start,
                 config,
                 deadline_ticks,
                 ticker,
@@ -331,7 +336,10 @@ impl WasmFunction {
             .instantiate(&mut *store)
             .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
         let start = instance
-            .get_typed_func::<(), ()>(&mut *store, "_start")
+            .get_module_export(&mut *store, &self.start)
+            .and_then(wasmtime::Extern::into_func)
+            .ok_or_else(|| InvokeError::Instantiate("the module has no `_start`".into()))?
+            .typed::<(), ()>(&*store)
             .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
         match start.call(&mut *store, ()) {
             Ok(()) => Ok(()),
