@@ -212,7 +212,7 @@ fn load(
 /// syscall, as a native-code escape would.
 pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
     let writer = FrameWriter::new();
-    let mut input = BufReader::with_capacity(64 * 1024, io::stdin());
+    let mut input = BufReader::with_capacity(256 * 1024, io::stdin());
     let mut buf = Vec::new();
     let sandboxed = sandbox;
     let trim = resident::Trim::prepare();

@@ -103,6 +103,7 @@ async fn read_frame(r: &mut BufReader<ChildStdout>, buf: &mut Vec<u8>) -> std::i
     // Grow with the bytes that actually arrive: an agent that announces a huge frame and sends
     // nothing must not make the node allocate it.
     buf.clear();
+    buf.reserve(len.min(agent_wire::PREALLOCATE_LIMIT));
     let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
     if got != len {
         return Err(std::io::Error::new(
@@ -138,7 +139,13 @@ impl AgentConn {
         let mut child = cmd.spawn().map_err(SpawnError::Spawn)?;
         let pid = child.id().unwrap_or_default();
         let mut stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::with_capacity(64 * 1024, child.stdout.take().expect("piped"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        {
+            use std::os::fd::AsRawFd;
+            enlarge_pipe(stdin.as_raw_fd());
+            enlarge_pipe(stdout.as_raw_fd());
+        }
+        let mut stdout = BufReader::with_capacity(256 * 1024, stdout);
 
         let mut init_frame = Vec::new();
         agent_wire::encode_to_agent(
@@ -267,6 +274,21 @@ impl AgentConn {
     /// Kills the agent process now.
     pub fn kill(&self) {
         kill_agent(&self.dead, self.pid);
+    }
+}
+
+/// Pipe buffer size asked for; Linux allows up to `/proc/sys/fs/pipe-max-size` (1 MiB by
+/// default) without privileges.
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// Grows a pipe to [`PIPE_BYTES`] so a frame with a large payload (64 KiB and more) is written
+/// in one go: with the default 64 KiB buffer the writer blocks mid-frame and both processes
+/// wake several times per request. Best effort: a smaller pipe still works.
+fn enlarge_pipe(fd: std::os::fd::RawFd) {
+    // SAFETY: F_SETPIPE_SZ changes the capacity of the pipe behind `fd`, a descriptor we own for
+    // the duration of the call; it touches no memory of ours.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES);
     }
 }
 
