@@ -470,7 +470,6 @@ pub const PREALLOCATE_LIMIT: usize = 1 << 20;
 
 /// Reads one frame (without its length prefix) from a blocking reader into `buf`.
 /// Returns `Ok(false)` on a clean end of stream before a frame starts.
-
 pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
     let mut prefix = [0u8; 4];
     match r.read_exact(&mut prefix) {
