@@ -154,6 +154,11 @@ pub struct NodeHandle {
     pub public_xkey: String,
 }
 
+/// Longest the node waits for its workloads to stop when it shuts down.
+const STOP_WORKLOADS_LIMIT: Duration = Duration::from_secs(20);
+/// Longest the node waits to deliver `node_stopped` (NATS may be gone).
+const GOODBYE_LIMIT: Duration = Duration::from_secs(2);
+
 /// Runs a node on `client` until `shutdown` completes or a lame-duck request ends it.
 /// `on_ready` is called once the node answers control requests.
 pub async fn run(
@@ -251,18 +256,30 @@ pub async fn run(
         }
     };
     drop(control_msgs);
-    node.stop_all("node stopping").await;
-    emitter
-        .event(
-            SYSTEM_NAMESPACE,
-            events::NODE_STOPPED,
-            NodeStopped {
-                id: node_id.clone(),
-                graceful,
-            },
-        )
-        .await;
-    let _ = client.flush().await;
+    // Stopping must finish even when NATS is gone (a flush would wait for a reconnect forever):
+    // workloads get their drain time, the goodbye a short while.
+    if tokio::time::timeout(STOP_WORKLOADS_LIMIT, node.stop_all("node stopping"))
+        .await
+        .is_err()
+    {
+        tracing::warn!("workloads did not stop in time; their agents end with the node");
+    }
+    let goodbye = async {
+        emitter
+            .event(
+                SYSTEM_NAMESPACE,
+                events::NODE_STOPPED,
+                NodeStopped {
+                    id: node_id.clone(),
+                    graceful,
+                },
+            )
+            .await;
+        let _ = client.flush().await;
+    };
+    if tokio::time::timeout(GOODBYE_LIMIT, goodbye).await.is_err() {
+        tracing::warn!("NATS unreachable: node_stopped not delivered");
+    }
     tracing::info!(node_id = %node_id, "node stopped");
     Ok(())
 }

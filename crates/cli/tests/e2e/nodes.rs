@@ -92,3 +92,17 @@ async fn lameduck_stops_workloads_and_the_node() {
     }
     assert!(w.request("echo.ld", b"x").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_stops_on_ctrl_c_after_its_nats_server_is_gone() {
+    let w = World::start().await;
+    w.devrun(&guest("echofunction"), &["echo.gone"], &[]);
+    assert_eq!(w.call("echo.gone", b"x").await, b"xecho.gone");
+    let World { nats, mut node, .. } = w;
+    drop(nats);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        node.interrupt(Duration::from_secs(15)),
+        "the node hung on Ctrl-C without its server"
+    );
+}
