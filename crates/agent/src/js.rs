@@ -10,7 +10,7 @@ use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
 
 use std::sync::Arc;
 
-use crate::{Executor, FrameWriter, HostLink, Job, failed, run_batch};
+use crate::{Executor, FrameWriter, HostLink, Job, outcome, run_batch};
 
 struct JsExecutor {
     tx: Option<mpsc::Sender<Job>>,
@@ -162,15 +162,7 @@ pub(crate) fn load(
                         logs.borrow_mut().call_started = Some(Instant::now());
                         let inv = function.invoke(job.id, &job.subject, &job.payload);
                         logs.borrow_mut().take_into(frames);
-                        let nanos = inv.elapsed.as_nanos() as u64;
-                        frames.push(match inv.result {
-                            Ok(reply) => FromAgent::Reply {
-                                id: job.id,
-                                elapsed_nanos: nanos,
-                                reply,
-                            },
-                            Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
-                        });
+                        frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
                     },
                     &mut frames,
                     &writer,

@@ -194,6 +194,24 @@ pub fn failed(id: u64, elapsed_nanos: u64, code: FailureCode, message: String) -
     }
 }
 
+/// The frame that ends job `id`: its reply, or its failure with the code `code_of` gives.
+pub(crate) fn outcome<E: std::fmt::Display>(
+    id: u64,
+    elapsed: std::time::Duration,
+    result: Result<Vec<u8>, E>,
+    code_of: impl FnOnce(&E) -> FailureCode,
+) -> FromAgent {
+    let elapsed_nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+    match result {
+        Ok(reply) => FromAgent::Reply {
+            id,
+            elapsed_nanos,
+            reply,
+        },
+        Err(e) => failed(id, elapsed_nanos, code_of(&e), e.to_string()),
+    }
+}
+
 fn load(
     init: &AgentInit,
     artifact: Vec<u8>,

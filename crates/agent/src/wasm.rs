@@ -6,7 +6,7 @@ use std::time::Duration;
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_wasm::{InvokeError, WasmConfig, WasmFunction};
 
-use crate::{Executor, FrameWriter, Job, Pool, failed, log_frames};
+use crate::{Executor, FrameWriter, Job, Pool, log_frames, outcome};
 
 struct WasmExecutor {
     pool: Pool,
@@ -65,16 +65,8 @@ pub(crate) fn load(
     let function = Arc::new(function);
     let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
         let inv = function.invoke(&job.subject, job.payload);
-        let nanos = inv.elapsed.as_nanos() as u64;
         log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
-        frames.push(match inv.result {
-            Ok(reply) => FromAgent::Reply {
-                id: job.id,
-                elapsed_nanos: nanos,
-                reply,
-            },
-            Err(e) => failed(job.id, nanos, code_of(&e), e.to_string()),
-        });
+        frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
     });
     let pool = Pool::start(threads, work, writer);
     Ok((
