@@ -94,7 +94,14 @@ fn memory_is_capped() {
 #[test]
 #[ignore]
 fn call_cost() {
-    let (f, _) = load("echofunction", WasmConfig::default());
+    // One slot: a small address-space reservation, so the test also runs under valgrind.
+    let (f, _) = load(
+        "echofunction",
+        WasmConfig {
+            max_concurrency: 1,
+            ..Default::default()
+        },
+    );
     for _ in 0..200 {
         f.invoke("echo", b"warm".to_vec());
     }
