@@ -4,7 +4,9 @@
 //! not recompile), checking that it is a runnable command, and running it once per trigger:
 //! `argv = [argv0, subject]`, stdin = payload, stdout = reply, stderr = log text. Each run gets a
 //! fresh instance from a pre-linked [`InstancePre`] in wasmtime's pooling allocator (copy-on-write
-//! memory images), a memory cap and a deadline enforced by epoch interruption.
+//! memory images), a memory cap and a deadline enforced by epoch interruption. The WASI
+//! preview-1 functions are this crate's own (module `wasi`): synchronous, working on the call's
+//! in-memory stdin/stdout/stderr, with nothing else open.
 //!
 //! It knows nothing of NATS, processes or the agent protocol: the agent drives it.
 
@@ -18,10 +20,9 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
-use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+mod wasi;
+use wasi::{Exit, Io, OutputTooLarge, Process};
 
 /// How often the epoch advances; deadlines are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -127,17 +128,19 @@ pub struct Invocation {
     pub elapsed: Duration,
 }
 
-thread_local! {
-    /// wasmtime-wasi's synchronous preview-1 calls block on a Tokio runtime. Without one entered
-    /// they use a shared multi-thread runtime and a `yield_now` per call; a per-thread
-    /// current-thread runtime makes each WASI call a direct poll of an already-ready future.
-    static WASI_RUNTIME: Option<tokio::runtime::Runtime> =
-        tokio::runtime::Builder::new_current_thread().build().ok();
+struct State {
+    process: Arc<Process>,
+    io: Io,
+    limits: StoreLimits,
 }
 
-struct State {
-    wasi: WasiP1Ctx,
-    limits: StoreLimits,
+impl wasi::WasiState for State {
+    fn process(&self) -> &Process {
+        &self.process
+    }
+    fn io(&mut self) -> &mut Io {
+        &mut self.io
+    }
 }
 
 /// A compiled, linked, ready-to-instantiate WASI command.
@@ -146,6 +149,9 @@ pub struct WasmFunction {
     pre: InstancePre<State>,
     /// `_start`, resolved once instead of by name on every call.
     start: wasmtime::ModuleExport,
+    /// The exported `memory` WASI reads and writes, if any.
+    memory: Option<wasmtime::ModuleExport>,
+    process: Arc<Process>,
     config: WasmConfig,
     deadline_ticks: u64,
     ticker: Arc<Ticker>,
@@ -264,19 +270,30 @@ impl WasmFunction {
                 .ok_or(LoadError::NoStart)?,
             _ => return Err(LoadError::NoStart),
         };
+        let memory = match module.get_export("memory") {
+            Some(wasmtime::ExternType::Memory(_)) => module.get_export_index("memory"),
+            _ => None,
+        };
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        wasi::add_to_linker(&mut linker, &module).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let deadline_ticks = config.timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
         let ticker = Ticker::spawn(engine.clone());
+        let process = Arc::new(Process::new(
+            &config.argv0,
+            &config.env,
+            config.max_output_bytes,
+            MAX_STDERR,
+        ));
         Ok((
             Self {
                 engine,
                 pre,
                 start,
+                memory,
+                process,
                 config,
                 deadline_ticks,
                 ticker,
@@ -297,34 +314,26 @@ impl WasmFunction {
     /// Safe to call from many threads at once, up to `max_concurrency`.
     pub fn invoke(&self, subject: &str, payload: Vec<u8>) -> Invocation {
         let started = Instant::now();
-        let stdout = MemoryOutputPipe::new(self.config.max_output_bytes);
-        let stderr = MemoryOutputPipe::new(MAX_STDERR);
-        let wasi = WasiCtxBuilder::new()
-            .args(&[self.config.argv0.as_str(), subject])
-            .envs(&self.config.env)
-            .stdin(MemoryInputPipe::new(payload))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build_p1();
+        let io = Io::new(subject, payload, started + self.config.timeout);
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.config.memory_bytes)
             .instances(1)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, State { wasi, limits });
+        let state = State {
+            process: self.process.clone(),
+            io,
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks);
         self.ticker.enter();
-        let result = WASI_RUNTIME.with(|rt| {
-            let _entered = rt.as_ref().map(|rt| rt.enter());
-            self.run(&mut store)
-        });
+        let result = self.run(&mut store);
         self.ticker.leave();
-        drop(store);
-        let stderr = stderr.try_into_inner().map(Vec::from).unwrap_or_default();
-        let result = result.map(|()| stdout.try_into_inner().map(Vec::from).unwrap_or_default());
+        let Io { stdout, stderr, .. } = store.into_data().io;
         Invocation {
-            result,
+            result: result.map(|()| stdout),
             stderr,
             elapsed: started.elapsed(),
         }
@@ -335,6 +344,11 @@ impl WasmFunction {
             .pre
             .instantiate(&mut *store)
             .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+        if let Some(memory) = &self.memory {
+            store.data_mut().io.memory = instance
+                .get_module_export(&mut *store, memory)
+                .and_then(wasmtime::Extern::into_memory);
+        }
         let start = instance
             .get_module_export(&mut *store, &self.start)
             .and_then(wasmtime::Extern::into_func)
@@ -344,22 +358,22 @@ impl WasmFunction {
         match start.call(&mut *store, ()) {
             Ok(()) => Ok(()),
             // `proc_exit(0)` is a normal end of a command.
-            Err(e) if e.downcast_ref::<I32Exit>().is_some_and(|x| x.0 == 0) => Ok(()),
+            Err(e) if e.downcast_ref::<Exit>().is_some_and(|x| x.0 == 0) => Ok(()),
             Err(e) => Err(self.classify(e)),
         }
     }
 
     fn classify(&self, e: wasmtime::Error) -> InvokeError {
-        if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        if let Some(exit) = e.downcast_ref::<Exit>() {
             return InvokeError::Exit(exit.0);
         }
         if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
             return InvokeError::Timeout(self.config.timeout);
         }
-        let text = format!("{e:#}");
-        if text.contains("write beyond capacity") {
+        if e.is::<OutputTooLarge>() {
             return InvokeError::OutputTooLarge(self.config.max_output_bytes);
         }
+        let text = format!("{e:#}");
         if text.contains("forcing trap when growing memory") {
             return InvokeError::Trap(format!(
                 "memory limit of {} MiB exceeded",

@@ -125,3 +125,55 @@ fn call_cost() {
         inside[inside.len() / 2]
     );
 }
+
+#[test]
+fn the_wasi_surface_of_a_command() {
+    let config = WasmConfig {
+        timeout: Duration::from_millis(300),
+        argv0: "tour".into(),
+        env: vec![("A".into(), "1".into()), ("B".into(), "two words".into())],
+        ..Default::default()
+    };
+    let (f, _) = load("wasi_tour", config);
+    let text = |payload: &[u8]| {
+        let out = f.invoke("tour.subject", payload.to_vec());
+        String::from_utf8(out.result.unwrap()).unwrap()
+    };
+    assert_eq!(text(b"args"), r#"["tour", "tour.subject"]"#);
+    assert_eq!(text(b"env"), "A=1;B=two words");
+
+    let clock = text(b"clock");
+    let (wall, monotonic) = clock.split_once(' ').unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(wall.parse::<u64>().unwrap().abs_diff(now) <= 2, "{clock}");
+    assert_eq!(monotonic, "true");
+
+    let (a, b) = (text(b"random"), text(b"random"));
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, b, "every call gets fresh randomness");
+
+    let slept: u64 = text(b"sleep").parse().unwrap();
+    assert!((20..200).contains(&slept), "{slept} ms");
+    // A sleep past the deadline ends at the deadline, as a timeout.
+    let t = Instant::now();
+    assert_eq!(
+        f.invoke("s", b"oversleep".to_vec()).result.unwrap_err(),
+        InvokeError::Timeout(Duration::from_millis(300))
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // Log text over its limit is cut, not an error.
+    let noisy = f.invoke("n", b"noisy".to_vec());
+    assert_eq!(noisy.result.unwrap(), b"still answered");
+    assert_eq!(noisy.stderr.len(), 64 * 1024);
+
+    assert_eq!(
+        f.invoke("f", b"flood".to_vec()).result.unwrap_err(),
+        InvokeError::OutputTooLarge(8 << 20)
+    );
+    assert!(text(b"file").starts_with("denied"), "no file system");
+    assert_eq!(text(b"anything else"), "anything else");
+}
