@@ -280,19 +280,28 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         Err(e) => return fail_init(&writer, e),
     };
     ready.sandbox = sandbox;
-    // Loading touched code no call needs (the compiler, the init path): let it go.
+    // Loading touched code no call needs (the compiler, the init path): let it go, and again
+    // whenever the function falls idle.
     trim.apply();
+    let idle_after = init
+        .idle_trim_millis
+        .map_or(resident::IDLE_AFTER, std::time::Duration::from_millis);
     ready.sandbox.insert(
         "resident_trim".into(),
-        format!("{} read-only file mappings", trim.mappings()),
+        format!(
+            "{} read-only file mappings, again after {} ms idle",
+            trim.mappings(),
+            idle_after.as_millis()
+        ),
     );
+    let idle = resident::IdleTrim::start(trim, idle_after);
     writer.send(&[FromAgent::Ready(
         serde_json::to_vec(&ready).unwrap_or_default(),
     )]);
 
     loop {
         match agent_wire::read_frame(&mut input, &mut buf) {
-            Ok(true) => {}
+            Ok(true) => idle.activity(),
             Ok(false) => break,
             Err(e) => {
                 tracing::error!("agent input broken: {e}");

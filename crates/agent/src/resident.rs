@@ -12,6 +12,20 @@
 //! compiler for an uncached module) from this process's page tables (`MADV_DONTNEED`; they stay
 //! in the page cache, so nothing is read from disk again): the first calls fault back the pages
 //! calls use, with their fault-around neighbours.
+//!
+//! [`IdleTrim`] does it again whenever the agent has had no frame for a while (the node's
+//! `idle_trim_after`, [`IDLE_AFTER`] by default): a function
+//! nobody calls gives back the code pages its last calls touched and the heap malloc holds free,
+//! and the next call faults the code back from the page cache (tens of microseconds, measured by
+//! `nex-bench`). A busy agent never trims; an idle one sleeps without wake-ups until the next
+//! frame.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long an agent goes without frames before it trims again, unless the node says otherwise.
+pub const IDLE_AFTER: Duration = Duration::from_secs(5);
 
 /// Read-only file mappings of this process, found before the sandbox hides `/proc`.
 #[derive(Debug, Default)]
@@ -71,5 +85,76 @@ impl Trim {
     /// Number of mappings handled, for the sandbox report.
     pub fn mappings(&self) -> usize {
         self.ranges.len()
+    }
+}
+
+/// Trims the agent's resident set each time it falls idle.
+pub struct IdleTrim {
+    shared: Arc<IdleShared>,
+    thread: Option<std::thread::Thread>,
+}
+
+struct IdleShared {
+    /// Frames seen; the trimming thread compares it over [`IDLE_AFTER`].
+    activity: AtomicU64,
+    /// The last trim has not been followed by any frame yet (the thread is parked).
+    trimmed: AtomicBool,
+}
+
+impl IdleTrim {
+    /// Starts the trimming thread; a zero `idle_after` never trims. Best effort: without a
+    /// thread nothing is trimmed.
+    pub fn start(trim: Trim, idle_after: Duration) -> Self {
+        let shared = Arc::new(IdleShared {
+            activity: AtomicU64::new(0),
+            trimmed: AtomicBool::new(!idle_after.is_zero()),
+        });
+        if idle_after.is_zero() {
+            return Self {
+                shared,
+                thread: None,
+            };
+        }
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("nex-idle-trim".into())
+            .spawn(move || {
+                loop {
+                    // Parked until the first frame after the last trim.
+                    while s.trimmed.load(Ordering::Acquire) {
+                        std::thread::park();
+                    }
+                    let mut seen = s.activity.load(Ordering::Relaxed);
+                    loop {
+                        std::thread::sleep(idle_after);
+                        let now = s.activity.load(Ordering::Relaxed);
+                        if now == seen {
+                            break;
+                        }
+                        seen = now;
+                    }
+                    trim.apply();
+                    // SAFETY: `malloc_trim` only returns free heap memory to the kernel.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                    s.trimmed.store(true, Ordering::Release);
+                }
+            })
+            .ok()
+            .map(|h| h.thread().clone());
+        Self { shared, thread }
+    }
+
+    /// Notes a frame: called by the reader for each one, so it must stay cheap (one atomic add,
+    /// and one swap that wakes the trimming thread only on the first frame after a trim).
+    pub fn activity(&self) {
+        self.shared.activity.fetch_add(1, Ordering::Relaxed);
+        if self.shared.trimmed.load(Ordering::Relaxed)
+            && self.shared.trimmed.swap(false, Ordering::AcqRel)
+            && let Some(t) = &self.thread
+        {
+            t.unpark();
+        }
     }
 }

@@ -255,10 +255,45 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     let wasm = nex_test_support::guest("echofunction");
     let js_pid = deploy_one(w, &js, "idle-js").await?;
     let wasm_pid = deploy_one(w, &wasm, "idle-wasm").await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Past the node's default `idle_trim_after` (5 s): idle agents have given back the code
+    // pages their calls touched.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let js_use = memory::usage(js_pid).unwrap_or_default();
     let wasm_use = memory::usage(wasm_pid).unwrap_or_default();
     let node_before = memory::usage(w.node.pid()).unwrap_or_default();
+    // What that costs the next caller, against a first call after a shorter pause (no trim yet)
+    // and the call right after: medians over three pauses of each kind.
+    let names = ["idle-js", "idle-wasm"];
+    let mut times: Vec<[Vec<f64>; 3]> = vec![Default::default(), Default::default()];
+    for _ in 0..3 {
+        for (pause, slot) in [(2, 0), (6, 1)] {
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+            for (i, name) in names.iter().enumerate() {
+                for k in [slot, 2] {
+                    let t = Instant::now();
+                    w.client
+                        .request(format!("mem.{name}"), Bytes::from_static(b"x"))
+                        .await?;
+                    times[i][k].push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut after_idle = serde_json::Map::new();
+    for (name, t) in names.iter().zip(times.iter_mut()) {
+        after_idle.insert(
+            (*name).into(),
+            serde_json::json!({
+                "first_call_after_2s_us": median(&mut t[0]),
+                "first_call_after_trim_us": median(&mut t[1]),
+                "next_call_us": median(&mut t[2]),
+            }),
+        );
+    }
 
     let before = memory::children(w.node.pid());
     let started = Instant::now();
@@ -285,7 +320,8 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
             .await?;
         answered += usize::from(!m.payload.is_empty());
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Idle, as above: past the agents' idle trim.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let agents: Vec<u32> = memory::children(w.node.pid())
         .difference(&before)
         .copied()
@@ -332,12 +368,25 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
         mib(node_after.private_kib)
     );
     println!(
+        "\nFirst call after a pause (medians of 3), µs: a pause of 2 s | of 6 s (the agent trimmed itself after 5 s) | the call right after\n"
+    );
+    println!("| function | after 2 s | after 6 s (trimmed) | next call |\n|---|---:|---:|---:|");
+    for (what, name) in [("JavaScript", "idle-js"), ("wasm", "idle-wasm")] {
+        let v = |k: &str| after_idle[name][k].as_f64().unwrap_or_default();
+        println!(
+            "| {what} | {:.0} | {:.0} | {:.0} |",
+            v("first_call_after_2s_us"),
+            v("first_call_after_trim_us"),
+            v("next_call_us")
+        );
+    }
+    println!(
         "\n{functions} functions deployed in {deploy_secs:.1} s ({:.0} ms each, sequential), {answered} of {functions} answered.",
         deploy_secs * 1e3 / functions.max(1) as f64
     );
     let u = |u: memory::Usage| serde_json::json!({"rss_kib": u.rss_kib, "pss_kib": u.pss_kib, "private_kib": u.private_kib});
     Ok(serde_json::json!({
-        "idle_js": u(js_use), "idle_wasm": u(wasm_use),
+        "idle_js": u(js_use), "idle_wasm": u(wasm_use), "call_after_idle": after_idle,
         "functions": functions, "answered": answered, "deploy_seconds": deploy_secs,
         "all_agents": u(total), "node_before": u(node_before), "node_after": u(node_after),
     }))

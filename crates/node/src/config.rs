@@ -93,6 +93,11 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// Optional name of the nexus (cluster) this node belongs to.
     pub nexus: Option<String>,
+    /// Seconds without calls after which an agent gives back the code pages and free heap its
+    /// calls touched: idle functions cost less memory, and the first call after pays for
+    /// faulting the code back in (see docs/performance.md). 0 never trims.
+    #[serde(with = "secs")]
+    pub idle_trim_after: Duration,
 }
 
 mod secs {
@@ -122,6 +127,7 @@ impl Default for NodeConfig {
             agent_exe: None,
             heartbeat_interval: Duration::from_secs(30),
             nexus: None,
+            idle_trim_after: Duration::from_secs(5),
         }
     }
 }

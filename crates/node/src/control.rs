@@ -421,6 +421,7 @@ pub(crate) async fn deploy(
                 .cache_dir
                 .as_ref()
                 .map(|d| d.join(ns).to_string_lossy().into_owned()),
+            idle_trim_millis: Some(node.config.idle_trim_after.as_millis() as u64),
         },
         artifact: Arc::new(bytes),
         no_sandbox: node.config.no_sandbox,

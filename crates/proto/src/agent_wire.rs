@@ -48,6 +48,10 @@ pub struct AgentInit {
     pub limits: ResolvedLimits,
     /// Directory for the on-disk compiled-module cache, if any.
     pub cache_dir: Option<String>,
+    /// Milliseconds without frames after which the agent gives back the memory its calls touched
+    /// (code pages, free heap); 0 never does. `None`: the agent's default.
+    #[serde(default)]
+    pub idle_trim_millis: Option<u64>,
 }
 
 /// What the agent reports once loaded.

@@ -106,3 +106,31 @@ async fn a_node_stops_on_ctrl_c_after_its_nats_server_is_gone() {
         "the node hung on Ctrl-C without its server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_agent_gives_back_the_pages_its_calls_touched() {
+    let w = World::start_with_config(r#"{"idle_trim_after": 0.5}"#).await;
+    let before = nex_test_support::child_pids(w.node.pid());
+    w.devrun(&guest("echofunction"), &["echo.idle"], &[]);
+    let agent = *nex_test_support::child_pids(w.node.pid())
+        .difference(&before)
+        .next()
+        .expect("a new agent process");
+    let busy = async || {
+        for _ in 0..20 {
+            assert_eq!(w.call("echo.idle", b"x").await, b"xecho.idle");
+        }
+        nex_test_support::rss_kib(agent).unwrap()
+    };
+    let hot = busy().await;
+    // Past the node's idle threshold (500 ms here), with slack for a loaded machine.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = nex_test_support::rss_kib(agent).unwrap();
+    assert!(
+        idle + 512 < hot,
+        "idle RSS {idle} KiB should be well under the RSS right after calls, {hot} KiB"
+    );
+    // The next calls fault their code back in and answer as before.
+    let again = busy().await;
+    assert!(again > idle, "{again} KiB after calls vs {idle} KiB idle");
+}
