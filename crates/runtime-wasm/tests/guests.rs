@@ -177,3 +177,20 @@ fn the_wasi_surface_of_a_command() {
     assert!(text(b"file").starts_with("denied"), "no file system");
     assert_eq!(text(b"anything else"), "anything else");
 }
+
+#[test]
+fn wasi_calls_with_bad_pointers_get_error_codes() {
+    let (f, _) = load("wasi_abuse", WasmConfig::default());
+    let out = f.invoke("abuse", Vec::new());
+    let text = String::from_utf8(out.result.unwrap()).unwrap();
+    // EFAULT = 21, EINVAL = 28, EBADF = 8, ESPIPE = 70, ENOSYS = 52.
+    assert_eq!(
+        text,
+        "21,21,21,21,8,21,21,21,21,21,21,21,28,28,21,8,70,8,8,8,52"
+    );
+    // Nothing leaked into the next call.
+    assert_eq!(
+        f.invoke("again", Vec::new()).result.unwrap(),
+        text.as_bytes()
+    );
+}

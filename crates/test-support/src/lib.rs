@@ -19,7 +19,7 @@ pub fn nats() -> NatsServer {
 }
 
 /// Path of a guest `.wasm` built from source: `echofunction`, `trap`, `exit_code`, `spin`,
-/// `logger`, `hog`, `wasi_tour`.
+/// `logger`, `hog`, `wasi_tour`, `wasi_abuse`.
 pub fn guest(name: &str) -> PathBuf {
     let p = Path::new(env!("NEX_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
     assert!(p.is_file(), "guest {} was not built", p.display());
