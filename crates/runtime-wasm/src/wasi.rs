@@ -23,7 +23,9 @@ const EIO: i32 = 29;
 const ENOSYS: i32 = 52;
 const ESPIPE: i32 = 70;
 
-const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+/// Stdio is memory, not a terminal: a character device without seek rights would read as a TTY
+/// to `isatty` and make guests print colour codes into replies and logs.
+const FILETYPE_UNKNOWN: u8 = 0;
 const RIGHT_FD_READ: u64 = 1 << 1;
 const RIGHT_FD_WRITE: u64 = 1 << 6;
 const RIGHT_POLL_FD_READWRITE: u64 = 1 << 27;
@@ -468,7 +470,7 @@ pub(crate) fn add_to_linker<T: WasiState>(
                     RIGHT_FD_WRITE
                 };
             let mut stat = [0u8; 24];
-            stat[0] = FILETYPE_CHARACTER_DEVICE;
+            stat[0] = FILETYPE_UNKNOWN;
             stat[8..16].copy_from_slice(&rights.to_le_bytes());
             errno(put(mem, out, &stat))
         },
@@ -484,7 +486,7 @@ pub(crate) fn add_to_linker<T: WasiState>(
                 return EFAULT;
             };
             let mut stat = [0u8; 64];
-            stat[16] = FILETYPE_CHARACTER_DEVICE;
+            stat[16] = FILETYPE_UNKNOWN;
             errno(put(mem, out, &stat))
         },
     )?;

@@ -141,6 +141,11 @@ fn the_wasi_surface_of_a_command() {
     };
     assert_eq!(text(b"args"), r#"["tour", "tour.subject"]"#);
     assert_eq!(text(b"env"), "A=1;B=two words");
+    assert_eq!(
+        text(b"tty"),
+        "false false false",
+        "stdio is memory, not a terminal"
+    );
 
     let clock = text(b"clock");
     let (wall, monotonic) = clock.split_once(' ').unwrap();
