@@ -34,79 +34,37 @@ const EVENTTYPE_FD_READ: u8 = 1;
 const EVENTTYPE_FD_WRITE: u8 = 2;
 const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
 
-/// Every function of WASI preview 1. Those this module does not implement are linked (when a
-/// module imports them) to a stub answering `EBADF` (file and socket calls: nothing is open) or
-/// `ENOSYS`, so any preview-1 command links.
-const PREVIEW1: [&str; 45] = [
-    "args_get",
-    "args_sizes_get",
-    "environ_get",
-    "environ_sizes_get",
-    "clock_res_get",
-    "clock_time_get",
-    "fd_advise",
-    "fd_allocate",
-    "fd_close",
-    "fd_datasync",
-    "fd_fdstat_get",
-    "fd_fdstat_set_flags",
-    "fd_fdstat_set_rights",
-    "fd_filestat_get",
-    "fd_filestat_set_size",
-    "fd_filestat_set_times",
-    "fd_pread",
-    "fd_prestat_get",
-    "fd_prestat_dir_name",
-    "fd_pwrite",
-    "fd_read",
-    "fd_readdir",
-    "fd_renumber",
-    "fd_seek",
-    "fd_sync",
-    "fd_tell",
-    "fd_write",
-    "path_create_directory",
-    "path_filestat_get",
-    "path_filestat_set_times",
-    "path_link",
-    "path_open",
-    "path_readlink",
-    "path_remove_directory",
-    "path_rename",
-    "path_symlink",
-    "path_unlink_file",
-    "poll_oneoff",
-    "proc_exit",
-    "proc_raise",
-    "sched_yield",
-    "random_get",
-    "sock_accept",
-    "sock_recv",
-    "sock_send",
-];
-
-/// The preview-1 functions [`add_to_linker`] defines.
-const IMPLEMENTED: [&str; 20] = [
-    "args_get",
-    "args_sizes_get",
-    "environ_get",
-    "environ_sizes_get",
-    "clock_res_get",
-    "clock_time_get",
-    "fd_close",
-    "fd_datasync",
-    "fd_fdstat_get",
-    "fd_fdstat_set_flags",
-    "fd_filestat_get",
-    "fd_read",
-    "fd_seek",
-    "fd_sync",
-    "fd_tell",
-    "fd_write",
-    "poll_oneoff",
-    "proc_exit",
-    "random_get",
-    "sched_yield",
+/// The functions of WASI preview 1 this module does not implement, linked (when a module
+/// imports them) to a stub that answers an error: `EBADF` for file and socket calls (nothing is
+/// open), `ENOSYS` for signals. With the functions [`add_to_linker`] defines, that is all of
+/// preview 1, so any preview-1 command links; an import outside it is a link error.
+const STUBBED: [(&str, i32); 26] = [
+    ("fd_advise", EBADF),
+    ("fd_allocate", EBADF),
+    ("fd_fdstat_set_rights", EBADF),
+    ("fd_filestat_set_size", EBADF),
+    ("fd_filestat_set_times", EBADF),
+    ("fd_pread", EBADF),
+    ("fd_prestat_get", EBADF),
+    ("fd_prestat_dir_name", EBADF),
+    ("fd_pwrite", EBADF),
+    ("fd_readdir", EBADF),
+    ("fd_renumber", EBADF),
+    ("path_create_directory", EBADF),
+    ("path_filestat_get", EBADF),
+    ("path_filestat_set_times", EBADF),
+    ("path_link", EBADF),
+    ("path_open", EBADF),
+    ("path_readlink", EBADF),
+    ("path_remove_directory", EBADF),
+    ("path_rename", EBADF),
+    ("path_symlink", EBADF),
+    ("path_unlink_file", EBADF),
+    ("proc_raise", ENOSYS),
+    ("sock_accept", EBADF),
+    ("sock_recv", EBADF),
+    ("sock_send", EBADF),
+    ("sock_shutdown", EBADF),
 ];
 
 /// `proc_exit` was called with this status.
@@ -307,72 +265,78 @@ fn is_stdio(fd: i32) -> bool {
     (0..=2).contains(&fd)
 }
 
+/// Links `name(a, b) -> errno`, a function of the guest's memory and the call's state (`EFAULT`
+/// when the instance has no memory).
+fn link_with_memory<T: WasiState>(
+    linker: &mut Linker<T>,
+    name: &str,
+    f: fn(&mut [u8], &mut T, i32, i32) -> i32,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        WASI,
+        name,
+        move |mut caller: Caller<'_, T>, a: i32, b: i32| -> i32 {
+            match guest(&mut caller) {
+                Some((mem, state)) => f(mem, state, a, b),
+                None => EFAULT,
+            }
+        },
+    )?;
+    Ok(())
+}
+
+/// A WASI function of four arguments on the guest's memory and the call's state; an `Err`
+/// stops the call (a trap).
+type MemoryFn4<T> = fn(&mut [u8], &mut T, i32, i32, i32, i32) -> wasmtime::Result<i32>;
+
+/// Links `name(a, b, c, d) -> errno` like [`link_with_memory`].
+fn link_with_memory4<T: WasiState>(
+    linker: &mut Linker<T>,
+    name: &str,
+    f: MemoryFn4<T>,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        WASI,
+        name,
+        move |mut caller: Caller<'_, T>, a: i32, b: i32, c: i32, d: i32| match guest(&mut caller) {
+            Some((mem, state)) => f(mem, state, a, b, c, d),
+            None => Ok(EFAULT),
+        },
+    )?;
+    Ok(())
+}
+
 /// Adds the preview-1 functions `module` imports to `linker`.
 pub(crate) fn add_to_linker<T: WasiState>(
     linker: &mut Linker<T>,
     module: &Module,
 ) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        WASI,
-        "args_sizes_get",
-        |mut caller: Caller<'_, T>, argc: i32, size: i32| -> i32 {
-            let Some((mem, state)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            let len = state.process().argv0.len() + state.io().subject.len();
-            errno(put_u32(mem, argc, 2).and_then(|()| put_u32(mem, size, len as u32)))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "args_get",
-        |mut caller: Caller<'_, T>, argv: i32, buf: i32| -> i32 {
-            let Some((mem, state)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            let subject = std::mem::take(&mut state.io().subject);
-            let r = put_strings(mem, argv, buf, &[&state.process().argv0, &subject]);
-            state.io().subject = subject;
-            errno(r)
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "environ_sizes_get",
-        |mut caller: Caller<'_, T>, count: i32, size: i32| -> i32 {
-            let Some((mem, state)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            let p = state.process();
-            errno(
-                put_u32(mem, count, p.environ_count)
-                    .and_then(|()| put_u32(mem, size, p.environ.len() as u32)),
-            )
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "environ_get",
-        |mut caller: Caller<'_, T>, environ: i32, buf: i32| -> i32 {
-            let Some((mem, state)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            errno(put_strings(mem, environ, buf, &[&state.process().environ]))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "clock_res_get",
-        |mut caller: Caller<'_, T>, clock: i32, out: i32| -> i32 {
-            if now(clock).is_none() {
-                return EINVAL;
-            }
-            let Some((mem, _)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            errno(put_u64(mem, out, 1))
-        },
-    )?;
+    link_with_memory(linker, "args_sizes_get", |mem, state, argc, size| {
+        let len = state.process().argv0.len() + state.io().subject.len();
+        errno(put_u32(mem, argc, 2).and_then(|()| put_u32(mem, size, len as u32)))
+    })?;
+    link_with_memory(linker, "args_get", |mem, state, argv, buf| {
+        let subject = std::mem::take(&mut state.io().subject);
+        let r = put_strings(mem, argv, buf, &[&state.process().argv0, &subject]);
+        state.io().subject = subject;
+        errno(r)
+    })?;
+    link_with_memory(linker, "environ_sizes_get", |mem, state, count, size| {
+        let p = state.process();
+        errno(
+            put_u32(mem, count, p.environ_count)
+                .and_then(|()| put_u32(mem, size, p.environ.len() as u32)),
+        )
+    })?;
+    link_with_memory(linker, "environ_get", |mem, state, environ, buf| {
+        errno(put_strings(mem, environ, buf, &[&state.process().environ]))
+    })?;
+    link_with_memory(linker, "clock_res_get", |mem, _, clock, out| {
+        if now(clock).is_none() {
+            return EINVAL;
+        }
+        errno(put_u64(mem, out, 1))
+    })?;
     linker.func_wrap(
         WASI,
         "clock_time_get",
@@ -386,18 +350,10 @@ pub(crate) fn add_to_linker<T: WasiState>(
             errno(put_u64(mem, out, t))
         },
     )?;
-    linker.func_wrap(
-        WASI,
+    link_with_memory4(
+        linker,
         "fd_write",
-        |mut caller: Caller<'_, T>,
-         fd: i32,
-         iovs: i32,
-         count: i32,
-         written: i32|
-         -> wasmtime::Result<i32> {
-            let Some((mem, state)) = guest(&mut caller) else {
-                return Ok(EFAULT);
-            };
+        |mem, state, fd, iovs, count, written| {
             let (max, out) = match fd {
                 1 => (state.process().max_stdout, &mut state.io().stdout),
                 2 => (state.process().max_stderr, &mut state.io().stderr),
@@ -422,74 +378,53 @@ pub(crate) fn add_to_linker<T: WasiState>(
             Ok(errno(put_u32(mem, written, total as u32)))
         },
     )?;
-    linker.func_wrap(
-        WASI,
-        "fd_read",
-        |mut caller: Caller<'_, T>, fd: i32, iovs: i32, count: i32, read: i32| -> i32 {
-            if fd != 0 {
-                return EBADF;
-            }
-            let Some((mem, state)) = guest(&mut caller) else {
-                return EFAULT;
+    link_with_memory4(linker, "fd_read", |mem, state, fd, iovs, count, read| {
+        if fd != 0 {
+            return Ok(EBADF);
+        }
+        let Some(table) = iovec_table(mem, iovs, count) else {
+            return Ok(EFAULT);
+        };
+        let io = state.io();
+        let mut total = 0usize;
+        for i in 0..table.len() / 8 {
+            let Some(r) = iovec(mem, &table, i) else {
+                return Ok(EFAULT);
             };
-            let Some(table) = iovec_table(mem, iovs, count) else {
-                return EFAULT;
-            };
-            let io = state.io();
-            let mut total = 0usize;
-            for i in 0..table.len() / 8 {
-                let Some(r) = iovec(mem, &table, i) else {
-                    return EFAULT;
-                };
-                let rest = &io.stdin[io.stdin_read..];
-                let n = rest.len().min(r.len());
-                mem[r.start..r.start + n].copy_from_slice(&rest[..n]);
-                io.stdin_read += n;
-                total += n;
-                if n < r.len() {
-                    break;
-                }
+            let rest = &io.stdin[io.stdin_read..];
+            let n = rest.len().min(r.len());
+            mem[r.start..r.start + n].copy_from_slice(&rest[..n]);
+            io.stdin_read += n;
+            total += n;
+            if n < r.len() {
+                break;
             }
-            errno(put_u32(mem, read, total as u32))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "fd_fdstat_get",
-        |mut caller: Caller<'_, T>, fd: i32, out: i32| -> i32 {
-            if !is_stdio(fd) {
-                return EBADF;
-            }
-            let Some((mem, _)) = guest(&mut caller) else {
-                return EFAULT;
+        }
+        Ok(errno(put_u32(mem, read, total as u32)))
+    })?;
+    link_with_memory(linker, "fd_fdstat_get", |mem, _, fd, out| {
+        if !is_stdio(fd) {
+            return EBADF;
+        }
+        let rights = RIGHT_POLL_FD_READWRITE
+            | if fd == 0 {
+                RIGHT_FD_READ
+            } else {
+                RIGHT_FD_WRITE
             };
-            let rights = RIGHT_POLL_FD_READWRITE
-                | if fd == 0 {
-                    RIGHT_FD_READ
-                } else {
-                    RIGHT_FD_WRITE
-                };
-            let mut stat = [0u8; 24];
-            stat[0] = FILETYPE_UNKNOWN;
-            stat[8..16].copy_from_slice(&rights.to_le_bytes());
-            errno(put(mem, out, &stat))
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "fd_filestat_get",
-        |mut caller: Caller<'_, T>, fd: i32, out: i32| -> i32 {
-            if !is_stdio(fd) {
-                return EBADF;
-            }
-            let Some((mem, _)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            let mut stat = [0u8; 64];
-            stat[16] = FILETYPE_UNKNOWN;
-            errno(put(mem, out, &stat))
-        },
-    )?;
+        let mut stat = [0u8; 24];
+        stat[0] = FILETYPE_UNKNOWN;
+        stat[8..16].copy_from_slice(&rights.to_le_bytes());
+        errno(put(mem, out, &stat))
+    })?;
+    link_with_memory(linker, "fd_filestat_get", |mem, _, fd, out| {
+        if !is_stdio(fd) {
+            return EBADF;
+        }
+        let mut stat = [0u8; 64];
+        stat[16] = FILETYPE_UNKNOWN;
+        errno(put(mem, out, &stat))
+    })?;
     // Stdio accepts these and nothing else is open.
     for name in ["fd_close", "fd_sync", "fd_datasync"] {
         linker.func_wrap(WASI, name, |fd: i32| -> i32 {
@@ -509,23 +444,16 @@ pub(crate) fn add_to_linker<T: WasiState>(
     linker.func_wrap(WASI, "fd_tell", |fd: i32, _out: i32| -> i32 {
         if is_stdio(fd) { ESPIPE } else { EBADF }
     })?;
-    linker.func_wrap(
-        WASI,
-        "random_get",
-        |mut caller: Caller<'_, T>, buf: i32, len: i32| -> i32 {
-            let Some((mem, _)) = guest(&mut caller) else {
-                return EFAULT;
-            };
-            let Some(r) = range(mem, buf, len as u32 as usize) else {
-                return EFAULT;
-            };
-            if fill_random(&mut mem[r]) {
-                SUCCESS
-            } else {
-                EIO
-            }
-        },
-    )?;
+    link_with_memory(linker, "random_get", |mem, _, buf, len| {
+        let Some(r) = range(mem, buf, len as u32 as usize) else {
+            return EFAULT;
+        };
+        if fill_random(&mut mem[r]) {
+            SUCCESS
+        } else {
+            EIO
+        }
+    })?;
     linker.func_wrap(WASI, "sched_yield", || -> i32 {
         std::thread::yield_now();
         SUCCESS
@@ -533,21 +461,13 @@ pub(crate) fn add_to_linker<T: WasiState>(
     linker.func_wrap(WASI, "proc_exit", |code: i32| -> wasmtime::Result<()> {
         Err(wasmtime::Error::new(Exit(code)))
     })?;
-    linker.func_wrap(
-        WASI,
+    link_with_memory4(
+        linker,
         "poll_oneoff",
-        |mut caller: Caller<'_, T>,
-         subs: i32,
-         events: i32,
-         count: i32,
-         nevents: i32|
-         -> wasmtime::Result<i32> {
-            let Some((mem, state)) = guest(&mut caller) else {
-                return Ok(EFAULT);
-            };
-            let deadline = state.io().deadline;
-            let stdin_left = (state.io().stdin.len() - state.io().stdin_read) as u64;
-            poll_oneoff(mem, subs, events, count, nevents, deadline, stdin_left)
+        |mem, state, subs, events, count, nevents| {
+            let io = state.io();
+            let stdin_left = (io.stdin.len() - io.stdin_read) as u64;
+            poll_oneoff(mem, subs, events, count, nevents, io.deadline, stdin_left)
         },
     )?;
     stub_the_rest(linker, module)
@@ -663,25 +583,18 @@ fn poll_oneoff(
     Ok(errno(put_u32(mem, nevents, written)))
 }
 
-/// Links every preview-1 function `module` imports that [`add_to_linker`] did not define.
+/// Links the stubs of [`STUBBED`] that `module` imports.
 fn stub_the_rest<T: WasiState>(linker: &mut Linker<T>, module: &Module) -> wasmtime::Result<()> {
     for import in module.imports() {
-        let name = import.name();
-        if import.module() != WASI || !PREVIEW1.contains(&name) {
+        if import.module() != WASI {
             continue;
         }
+        let Some(&(name, code)) = STUBBED.iter().find(|(n, _)| *n == import.name()) else {
+            continue;
+        };
         let Some(ty) = import.ty().func().cloned() else {
             continue;
         };
-        if IMPLEMENTED.contains(&name) {
-            continue;
-        }
-        let code =
-            if name.starts_with("fd_") || name.starts_with("path_") || name.starts_with("sock_") {
-                EBADF
-            } else {
-                ENOSYS
-            };
         linker.func_new(WASI, name, ty, move |_, _, results| {
             for r in results.iter_mut() {
                 *r = Val::I32(code);
