@@ -225,9 +225,8 @@ async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::Value::Object(out))
 }
 
-/// Deploys one function with `file` and returns the new agent's pid.
+/// Deploys one function with `file` and returns its agent's pid.
 async fn deploy_one(w: &World, file: &std::path::Path, name: &str) -> anyhow::Result<u32> {
-    let before = memory::children(w.node.pid());
     let subject = format!("mem.{name}");
     w.nex
         .devrun(
@@ -242,12 +241,14 @@ async fn deploy_one(w: &World, file: &std::path::Path, name: &str) -> anyhow::Re
         )
         .await?;
     w.client.request(subject, Bytes::from_static(b"x")).await?;
-    let after = memory::children(w.node.pid());
-    after
-        .difference(&before)
-        .next()
-        .copied()
-        .context("no new agent process")
+    w.nex
+        .info(&w.node.node_id)
+        .await?
+        .machines
+        .iter()
+        .find(|m| m.workload.name == name)
+        .and_then(|m| m.agent_pid)
+        .context("the node does not report the agent's pid")
 }
 
 async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_json::Value> {
@@ -297,7 +298,14 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
         );
     }
 
-    let before = memory::children(w.node.pid());
+    let before: std::collections::BTreeSet<u32> = w
+        .nex
+        .info(&w.node.node_id)
+        .await?
+        .machines
+        .iter()
+        .filter_map(|m| m.agent_pid)
+        .collect();
     let started = Instant::now();
     for i in 0..functions {
         w.nex
@@ -324,9 +332,14 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     }
     // Idle, as above: past the agents' idle trim.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let agents: Vec<u32> = memory::children(w.node.pid())
-        .difference(&before)
-        .copied()
+    let agents: Vec<u32> = w
+        .nex
+        .info(&w.node.node_id)
+        .await?
+        .machines
+        .iter()
+        .filter_map(|m| m.agent_pid)
+        .filter(|p| !before.contains(p))
         .collect();
     let total = agents
         .iter()

@@ -3,8 +3,6 @@
 //! really costs). RSS counts the pages of the `nex` executable and libc that every agent maps
 //! and shares, so it overstates the cost of each.
 
-use std::collections::BTreeSet;
-
 /// Memory of one process, in KiB.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
@@ -38,9 +36,4 @@ pub fn usage(pid: u32) -> Option<Usage> {
         pss_kib: field("Pss:"),
         private_kib: field("Private_Clean:") + field("Private_Dirty:"),
     })
-}
-
-/// Child processes of `parent` (the node's agents).
-pub fn children(parent: u32) -> BTreeSet<u32> {
-    nex_test_support::child_pids(parent)
 }

@@ -27,12 +27,134 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How to start an agent for one workload.
 #[derive(Clone)]
 pub struct AgentSpec {
-    pub exe: PathBuf,
     pub init: AgentInit,
     pub artifact: Arc<Vec<u8>>,
+    /// Where the agent process comes from.
+    pub agents: Arc<WarmAgents>,
+}
+
+/// How agent processes are started; the same for every workload of a node.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub exe: PathBuf,
     pub no_sandbox: bool,
     /// See [`crate::config::NodeConfig::test_escape_payload`].
     pub test_escape_payload: Option<String>,
+}
+
+/// An agent process that is running and has put its process limits in place, waiting for the
+/// workload (the init frame).
+pub struct Started {
+    child: tokio::process::Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+}
+
+impl Started {
+    /// Starts `<exe> agent` with an empty environment, in its own process group, with 1 MiB pipes.
+    /// Must run on a runtime worker thread, not a blocking-pool one: the agent dies with the
+    /// thread that started it (parent-death signal), and blocking-pool threads come and go.
+    fn launch(launch: &Launch) -> Result<Started, SpawnError> {
+        let mut cmd = Command::new(&launch.exe);
+        cmd.arg("agent");
+        if launch.no_sandbox {
+            cmd.arg("--no-sandbox");
+        }
+        if let Some(p) = &launch.test_escape_payload {
+            cmd.args(["--test-escape-payload", p]);
+        }
+        cmd.env_clear()
+            .envs(std::env::vars().filter(|(k, _)| k == "RUST_LOG" || k == "RUST_BACKTRACE"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(SpawnError::Spawn)?;
+        let pid = child.id().unwrap_or_default();
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        {
+            use std::os::fd::AsRawFd;
+            enlarge_pipe(stdin.as_raw_fd());
+            enlarge_pipe(stdout.as_raw_fd());
+        }
+        Ok(Started {
+            child,
+            stdin,
+            stdout: BufReader::with_capacity(256 * 1024, stdout),
+            pid,
+        })
+    }
+}
+
+/// Agent processes started ahead of need (upstream Nex keeps a pool of warm VMs the same way): a
+/// deploy takes one that is already running and sandboxed, which saves the process start (about
+/// 3 ms here) from its cold start, and a replacement starts in the background. An agent is not
+/// tied to a workload type or tenant until its init frame arrives.
+pub struct WarmAgents {
+    launch: Launch,
+    size: usize,
+    ready: Mutex<Vec<Started>>,
+    refilling: AtomicBool,
+}
+
+impl WarmAgents {
+    /// A pool keeping `size` agents ready; 0 starts every agent on demand.
+    pub fn new(launch: Launch, size: usize) -> Arc<Self> {
+        Arc::new(Self {
+            launch,
+            size,
+            ready: Mutex::default(),
+            refilling: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Started>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A running agent: a warm one if any is alive, else a new one. Starts a replacement.
+    fn take(self: &Arc<Self>) -> Result<Started, SpawnError> {
+        let warm = {
+            let mut ready = self.lock();
+            let mut found = None;
+            while let Some(mut s) = ready.pop() {
+                if matches!(s.child.try_wait(), Ok(None)) {
+                    found = Some(s);
+                    break;
+                }
+            }
+            found
+        };
+        self.refill();
+        match warm {
+            Some(s) => Ok(s),
+            None => Started::launch(&self.launch),
+        }
+    }
+
+    /// Starts agents in the background until `size` are ready.
+    pub fn refill(self: &Arc<Self>) {
+        if self.size == 0 || self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            while pool.lock().len() < pool.size {
+                match Started::launch(&pool.launch) {
+                    Ok(s) => pool.lock().push(s),
+                    Err(e) => {
+                        tracing::warn!("could not start a warm agent: {e}");
+                        break;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            pool.refilling.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// What an agent's output needs on the node side: where log lines go, and who performs its
@@ -75,6 +197,13 @@ pub struct AgentConn {
     next_id: AtomicU64,
     dead: Arc<AtomicBool>,
     pid: u32,
+}
+
+impl AgentConn {
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
 /// Reasons an agent did not come up.
@@ -121,31 +250,12 @@ impl AgentConn {
         spec: &AgentSpec,
         logs: AgentContext,
     ) -> Result<(Arc<AgentConn>, AgentReady, oneshot::Receiver<Exit>), SpawnError> {
-        let mut cmd = Command::new(&spec.exe);
-        cmd.arg("agent");
-        if spec.no_sandbox {
-            cmd.arg("--no-sandbox");
-        }
-        if let Some(p) = &spec.test_escape_payload {
-            cmd.args(["--test-escape-payload", p]);
-        }
-        cmd.env_clear()
-            .envs(std::env::vars().filter(|(k, _)| k == "RUST_LOG" || k == "RUST_BACKTRACE"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(SpawnError::Spawn)?;
-        let pid = child.id().unwrap_or_default();
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        {
-            use std::os::fd::AsRawFd;
-            enlarge_pipe(stdin.as_raw_fd());
-            enlarge_pipe(stdout.as_raw_fd());
-        }
-        let mut stdout = BufReader::with_capacity(256 * 1024, stdout);
+        let Started {
+            mut child,
+            mut stdin,
+            mut stdout,
+            pid,
+        } = spec.agents.take()?;
 
         let mut init_frame = Vec::new();
         agent_wire::encode_to_agent(

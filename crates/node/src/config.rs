@@ -98,6 +98,9 @@ pub struct NodeConfig {
     /// faulting the code back in (see docs/performance.md). 0 never trims.
     #[serde(with = "secs")]
     pub idle_trim_after: Duration,
+    /// Agent processes kept started and sandboxed ahead of deploys (upstream's name for its pool
+    /// of warm VMs); 0 starts each on demand.
+    pub machine_pool_size: usize,
 }
 
 mod secs {
@@ -128,6 +131,7 @@ impl Default for NodeConfig {
             heartbeat_interval: Duration::from_secs(30),
             nexus: None,
             idle_trim_after: Duration::from_secs(5),
+            machine_pool_size: 1,
         }
     }
 }

@@ -405,7 +405,6 @@ pub(crate) async fn deploy(
     let mut argv = vec!["nexfunction".to_owned()];
     argv.extend(req.argv.iter().cloned());
     let spec = AgentSpec {
-        exe: node.agent_exe.clone(),
         init: AgentInit {
             workload_id: id.clone(),
             workload_name: req.workload_name.clone(),
@@ -424,8 +423,7 @@ pub(crate) async fn deploy(
             idle_trim_millis: Some(node.config.idle_trim_after.as_millis() as u64),
         },
         artifact: Arc::new(bytes),
-        no_sandbox: node.config.no_sandbox,
-        test_escape_payload: node.config.test_escape_payload.clone(),
+        agents: node.agents.clone(),
     };
     let total_bytes = meta.total_bytes;
     let wl = Workload::start(

@@ -64,7 +64,8 @@ pub(crate) struct Node {
     pub identity: Identity,
     pub node_id: String,
     pub config: NodeConfig,
-    pub agent_exe: PathBuf,
+    /// Where agent processes come from (started ahead when `machine_pool_size` > 0).
+    pub agents: Arc<agent::WarmAgents>,
     pub cache_dir: Option<PathBuf>,
     pub started: Instant,
     pub emitter: Arc<Emitter>,
@@ -180,12 +181,20 @@ pub async fn run(
         .or_else(|| Some(std::env::temp_dir().join("nex-cache")));
     config.workload_defaults().map_err(Error::Config)?;
     let emitter = Arc::new(Emitter::new(client.clone(), node_id.clone()));
+    let agents = agent::WarmAgents::new(
+        agent::Launch {
+            exe: agent_exe,
+            no_sandbox: config.no_sandbox,
+            test_escape_payload: config.test_escape_payload.clone(),
+        },
+        config.machine_pool_size,
+    );
     let node = Arc::new(Node {
         js: async_nats::jetstream::new(client.clone()),
         client: client.clone(),
         node_id: node_id.clone(),
         config,
-        agent_exe,
+        agents,
         cache_dir,
         started: Instant::now(),
         emitter: emitter.clone(),
@@ -196,6 +205,7 @@ pub async fn run(
         replay: Mutex::default(),
         identity,
     });
+    node.agents.refill();
 
     let subs = ControlSubjects::for_node(&node_id);
     let mut streams = Vec::new();

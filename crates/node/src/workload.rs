@@ -173,6 +173,7 @@ impl Workload {
     /// Details for info answers.
     pub fn info(&self) -> MachineInfo {
         MachineInfo {
+            agent_pid: Some(self.conn().pid()),
             id: self.meta.id.clone(),
             healthy: self.healthy(),
             uptime: format_duration(self.started.elapsed()),

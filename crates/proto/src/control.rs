@@ -329,6 +329,9 @@ pub struct MachineInfo {
     pub uptime: String,
     pub namespace: String,
     pub workload: WorkloadDescription,
+    /// Process id of the workload's agent on the node's host (nex's own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_pid: Option<u32>,
 }
 
 /// Answer to `$NEX.INFO.<ns>.<node>`.

@@ -110,12 +110,8 @@ async fn a_node_stops_on_ctrl_c_after_its_nats_server_is_gone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_agent_gives_back_the_pages_its_calls_touched() {
     let w = World::start_with_config(r#"{"idle_trim_after": 0.5}"#).await;
-    let before = nex_test_support::child_pids(w.node.pid());
     w.devrun(&guest("echofunction"), &["echo.idle"], &[]);
-    let agent = *nex_test_support::child_pids(w.node.pid())
-        .difference(&before)
-        .next()
-        .expect("a new agent process");
+    let agent = agent_pid(&w, "echofunction");
     let busy = async || {
         for _ in 0..20 {
             assert_eq!(w.call("echo.idle", b"x").await, b"xecho.idle");
@@ -133,4 +129,70 @@ async fn an_idle_agent_gives_back_the_pages_its_calls_touched() {
     // The next calls fault their code back in and answer as before.
     let again = busy().await;
     assert!(again > idle, "{again} KiB after calls vs {idle} KiB idle");
+}
+
+/// The agent process of workload `name`, as `nex node info` reports it.
+fn agent_pid(w: &World, name: &str) -> u32 {
+    let info: serde_json::Value =
+        serde_json::from_str(&w.nex_ok(&["node", "info", &w.node.node_id, "--json"])).unwrap();
+    info["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["workload"]["name"] == name)
+        .and_then(|m| m["agent_pid"].as_u64())
+        .unwrap_or_else(|| panic!("no agent pid for {name}: {info}")) as u32
+}
+
+/// Processes whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| s[i + 1..].to_owned()))
+                .and_then(|rest| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_take_an_agent_started_ahead() {
+    let w = World::start().await;
+    // The node keeps one agent started (machine_pool_size, default 1).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let warm = loop {
+        let kids = children(w.node.pid());
+        if let [one] = kids[..] {
+            break one;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warm agent: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    w.devrun(&guest("echofunction"), &["echo.warm"], &[]);
+    assert_eq!(w.call("echo.warm", b"w").await, b"wecho.warm");
+    assert_eq!(
+        agent_pid(&w, "echofunction"),
+        warm,
+        "the warm agent runs it"
+    );
+    // And another one is started for the next deploy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while children(w.node.pid()).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool was not refilled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let js = nex_test_support::repo_root().join("examples/echo.js");
+    w.devrun(&js, &["echo.warm.js"], &[]);
+    assert_eq!(w.call("echo.warm.js", b"j").await, b"j");
 }
