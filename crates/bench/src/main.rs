@@ -241,14 +241,23 @@ async fn deploy_one(w: &World, file: &std::path::Path, name: &str) -> anyhow::Re
         )
         .await?;
     w.client.request(subject, Bytes::from_static(b"x")).await?;
-    w.nex
+    agent_pids(w)
+        .await?
+        .into_iter()
+        .find(|(workload, _)| workload == name)
+        .map(|(_, pid)| pid)
+        .context("the node does not report the agent's pid")
+}
+
+/// Workload name and agent pid of every function on the node, from `node info`.
+async fn agent_pids(w: &World) -> anyhow::Result<Vec<(String, u32)>> {
+    Ok(w.nex
         .info(&w.node.node_id)
         .await?
         .machines
-        .iter()
-        .find(|m| m.workload.name == name)
-        .and_then(|m| m.agent_pid)
-        .context("the node does not report the agent's pid")
+        .into_iter()
+        .filter_map(|m| Some((m.workload.name, m.agent_pid?)))
+        .collect())
 }
 
 async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_json::Value> {
@@ -298,14 +307,8 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
         );
     }
 
-    let before: std::collections::BTreeSet<u32> = w
-        .nex
-        .info(&w.node.node_id)
-        .await?
-        .machines
-        .iter()
-        .filter_map(|m| m.agent_pid)
-        .collect();
+    let before: std::collections::BTreeSet<u32> =
+        agent_pids(w).await?.into_iter().map(|(_, p)| p).collect();
     let started = Instant::now();
     for i in 0..functions {
         w.nex
@@ -332,13 +335,10 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     }
     // Idle, as above: past the agents' idle trim.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let agents: Vec<u32> = w
-        .nex
-        .info(&w.node.node_id)
+    let agents: Vec<u32> = agent_pids(w)
         .await?
-        .machines
-        .iter()
-        .filter_map(|m| m.agent_pid)
+        .into_iter()
+        .map(|(_, p)| p)
         .filter(|p| !before.contains(p))
         .collect();
     let total = agents
