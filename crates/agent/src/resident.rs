@@ -16,8 +16,8 @@
 //! [`IdleTrim`] does it again whenever the agent has had no frame for a while (the node's
 //! `idle_trim_after`, [`IDLE_AFTER`] by default): a function
 //! nobody calls gives back the code pages its last calls touched and the heap malloc holds free,
-//! and the next call faults the code back from the page cache (tens of microseconds, measured by
-//! `nex-bench`). A busy agent never trims; an idle one sleeps without wake-ups until the next
+//! and the next call faults the code back from the page cache (`nex-bench` measures the first
+//! call after a pause: no cost visible next to waking the processes after it). A busy agent never trims; an idle one sleeps without wake-ups until the next
 //! frame.
 
 use std::sync::Arc;

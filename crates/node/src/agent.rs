@@ -117,16 +117,11 @@ impl WarmAgents {
 
     /// A running agent: a warm one if any is alive, else a new one. Starts a replacement.
     fn take(self: &Arc<Self>) -> Result<Started, SpawnError> {
+        // Agents that died while waiting are dropped on the way.
         let warm = {
             let mut ready = self.lock();
-            let mut found = None;
-            while let Some(mut s) = ready.pop() {
-                if matches!(s.child.try_wait(), Ok(None)) {
-                    found = Some(s);
-                    break;
-                }
-            }
-            found
+            std::iter::from_fn(|| ready.pop())
+                .find_map(|mut s| matches!(s.child.try_wait(), Ok(None)).then_some(s))
         };
         self.refill();
         match warm {

@@ -496,10 +496,11 @@ fn read_subscription(mem: &[u8], at: usize) -> Option<Subscription> {
             let clock = get_u32(mem, at + 16)? as i32;
             let timeout = get_u64(mem, at + 24)?;
             let flags = u16::from_le_bytes(mem.get(at + 40..at + 42)?.try_into().ok()?);
+            // An unknown clock makes the subscription invalid either way.
+            let clock_now = now(clock)?;
             let wait = if flags & SUBSCRIPTION_CLOCK_ABSTIME != 0 {
-                timeout.saturating_sub(now(clock)?)
+                timeout.saturating_sub(clock_now)
             } else {
-                now(clock)?;
                 timeout
             };
             // Beyond what an `Instant` holds is as good as never (the deadline comes first).
