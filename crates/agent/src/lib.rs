@@ -262,8 +262,12 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         }
         let cache_dir = init.cache_dir.as_ref().map(std::path::PathBuf::from);
         let address_space_bytes = match init.workload_type {
-            // QuickJS's own heap limit plus room for the runtime, its threads and allocator arenas.
-            WorkloadType::Javascript => Some((init.limits.memory_mb as u64 + 1024) << 20),
+            // QuickJS's own heap limit for every instance the function may get, an allocator
+            // arena (64 MiB of address space) each, and room for the agent itself.
+            WorkloadType::Javascript => {
+                let instances = js::instances_for(init.limits.max_concurrency) as u64;
+                Some((instances * (init.limits.memory_mb as u64 + 64) + 1024) << 20)
+            }
             WorkloadType::Wasm => None,
         };
         limits::apply_workload_limits(

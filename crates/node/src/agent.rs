@@ -520,7 +520,9 @@ async fn read_loop(
                 let host = logs.host.clone();
                 let frames = frames.clone();
                 tokio::spawn(async move {
-                    let result = host.call(&request).await;
+                    // Boxed: the call's future is large (every host service's state), and
+                    // spawning copies a future several times.
+                    let result = Box::pin(host.call(&request)).await;
                     let mut frame = Vec::new();
                     agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
                     let _ = frames.send(frame);

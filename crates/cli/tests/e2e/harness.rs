@@ -91,6 +91,20 @@ impl World {
         v["id"].as_str().unwrap().to_owned()
     }
 
+    /// The pid of the agent running workload `name`, from `nex node info`.
+    pub fn agent_pid(&self, name: &str) -> u32 {
+        let info: serde_json::Value =
+            serde_json::from_str(&self.nex_ok(&["node", "info", &self.node.node_id, "--json"]))
+                .unwrap();
+        info["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["workload"]["name"] == name)
+            .and_then(|m| m["agent_pid"].as_u64())
+            .unwrap_or_else(|| panic!("no agent pid for {name}: {info}")) as u32
+    }
+
     /// Retries `subject` until it answers `expect` (an agent restarting), for up to 10 s.
     pub async fn wait_until_answers(&self, subject: &str, payload: &[u8], expect: &[u8]) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -184,4 +198,14 @@ pub fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
     (dir, path)
+}
+
+/// Names of the threads of process `pid`.
+pub fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
 }

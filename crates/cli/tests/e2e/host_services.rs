@@ -141,6 +141,68 @@ async fn messaging_publish_request_and_request_many() {
     assert_eq!(&p.payload[..], b"ping");
 }
 
+/// How many QuickJS runtimes (instances) the agent of `name` runs.
+fn js_instances(w: &World, name: &str) -> usize {
+    thread_names(w.agent_pid(name))
+        .iter()
+        .filter(|n| n.starts_with("nex-js-"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_waiting_on_host_services_overlap_and_computing_calls_keep_one_instance() {
+    let w = World::start().await;
+    // A backend that takes 300 ms per request and answers many at once.
+    let mut sub = w.client.subscribe("slow.backend").await.unwrap();
+    let client = w.client.clone();
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            let client = client.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Some(r) = m.reply {
+                    let _ = client.publish(r, m.payload).await;
+                }
+            });
+        }
+    });
+    w.client.flush().await.unwrap();
+    let (_dir, waits) = temp_file(
+        "waits.js",
+        b"(subject, payload) => this.hostServices.messaging.request('slow.backend', payload)\n",
+    );
+    w.devrun(&waits, &["waits"], &[]);
+    assert_eq!(w.call("waits", b"0").await, b"0");
+    let started = std::time::Instant::now();
+    let calls = (1..=6).map(|i| {
+        let w = &w;
+        async move {
+            let sent = i.to_string();
+            (w.call("waits", sent.as_bytes()).await, sent)
+        }
+    });
+    for (got, sent) in futures::future::join_all(calls).await {
+        assert_eq!(got, sent.as_bytes());
+    }
+    let took = started.elapsed();
+    // One runtime would answer them one after another: 6 x 300 ms.
+    assert!(
+        took < Duration::from_millis(1200),
+        "6 waiting calls took {took:?}"
+    );
+    let n = js_instances(&w, "waits");
+    assert!((2..=8).contains(&n), "{n} instances");
+
+    // Calls that only compute stay on the one runtime, however many arrive at once.
+    w.devrun(&example("echo.js"), &["computes"], &[]);
+    let calls = (0..64).map(|i| {
+        let w = &w;
+        async move { w.call("computes", format!("{i}").as_bytes()).await }
+    });
+    futures::future::join_all(calls).await;
+    assert_eq!(js_instances(&w, "echo"), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn host_service_errors_throw_and_system_subjects_are_refused() {
     let w = World::start().await;

@@ -111,7 +111,7 @@ async fn a_node_stops_on_ctrl_c_after_its_nats_server_is_gone() {
 async fn an_idle_agent_gives_back_the_pages_its_calls_touched() {
     let w = World::start_with_config(r#"{"idle_trim_after": 0.5}"#).await;
     w.devrun(&guest("echofunction"), &["echo.idle"], &[]);
-    let agent = agent_pid(&w, "echofunction");
+    let agent = w.agent_pid("echofunction");
     let busy = async || {
         for _ in 0..20 {
             assert_eq!(w.call("echo.idle", b"x").await, b"xecho.idle");
@@ -132,18 +132,6 @@ async fn an_idle_agent_gives_back_the_pages_its_calls_touched() {
 }
 
 /// The agent process of workload `name`, as `nex node info` reports it.
-fn agent_pid(w: &World, name: &str) -> u32 {
-    let info: serde_json::Value =
-        serde_json::from_str(&w.nex_ok(&["node", "info", &w.node.node_id, "--json"])).unwrap();
-    info["machines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["workload"]["name"] == name)
-        .and_then(|m| m["agent_pid"].as_u64())
-        .unwrap_or_else(|| panic!("no agent pid for {name}: {info}")) as u32
-}
-
 /// Processes whose parent is `parent`.
 fn children(parent: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -178,11 +166,7 @@ async fn deploys_take_an_agent_started_ahead() {
     };
     w.devrun(&guest("echofunction"), &["echo.warm"], &[]);
     assert_eq!(w.call("echo.warm", b"w").await, b"wecho.warm");
-    assert_eq!(
-        agent_pid(&w, "echofunction"),
-        warm,
-        "the warm agent runs it"
-    );
+    assert_eq!(w.agent_pid("echofunction"), warm, "the warm agent runs it");
     // And another one is started for the next deploy.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while children(w.node.pid()).len() < 2 {
