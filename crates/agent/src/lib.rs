@@ -402,6 +402,9 @@ pub(crate) struct Pool {
     /// Moving average of recent job durations, nanoseconds: only fast functions run inline, so a
     /// slow call never holds up the reader.
     recent_nanos: Arc<AtomicU64>,
+    /// Runs on a thread after it has sent the frames of its jobs (clean-up kept off the reply's
+    /// path).
+    after_send: fn(),
 }
 
 /// Functions whose recent calls averaged under this may run on the reader thread.
@@ -416,8 +419,9 @@ fn timed(work: &Work, job: Job, frames: &mut Vec<FromAgent>, recent: &AtomicU64)
 }
 
 impl Pool {
-    /// Starts `n` workers, each running `work` on jobs and sending the frames with `writer`.
-    pub(crate) fn start(n: usize, work: Arc<Work>, writer: FrameWriter) -> Self {
+    /// Starts `n` workers, each running `work` on jobs, sending the frames with `writer` and
+    /// then calling `after_send`.
+    pub(crate) fn start(n: usize, work: Arc<Work>, writer: FrameWriter, after_send: fn()) -> Self {
         // A multi-consumer channel: a job wakes exactly one idle worker (a mutex around a
         // single-consumer receiver woke two threads per job).
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
@@ -447,6 +451,7 @@ impl Pool {
                                 &writer,
                             );
                             busy.fetch_sub(done, Ordering::AcqRel);
+                            after_send();
                         }
                     })
                     .expect("spawn worker")
@@ -459,6 +464,7 @@ impl Pool {
             writer,
             busy,
             recent_nanos,
+            after_send,
         }
     }
 
@@ -473,6 +479,7 @@ impl Pool {
             let mut frames = Vec::new();
             timed(&*self.work, job, &mut frames, &self.recent_nanos);
             self.writer.send(&frames);
+            (self.after_send)();
             return;
         }
         if let Some(tx) = &self.tx {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
-use nex_runtime_wasm::{InvokeError, WasmConfig, WasmFunction};
+use nex_runtime_wasm::{InvokeError, Spent, WasmConfig, WasmFunction};
 
 use crate::{Executor, FrameWriter, Job, Pool, log_frames, outcome};
 
@@ -30,6 +30,16 @@ fn code_of(e: &InvokeError) -> FailureCode {
     }
 }
 
+thread_local! {
+    /// The last instance this thread ran, kept until its reply has been written.
+    static SPENT: std::cell::RefCell<Option<Spent>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tears down the instance this thread kept, once its reply is on its way.
+fn release_spent() {
+    SPENT.with_borrow_mut(|held| held.take());
+}
+
 pub(crate) fn load(
     init: &AgentInit,
     artifact: Vec<u8>,
@@ -44,8 +54,8 @@ pub(crate) fn load(
     let config = WasmConfig {
         memory_bytes: (init.limits.memory_mb as usize) << 20,
         timeout: Duration::from_millis(init.limits.timeout_ms),
-        // Calls run on the pool's threads only, so that many memory slots are enough.
-        max_concurrency: threads as u32,
+        // Calls run on the pool's threads and, one at a time, on the reader.
+        max_concurrency: threads as u32 + 1,
         max_output_bytes: 8 << 20,
         cache_dir: init.cache_dir.as_ref().map(Into::into),
         argv0: init
@@ -67,8 +77,11 @@ pub(crate) fn load(
         let inv = function.invoke(&job.subject, job.payload);
         log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
         frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
+        // The previous call's instance (already answered) is torn down here; this one waits
+        // until its reply has been sent.
+        SPENT.with_borrow_mut(|held| *held = Some(inv.spent));
     });
-    let pool = Pool::start(threads, work, writer);
+    let pool = Pool::start(threads, work, writer, release_spent);
     Ok((
         Box::new(WasmExecutor { pool }),
         AgentReady {

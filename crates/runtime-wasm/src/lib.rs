@@ -85,7 +85,8 @@ pub struct WasmConfig {
     pub memory_bytes: usize,
     /// Wall-clock limit per invocation.
     pub timeout: Duration,
-    /// Most instances alive at once (size of the pool).
+    /// Most calls running at once. The pool has two slots per call and one more: a finished
+    /// call's [`Spent`] instance keeps its slot until it is dropped.
     pub max_concurrency: u32,
     /// Most reply bytes.
     pub max_output_bytes: usize,
@@ -121,12 +122,18 @@ pub struct LoadInfo {
 }
 
 /// Result of one invocation: the reply or why it failed, plus what the function wrote to stderr.
-#[derive(Debug)]
 pub struct Invocation {
     pub result: Result<Vec<u8>, InvokeError>,
     pub stderr: Vec<u8>,
+    /// Time from the call's start to the end of the guest's run (teardown not included).
     pub elapsed: Duration,
+    /// The finished instance.
+    pub spent: Spent,
 }
+
+/// A finished call's instance. Dropping it tears the instance down and resets its memory slot
+/// for the next call (a few µs): drop it after the reply has left, not before.
+pub struct Spent(#[allow(dead_code)] Store<State>);
 
 struct State {
     process: Arc<Process>,
@@ -165,7 +172,7 @@ impl Drop for WasmFunction {
 
 fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
     let mut pool = PoolingAllocationConfig::new();
-    let slots = config.max_concurrency.max(1) + 1;
+    let slots = 2 * config.max_concurrency.max(1) + 1;
     pool.total_core_instances(slots)
         .total_memories(slots)
         .total_tables(slots)
@@ -331,11 +338,16 @@ impl WasmFunction {
         self.ticker.enter();
         let result = self.run(&mut store);
         self.ticker.leave();
-        let Io { stdout, stderr, .. } = store.into_data().io;
+        let io = &mut store.data_mut().io;
+        let (stdout, stderr) = (
+            std::mem::take(&mut io.stdout),
+            std::mem::take(&mut io.stderr),
+        );
         Invocation {
             result: result.map(|()| stdout),
             stderr,
             elapsed: started.elapsed(),
+            spent: Spent(store),
         }
     }
 

@@ -29,6 +29,31 @@ fn the_seed_echofunction_runs_unchanged() {
 }
 
 #[test]
+fn a_finished_instance_keeps_its_slot_until_it_is_dropped() {
+    let config = WasmConfig {
+        max_concurrency: 1,
+        ..Default::default()
+    };
+    let (f, _) = load("echofunction", config);
+    // One call at a time, each keeping its spent instance: the pool has 2 x 1 + 1 slots.
+    let held: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|s| f.invoke(s, b"1".to_vec()))
+        .collect();
+    for (inv, s) in held.iter().zip(["a", "b", "c"]) {
+        assert_eq!(inv.result.as_deref().unwrap(), format!("1{s}").as_bytes());
+    }
+    // The reply is out before the teardown: a spent instance still holds its slot ...
+    assert!(matches!(
+        f.invoke("d", b"1".to_vec()).result,
+        Err(InvokeError::Instantiate(_))
+    ));
+    // ... until it is dropped.
+    drop(held);
+    assert_eq!(f.invoke("e", b"1".to_vec()).result.unwrap(), b"1e");
+}
+
+#[test]
 fn compiled_modules_are_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let config = WasmConfig {
