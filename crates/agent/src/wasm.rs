@@ -77,8 +77,9 @@ pub(crate) fn load(
         let inv = function.invoke(&job.subject, job.payload);
         log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
         frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
-        // The previous call's instance (already answered) is torn down here; this one waits
-        // until its reply has been sent.
+        // The previous call's instance is torn down here, this one after the write: a call that
+        // runs alone (the latency path) is answered before its teardown; in a batch only the
+        // last one is.
         SPENT.with_borrow_mut(|held| *held = Some(inv.spent));
     });
     let pool = Pool::start(threads, work, writer, release_spent);
