@@ -198,15 +198,13 @@ fn serve(i: &Arc<Instances>, ready: Option<ReadyTx>) {
     };
     let host_fn: nex_runtime_js::HostFn = {
         let logs = logs.clone();
-        let writer = i.writer.clone();
-        let host = i.host.clone();
         let instances = i.clone();
         Box::new(move |req| {
             // A host call waits on the network: what the function said so far goes now.
-            logs.borrow_mut().flush(&writer);
+            logs.borrow_mut().flush(&instances.writer);
             instances.in_host_call.fetch_add(1, Ordering::AcqRel);
             grow_if_waiting(&instances);
-            let result = host.call(req);
+            let result = instances.host.call(req);
             instances.in_host_call.fetch_sub(1, Ordering::AcqRel);
             result
         })
