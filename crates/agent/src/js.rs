@@ -1,18 +1,20 @@
 //! Adapts [`nex_runtime_js`] to the agent: each instance of the function is a QuickJS runtime
-//! owned by one thread; instances take jobs from one queue (see [`JsExecutor`]).
+//! owned by one thread. The first runs on the agent's reader thread; more start on threads of
+//! their own when calls wait on host services (see [`JsExecutor`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
 
-use std::sync::Arc;
-
-use crate::{Executor, FrameWriter, HostLink, Job, outcome, run_batch};
+use crate::{
+    BATCH_FRAMES, BATCH_WINDOW, Executor, FrameWriter, HostLink, Inbox, Job, outcome, run_batch,
+};
 
 /// Console output of a fast call is held and leaves with the call's reply, in the same write (one
 /// wake-up of the node instead of two). Output is sent at once when the call has run for a while,
@@ -81,44 +83,122 @@ fn code_of(e: &InvokeError) -> FailureCode {
 
 /// Most instances (QuickJS runtimes) one JavaScript function gets.
 const MAX_INSTANCES: usize = 8;
-/// An instance beyond the first ends after this long without a call.
+/// An instance on a thread of its own ends after this long without a call.
 const RETIRE_AFTER: Duration = Duration::from_secs(30);
 
-/// What every instance thread of one function shares.
+/// What every instance of one function shares.
 struct Instances {
     source: String,
     config: JsConfig,
     writer: FrameWriter,
     host: Arc<HostLink>,
     jobs: crossbeam_channel::Receiver<Job>,
-    /// Instances waiting for a job.
+    /// Instances on threads waiting for a job.
     idle: AtomicUsize,
     /// Instances blocked in a host-service call.
     in_host_call: AtomicUsize,
-    /// Instances started (or starting), at most `max`.
+    /// Instances started (or starting), the reader's own included; at most `max`.
     started: AtomicUsize,
     max: usize,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
-/// A JavaScript function served by one or more instances, each a QuickJS runtime on its own
-/// thread, all taking jobs from one queue. The first instance loads before the agent says ready;
-/// another starts only when a job waits, no instance is idle and one of them is blocked on a
-/// host-service call — so calls that wait on the network overlap (as separate Lambda execution
-/// environments would), while calls that only compute stay on one runtime. Module-level state
-/// is per instance.
+/// Replies of calls run on the reader, held back while more requests wait to be read so that
+/// a burst leaves in one write.
+#[derive(Default)]
+struct HeldReplies {
+    frames: Vec<FromAgent>,
+    since: Option<Instant>,
+}
+
+impl HeldReplies {
+    fn send(&mut self, writer: &FrameWriter) {
+        if !self.frames.is_empty() {
+            writer.send(&self.frames);
+            self.frames.clear();
+        }
+        self.since = None;
+    }
+}
+
+/// The instance on the reader thread: a call it runs needs no thread hand-off on the way in
+/// (a wake-up, about 10 µs here, on the latency path).
+struct Home {
+    function: JsFunction,
+    logs: Rc<RefCell<HeldLogs>>,
+    replies: Rc<RefCell<HeldReplies>>,
+}
+
+/// A JavaScript function served by one or more instances, each a QuickJS runtime. The first
+/// loads before the agent says ready and runs on the reader thread; while one of its calls waits
+/// on a host service, the reader goes on reading, and calls that arrive meanwhile queue. Another
+/// instance starts, on its own thread, only when a job waits, no instance is free and one is
+/// blocked on a host-service call — so calls that wait on the network overlap (as separate
+/// Lambda execution environments would), while calls that only compute stay on one runtime.
+/// While instances on threads exist, every call goes through the queue to them; the last of
+/// them ends after [`RETIRE_AFTER`] without calls. Module-level state is per instance.
 struct JsExecutor {
+    home: Option<Home>,
     instances: Arc<Instances>,
     tx: Option<crossbeam_channel::Sender<Job>>,
 }
 
-impl Executor for JsExecutor {
-    fn submit(&self, job: Job, _more_input: bool) {
-        let Some(tx) = &self.tx else { return };
-        let _ = tx.send(job);
-        grow_if_waiting(&self.instances);
+impl JsExecutor {
+    fn run_home(&self, home: &Home, job: Job) {
+        let started = Instant::now();
+        home.logs.borrow_mut().call_started = Some(started);
+        let inv = home.function.invoke(job.id, &job.subject, &job.payload);
+        let mut replies = home.replies.borrow_mut();
+        home.logs.borrow_mut().take_into(&mut replies.frames);
+        replies
+            .frames
+            .push(outcome(job.id, inv.elapsed, inv.result, code_of));
+        replies.since.get_or_insert(started);
     }
+
+    fn queue(&self, job: Job) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(job);
+            grow_if_waiting(&self.instances);
+        }
+    }
+}
+
+impl Executor for JsExecutor {
+    fn submit(&self, job: Job, more_input: bool) {
+        let Some(home) = &self.home else { return };
+        if self.instances.started.load(Ordering::Acquire) > 1 {
+            self.queue(job);
+            return;
+        }
+        self.run_home(home, job);
+        // Calls that arrived while that one waited on a host service and that no other
+        // instance took.
+        while self.instances.started.load(Ordering::Acquire) == 1
+            && let Ok(job) = self.instances.jobs.try_recv()
+        {
+            self.run_home(home, job);
+        }
+        let mut replies = home.replies.borrow_mut();
+        if !more_input
+            || replies.frames.len() >= BATCH_FRAMES
+            || replies.since.is_some_and(|t| t.elapsed() >= BATCH_WINDOW)
+        {
+            replies.send(&self.instances.writer);
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(home) = &self.home {
+            home.replies.borrow_mut().send(&self.instances.writer);
+        }
+    }
+
     fn finish(mut self: Box<Self>) {
+        self.flush();
+        // The reader's instance holds a sender of the queue too (for calls it reads while it
+        // waits); the queue closes, and the threads end, once both are gone.
+        self.home.take();
         self.tx.take();
         loop {
             let next = self
@@ -137,10 +217,8 @@ impl Executor for JsExecutor {
     }
 }
 
-type ReadyTx = mpsc::Sender<Result<AgentReady, String>>;
-
 /// Starts another instance when a job waits, no instance is free to take it and one is blocked
-/// on a host-service call. Checked when a job arrives and when a call starts waiting.
+/// on a host-service call. Checked when a job is queued and when a call starts waiting.
 fn grow_if_waiting(instances: &Arc<Instances>) {
     let i = &**instances;
     if i.idle.load(Ordering::Acquire) == 0
@@ -148,12 +226,12 @@ fn grow_if_waiting(instances: &Arc<Instances>) {
         && !i.jobs.is_empty()
         && i.started.load(Ordering::Acquire) < i.max
     {
-        start_instance(instances, None);
+        start_instance(instances);
     }
 }
 
-/// Starts one more instance thread; `ready` (the first instance only) hears how loading went.
-fn start_instance(instances: &Arc<Instances>, ready: Option<ReadyTx>) {
+/// Starts one more instance on a thread of its own.
+fn start_instance(instances: &Arc<Instances>) {
     let n = instances.started.fetch_add(1, Ordering::AcqRel);
     if n >= instances.max {
         instances.started.fetch_sub(1, Ordering::AcqRel);
@@ -162,7 +240,7 @@ fn start_instance(instances: &Arc<Instances>, ready: Option<ReadyTx>) {
     let shared = instances.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("nex-js-{n}"))
-        .spawn(move || serve(&shared, ready));
+        .spawn(move || serve(&shared));
     match spawned {
         Ok(t) => {
             let mut threads = instances.threads.lock().unwrap_or_else(|p| p.into_inner());
@@ -177,25 +255,26 @@ fn start_instance(instances: &Arc<Instances>, ready: Option<ReadyTx>) {
     }
 }
 
-/// One instance: loads the function into its own runtime, then runs jobs until the queue closes.
-fn serve(i: &Arc<Instances>, ready: Option<ReadyTx>) {
-    let started = Instant::now();
-    let first_instance = ready.is_some();
+/// Where an instance's console output goes: held with its call's reply, see [`HeldLogs`].
+fn console_sink(logs: &Rc<RefCell<HeldLogs>>, writer: &FrameWriter) -> nex_runtime_js::ConsoleSink {
+    let logs = logs.clone();
+    let writer = writer.clone();
+    Box::new(move |id: u64, l: ConsoleLevel, text: String| {
+        logs.borrow_mut().push(
+            FromAgent::Log {
+                id,
+                level: level(l),
+                text,
+            },
+            &writer,
+        );
+    })
+}
+
+/// One instance on a thread of its own: loads the function into its own runtime, then runs
+/// jobs until the queue closes or no call came for [`RETIRE_AFTER`].
+fn serve(i: &Arc<Instances>) {
     let logs = Rc::new(RefCell::new(HeldLogs::default()));
-    let console = {
-        let logs = logs.clone();
-        let writer = i.writer.clone();
-        Box::new(move |id: u64, l: ConsoleLevel, text: String| {
-            logs.borrow_mut().push(
-                FromAgent::Log {
-                    id,
-                    level: level(l),
-                    text,
-                },
-                &writer,
-            );
-        })
-    };
     let host_fn: nex_runtime_js::HostFn = {
         let logs = logs.clone();
         let instances = i.clone();
@@ -209,54 +288,33 @@ fn serve(i: &Arc<Instances>, ready: Option<ReadyTx>) {
             result
         })
     };
-    let function = match JsFunction::load(&i.source, i.config.clone(), console, Some(host_fn)) {
-        Ok(f) => f,
-        Err(e) => {
-            match ready {
-                Some(tx) => {
-                    let _ = tx.send(Err(e.to_string()));
-                }
-                None => tracing::warn!("another JavaScript instance did not load: {e}"),
+    let console = console_sink(&logs, &i.writer);
+    match JsFunction::load(&i.source, i.config.clone(), console, Some(host_fn)) {
+        Ok(function) => {
+            let mut frames = Vec::new();
+            loop {
+                i.idle.fetch_add(1, Ordering::AcqRel);
+                // Instances on threads give their memory back once calls stop needing them.
+                let next = i.jobs.recv_timeout(RETIRE_AFTER).ok();
+                i.idle.fetch_sub(1, Ordering::AcqRel);
+                let Some(first) = next else { break };
+                run_batch(
+                    first,
+                    || i.jobs.try_recv().ok(),
+                    |job, frames| {
+                        logs.borrow_mut().call_started = Some(Instant::now());
+                        let inv = function.invoke(job.id, &job.subject, &job.payload);
+                        logs.borrow_mut().take_into(frames);
+                        frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
+                    },
+                    &mut frames,
+                    &i.writer,
+                );
             }
-            i.started.fetch_sub(1, Ordering::AcqRel);
-            return;
         }
-    };
-    if let Some(tx) = ready {
-        let _ = tx.send(Ok(AgentReady {
-            runtime: format!("quickjs-ng (rquickjs {})", nex_runtime_js::RQUICKJS_VERSION),
-            cache_hit: false,
-            load_micros: started.elapsed().as_micros() as u64,
-            sandbox: Default::default(),
-        }));
+        Err(e) => tracing::warn!("another JavaScript instance did not load: {e}"),
     }
-    let mut frames = Vec::new();
-    loop {
-        i.idle.fetch_add(1, Ordering::AcqRel);
-        // Extra instances give their memory back once calls stop needing them.
-        let next = if first_instance {
-            i.jobs.recv().ok()
-        } else {
-            i.jobs.recv_timeout(RETIRE_AFTER).ok()
-        };
-        i.idle.fetch_sub(1, Ordering::AcqRel);
-        let Some(first) = next else { break };
-        run_batch(
-            first,
-            || i.jobs.try_recv().ok(),
-            |job, frames| {
-                logs.borrow_mut().call_started = Some(Instant::now());
-                let inv = function.invoke(job.id, &job.subject, &job.payload);
-                logs.borrow_mut().take_into(frames);
-                frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
-            },
-            &mut frames,
-            &i.writer,
-        );
-    }
-    if !first_instance {
-        i.started.fetch_sub(1, Ordering::AcqRel);
-    }
+    i.started.fetch_sub(1, Ordering::AcqRel);
 }
 
 pub(crate) fn load(
@@ -264,7 +322,9 @@ pub(crate) fn load(
     artifact: Vec<u8>,
     writer: FrameWriter,
     host: Arc<HostLink>,
+    inbox: Rc<Inbox>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
+    let started = Instant::now();
     let source = String::from_utf8(artifact)
         .map_err(|_| "the JavaScript source is not valid UTF-8".to_owned())?;
     let config = JsConfig {
@@ -282,17 +342,52 @@ pub(crate) fn load(
         jobs,
         idle: AtomicUsize::new(0),
         in_host_call: AtomicUsize::new(0),
-        started: AtomicUsize::new(0),
+        started: AtomicUsize::new(1),
         max: instances_for(init.limits.max_concurrency),
         threads: Mutex::default(),
     });
-    let (ready_tx, ready_rx) = mpsc::channel();
-    start_instance(&instances, Some(ready_tx));
-    let ready = ready_rx
-        .recv()
-        .map_err(|_| "the JavaScript thread died while loading".to_owned())??;
+    let logs = Rc::new(RefCell::new(HeldLogs::default()));
+    let replies = Rc::new(RefCell::new(HeldReplies::default()));
+    let host_fn: nex_runtime_js::HostFn = {
+        let logs = logs.clone();
+        let replies = replies.clone();
+        let instances = instances.clone();
+        let tx = tx.clone();
+        Box::new(move |req| {
+            let i = &*instances;
+            // A host call waits on the network: what was said and answered so far goes now.
+            logs.borrow_mut().flush(&i.writer);
+            replies.borrow_mut().send(&i.writer);
+            i.in_host_call.fetch_add(1, Ordering::AcqRel);
+            let result = i.host.call_on_reader(req, &inbox, |job| {
+                let _ = tx.send(job);
+                grow_if_waiting(&instances);
+            });
+            i.in_host_call.fetch_sub(1, Ordering::AcqRel);
+            result
+        })
+    };
+    let console = console_sink(&logs, &instances.writer);
+    let function = JsFunction::load(
+        &instances.source,
+        instances.config.clone(),
+        console,
+        Some(host_fn),
+    )
+    .map_err(|e| e.to_string())?;
+    let ready = AgentReady {
+        runtime: format!("quickjs-ng (rquickjs {})", nex_runtime_js::RQUICKJS_VERSION),
+        cache_hit: false,
+        load_micros: started.elapsed().as_micros() as u64,
+        sandbox: Default::default(),
+    };
     Ok((
         Box::new(JsExecutor {
+            home: Some(Home {
+                function,
+                logs,
+                replies,
+            }),
             instances,
             tx: Some(tx),
         }),

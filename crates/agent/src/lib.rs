@@ -139,6 +139,46 @@ impl HostLink {
         r.unwrap_or_else(|_| Err("the node did not answer the host-service call".into()))
     }
 
+    /// Performs `request` from the reader thread itself, which no other thread can wake: sends
+    /// the call, then reads the node's frames until the reply arrives. Replies to other threads'
+    /// calls read meanwhile are delivered, invocations are handed to `on_invoke`, and a stop
+    /// from the node is noted in `inbox` for the main loop.
+    pub(crate) fn call_on_reader(
+        &self,
+        request: HostRequest,
+        inbox: &Inbox,
+        mut on_invoke: impl FnMut(Job),
+    ) -> Result<HostResult, String> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.writer.send(&[FromAgent::HostCall { id, request }]);
+        let deadline = std::time::Instant::now() + HOST_CALL_TIMEOUT;
+        loop {
+            match inbox.next(Some(deadline)) {
+                Next::Frame(ToAgent::HostReply { id: r, result }) if r == id => return result,
+                Next::Frame(ToAgent::HostReply { id: r, result }) => self.deliver(r, result),
+                Next::Frame(ToAgent::Invoke {
+                    id,
+                    subject,
+                    payload,
+                }) => on_invoke(Job {
+                    id,
+                    subject,
+                    payload,
+                }),
+                Next::Frame(ToAgent::Shutdown) => inbox.stopping.set(true),
+                Next::Frame(ToAgent::Init { .. }) => tracing::warn!("ignoring second init"),
+                Next::Malformed(e) => tracing::warn!("ignoring malformed frame: {e}"),
+                Next::Closed(_) => {
+                    inbox.stopping.set(true);
+                    return Err("the node went away during the host-service call".into());
+                }
+                Next::TimedOut => {
+                    return Err("the node did not answer the host-service call".into());
+                }
+            }
+        }
+    }
+
     fn deliver(&self, id: u64, result: Result<HostResult, String>) {
         if let Some(tx) = self.lock().remove(&id) {
             let _ = tx.send(result);
@@ -175,13 +215,84 @@ pub struct Job {
     pub payload: Vec<u8>,
 }
 
-/// A loaded workload that can run jobs.
-pub trait Executor: Send {
-    /// Queues a job; called from the reader thread. `more_input` says whether further frames are
-    /// already waiting, in which case the job must not run on the calling thread.
+/// A loaded workload that can run jobs. Lives on the reader thread.
+pub trait Executor {
+    /// Runs or queues a job; called from the reader thread. `more_input` says whether further
+    /// frames are already waiting: a job run on the reader may then hold its reply back to leave
+    /// with theirs.
     fn submit(&self, job: Job, more_input: bool);
+    /// Sends replies held back by [`Executor::submit`]; called before the reader waits for input.
+    fn flush(&self) {}
     /// Waits for queued jobs to finish.
     fn finish(self: Box<Self>);
+}
+
+/// The agent's input: the node's frames on stdin. Read by the main loop, and by a call running
+/// on the reader thread while it waits for a host-service reply ([`HostLink::call_on_reader`]).
+pub(crate) struct Inbox {
+    input: std::cell::RefCell<BufReader<io::Stdin>>,
+    buf: std::cell::RefCell<Vec<u8>>,
+    /// See [`run`].
+    escape_payload: Option<Vec<u8>>,
+    /// The node asked the agent to stop (or went away) while a call was reading.
+    pub(crate) stopping: std::cell::Cell<bool>,
+}
+
+/// What [`Inbox::next`] read.
+pub(crate) enum Next {
+    Frame(ToAgent),
+    Malformed(String),
+    /// Input ended; with the reason when it broke.
+    Closed(Option<String>),
+    TimedOut,
+}
+
+impl Inbox {
+    fn new(escape_payload: Option<Vec<u8>>) -> Self {
+        Self {
+            input: std::cell::RefCell::new(BufReader::with_capacity(256 * 1024, io::stdin())),
+            buf: std::cell::RefCell::default(),
+            escape_payload,
+            stopping: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The next frame; with a `deadline`, gives up when nothing has arrived by then.
+    pub(crate) fn next(&self, deadline: Option<std::time::Instant>) -> Next {
+        let mut input = self.input.borrow_mut();
+        if let Some(deadline) = deadline {
+            // A signal can end a wait early; only the deadline ends it for good.
+            while input.buffer().is_empty()
+                && !stdin_readable(deadline.saturating_duration_since(std::time::Instant::now()))
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Next::TimedOut;
+                }
+            }
+        }
+        let mut buf = self.buf.borrow_mut();
+        match agent_wire::read_frame(&mut *input, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => return Next::Closed(None),
+            Err(e) => return Next::Closed(Some(e.to_string())),
+        }
+        match agent_wire::decode_to_agent(&buf) {
+            Ok(frame) => {
+                if let ToAgent::Invoke { payload, .. } = &frame
+                    && self.escape_payload.as_deref() == Some(&payload[..])
+                {
+                    limits::forbidden_syscall();
+                }
+                Next::Frame(frame)
+            }
+            Err(e) => Next::Malformed(e.to_string()),
+        }
+    }
+
+    /// Are further frames already waiting?
+    fn more_buffered(&self) -> bool {
+        !self.input.borrow().buffer().is_empty() || stdin_readable(std::time::Duration::ZERO)
+    }
 }
 
 /// The failure frame for job `id`.
@@ -217,10 +328,11 @@ fn load(
     artifact: Vec<u8>,
     writer: FrameWriter,
     host: Arc<HostLink>,
+    inbox: &std::rc::Rc<Inbox>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     match init.workload_type {
         WorkloadType::Wasm => wasm::load(init, artifact, writer),
-        WorkloadType::Javascript => js::load(init, artifact, writer, host),
+        WorkloadType::Javascript => js::load(init, artifact, writer, host, inbox.clone()),
     }
 }
 
@@ -230,26 +342,23 @@ fn load(
 /// syscall, as a native-code escape would.
 pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
     let writer = FrameWriter::new();
-    let mut input = BufReader::with_capacity(256 * 1024, io::stdin());
-    let mut buf = Vec::new();
+    let inbox = std::rc::Rc::new(Inbox::new(escape_payload));
     let sandboxed = sandbox;
     let trim = resident::Trim::prepare();
     let mut sandbox = limits::apply_process_limits(sandboxed);
 
-    let (init, artifact) = match agent_wire::read_frame(&mut input, &mut buf)
-        .map_err(|e| e.to_string())
-        .and_then(|got| {
-            if !got {
-                return Err("no init frame".to_owned());
+    let (init, artifact) = match inbox.next(None) {
+        Next::Frame(ToAgent::Init { init, artifact }) => {
+            match serde_json::from_slice::<AgentInit>(&init) {
+                Ok(init) => (init, artifact),
+                Err(e) => return fail_init(&writer, format!("bad init: {e}")),
             }
-            agent_wire::decode_to_agent(&buf).map_err(|e| e.to_string())
-        }) {
-        Ok(ToAgent::Init { init, artifact }) => match serde_json::from_slice::<AgentInit>(&init) {
-            Ok(init) => (init, artifact),
-            Err(e) => return fail_init(&writer, format!("bad init: {e}")),
-        },
-        Ok(_) => return fail_init(&writer, "first frame was not init".into()),
-        Err(e) => return fail_init(&writer, e),
+        }
+        Next::Frame(_) => return fail_init(&writer, "first frame was not init".into()),
+        Next::Malformed(e) | Next::Closed(Some(e)) => return fail_init(&writer, e),
+        Next::Closed(None) | Next::TimedOut => {
+            return fail_init(&writer, "no init frame".into());
+        }
     };
 
     if sandboxed {
@@ -279,7 +388,7 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         );
     }
     let host = Arc::new(HostLink::new(writer.clone()));
-    let (executor, mut ready) = match load(&init, artifact, writer.clone(), host.clone()) {
+    let (executor, mut ready) = match load(&init, artifact, writer.clone(), host.clone(), &inbox) {
         Ok(x) => x,
         Err(e) => return fail_init(&writer, e),
     };
@@ -303,25 +412,27 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         serde_json::to_vec(&ready).unwrap_or_default(),
     )]);
 
-    loop {
-        match agent_wire::read_frame(&mut input, &mut buf) {
-            Ok(true) => idle.activity(),
-            Ok(false) => break,
-            Err(e) => {
+    while !inbox.stopping.get() {
+        let frame = match inbox.next(None) {
+            Next::Frame(frame) => frame,
+            Next::Malformed(e) => {
+                tracing::warn!("ignoring malformed frame: {e}");
+                continue;
+            }
+            Next::Closed(None) | Next::TimedOut => break,
+            Next::Closed(Some(e)) => {
                 tracing::error!("agent input broken: {e}");
                 break;
             }
-        }
-        match agent_wire::decode_to_agent(&buf) {
-            Ok(ToAgent::Invoke {
+        };
+        idle.activity();
+        match frame {
+            ToAgent::Invoke {
                 id,
                 subject,
                 payload,
-            }) => {
-                if escape_payload.as_deref() == Some(&payload[..]) {
-                    limits::forbidden_syscall();
-                }
-                let more_input = !input.buffer().is_empty() || stdin_readable();
+            } => {
+                let more_input = inbox.more_buffered();
                 executor.submit(
                     Job {
                         id,
@@ -329,12 +440,15 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
                         payload,
                     },
                     more_input,
-                )
+                );
+                continue;
             }
-            Ok(ToAgent::HostReply { id, result }) => host.deliver(id, result),
-            Ok(ToAgent::Shutdown) => break,
-            Ok(ToAgent::Init { .. }) => tracing::warn!("ignoring second init"),
-            Err(e) => tracing::warn!("ignoring malformed frame: {e}"),
+            ToAgent::HostReply { id, result } => host.deliver(id, result),
+            ToAgent::Shutdown => break,
+            ToAgent::Init { .. } => tracing::warn!("ignoring second init"),
+        }
+        if !inbox.more_buffered() {
+            executor.flush();
         }
     }
     executor.finish();
@@ -342,17 +456,19 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
     0
 }
 
-/// Are bytes waiting on stdin right now? (A zero-timeout poll: one cheap syscall.)
-fn stdin_readable() -> bool {
+/// Are bytes (or the end of input) waiting on stdin, or do they arrive within `wait`? A zero
+/// `wait` is one cheap syscall that never blocks.
+fn stdin_readable(wait: std::time::Duration) -> bool {
     let mut fds = libc::pollfd {
         fd: 0,
         events: libc::POLLIN,
         revents: 0,
     };
+    let timeout_ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     // SAFETY: `poll` reads and writes exactly the one `pollfd` we pass, which lives on our stack
-    // for the duration of the call; a zero timeout never blocks.
-    let n = unsafe { libc::poll(&mut fds, 1, 0) };
-    n > 0 && fds.revents & libc::POLLIN != 0
+    // for the duration of the call.
+    let n = unsafe { libc::poll(&mut fds, 1, timeout_ms) };
+    n > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn fail_init(writer: &FrameWriter, message: String) -> i32 {
@@ -364,9 +480,9 @@ fn fail_init(writer: &FrameWriter, message: String) -> i32 {
 pub(crate) type Work = dyn Fn(Job, &mut Vec<FromAgent>) + Send + Sync;
 
 /// How long finished replies may wait for the jobs queued behind them before they are sent.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_micros(100);
+pub(crate) const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_micros(100);
 /// Most frames sent in one write.
-const BATCH_FRAMES: usize = 64;
+pub(crate) const BATCH_FRAMES: usize = 64;
 
 /// Runs `first` and then, while the batch window is open, the jobs already waiting (`more`),
 /// and sends all their frames in one write: a burst costs one wake-up and one syscall instead of

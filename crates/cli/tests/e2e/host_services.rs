@@ -141,9 +141,10 @@ async fn messaging_publish_request_and_request_many() {
     assert_eq!(&p.payload[..], b"ping");
 }
 
-/// How many QuickJS runtimes (instances) the agent of `name` runs.
+/// How many QuickJS runtimes (instances) the agent of `name` runs: the one on its reader
+/// thread and one per `nex-js-N` thread.
 fn js_instances(w: &World, name: &str) -> usize {
-    thread_names(w.agent_pid(name))
+    1 + thread_names(w.agent_pid(name))
         .iter()
         .filter(|n| n.starts_with("nex-js-"))
         .count()
