@@ -7,6 +7,7 @@
 
 mod chart;
 mod coldstart;
+mod cpu;
 mod measure;
 mod memory;
 mod responders;
@@ -143,10 +144,31 @@ fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
             "key": r.key, "name": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us,
             "p999_us": r.p999_us, "mean_us": r.mean_us, "runtime_us": r.runtime_us,
             "p50_ratio": r.p50_us / floor.p50_us,
+            "cpu_per_request_top_concurrency": r.cpu.to_json(),
             "throughput": args.concurrency.iter().zip(&r.throughput_rps).map(|(c, rps)| serde_json::json!({
                 "concurrency": c, "rps": rps, "ratio": rps / floor.throughput_rps[args.concurrency.iter().position(|x| x == c).unwrap_or(0)],
             })).collect::<Vec<_>>(),
         }));
+    }
+    let top = args.concurrency.iter().copied().max().unwrap_or(0);
+    println!(
+        "\nCPU per request at c={top}, µs (user + system time of each process over the run, from /proc, ÷ requests answered):\n"
+    );
+    println!("| target | client | nats-server | responder | nex node | agents | total | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let c = &r.cpu;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}x |",
+            r.name,
+            c.client_us,
+            c.nats_us,
+            c.responders_us,
+            c.node_us,
+            c.agents_us,
+            c.total_us(),
+            c.total_us() / floor.cpu.total_us().max(f64::MIN_POSITIVE),
+        );
     }
     let by_key = |k: &str| rows.iter().find(|r| r.key == k);
     if let (Some(direct), Some(js)) = (by_key("rawkv"), by_key("jskv")) {
@@ -506,6 +528,14 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
+    let watch = cpu::Watch {
+        nats: nats.pid(),
+        node: w.node.pid(),
+        responders: std::iter::once(&_raw)
+            .chain(&keep)
+            .map(responders::Responder::pid)
+            .collect(),
+    };
     let plan = Plan {
         latency_requests: args.latency_requests,
         throughput_time: Duration::from_secs_f64(args.throughput_secs),
@@ -517,7 +547,7 @@ async fn main() -> anyhow::Result<()> {
         let mut samples: Vec<Vec<Row>> = targets.iter().map(|_| Vec::new()).collect();
         for _ in 0..args.rounds.max(1) {
             for (i, t) in targets.iter().enumerate() {
-                samples[i].push(measure::measure(&w.client, t, &plan, size).await?);
+                samples[i].push(measure::measure(&w.client, t, &plan, size, &watch).await?);
             }
         }
         let rows: Vec<Row> = samples.into_iter().map(measure::median_row).collect();

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::cpu::{self, PerRequest, Watch};
+
 /// One target: a name for the table and the subject it answers on.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -26,6 +28,8 @@ pub struct Row {
     pub runtime_us: Option<f64>,
     /// Requests per second at each concurrency, in the order asked.
     pub throughput_rps: Vec<f64>,
+    /// CPU per request, by process, at the highest concurrency.
+    pub cpu: PerRequest,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -46,6 +50,7 @@ pub async fn measure(
     t: &Target,
     plan: &Plan,
     size: usize,
+    watch: &Watch,
 ) -> anyhow::Result<Row> {
     let payload = Bytes::from(vec![b'x'; size]);
     for _ in 0..300 {
@@ -74,9 +79,16 @@ pub async fn measure(
     lat.sort();
     let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1e6 / lat.len() as f64;
     let mut throughput_rps = Vec::new();
+    let top = plan.concurrency.iter().copied().max().unwrap_or(0);
+    let mut cpu = PerRequest::default();
     for &c in &plan.concurrency {
-        throughput_rps
-            .push(throughput(client, t.subject, &payload, c, plan.throughput_time).await?);
+        let before = watch.read();
+        let (rps, answered) =
+            throughput(client, t.subject, &payload, c, plan.throughput_time).await?;
+        if c == top {
+            cpu = cpu::per_request(before, watch.read(), answered);
+        }
+        throughput_rps.push(rps);
     }
     Ok(Row {
         key: t.key.to_owned(),
@@ -87,18 +99,20 @@ pub async fn measure(
         mean_us: mean,
         runtime_us,
         throughput_rps,
+        cpu,
     })
 }
 
 /// Requests per second answered by `concurrency` requesters that each send one request after
-/// another for `time` (after a short warm-up at that concurrency).
+/// another for `time` (after a short warm-up at that concurrency), and how many were answered
+/// in all, warm-up included.
 async fn throughput(
     client: &async_nats::Client,
     subject: &'static str,
     payload: &Bytes,
     concurrency: usize,
     time: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u64)> {
     let warm_up = time / 10;
     let started = Instant::now();
     let (from, until) = (started + warm_up, started + warm_up + time);
@@ -107,12 +121,13 @@ async fn throughput(
             let client = client.clone();
             let payload = payload.clone();
             tokio::spawn(async move {
-                let mut counted = 0u64;
+                let (mut counted, mut all) = (0u64, 0u64);
                 loop {
                     client.request(subject, payload.clone()).await?;
+                    all += 1;
                     let now = Instant::now();
                     if now >= until {
-                        return anyhow::Ok(counted);
+                        return anyhow::Ok((counted, all));
                     }
                     if now >= from {
                         counted += 1;
@@ -121,11 +136,13 @@ async fn throughput(
             })
         })
         .collect();
-    let mut answered = 0;
+    let (mut counted, mut all) = (0, 0);
     for task in tasks {
-        answered += task.await??;
+        let (c, a) = task.await??;
+        counted += c;
+        all += a;
     }
-    Ok(answered as f64 / time.as_secs_f64())
+    Ok((counted as f64 / time.as_secs_f64(), all))
 }
 
 /// The median of each figure across rounds.
@@ -144,6 +161,7 @@ pub fn median_row(mut rounds: Vec<Row>) -> Row {
         .map(|i| med(rounds.iter().map(|r| r.throughput_rps[i]).collect()))
         .collect();
     let rt: Vec<f64> = rounds.iter().filter_map(|r| r.runtime_us).collect();
+    let cpu = PerRequest::median(&rounds.iter().map(|r| r.cpu).collect::<Vec<_>>());
     let mut row = rounds.remove(0);
     row.p50_us = p50;
     row.p99_us = p99;
@@ -151,5 +169,6 @@ pub fn median_row(mut rounds: Vec<Row>) -> Row {
     row.mean_us = mean;
     row.throughput_rps = tput;
     row.runtime_us = (!rt.is_empty()).then(|| med(rt));
+    row.cpu = cpu;
     row
 }

@@ -49,6 +49,12 @@ pub async fn raw(url: &str) -> anyhow::Result<()> {
 /// A responder process, killed when dropped.
 pub struct Responder(Child);
 
+impl Responder {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Responder {
     fn drop(&mut self) {
         let _ = self.0.kill();
