@@ -168,6 +168,8 @@ impl Executor for JsExecutor {
     fn submit(&self, job: Job, more_input: bool) {
         let Some(home) = &self.home else { return };
         if self.instances.started.load(Ordering::Acquire) > 1 {
+            // What the reader's instance answered before others took over leaves now.
+            home.replies.borrow_mut().send(&self.instances.writer);
             self.queue(job);
             return;
         }

@@ -289,7 +289,7 @@ impl Inbox {
         }
     }
 
-    /// Are further frames already waiting?
+    /// Are further frames already waiting (or is the end of input there)?
     fn more_buffered(&self) -> bool {
         !self.input.borrow().buffer().is_empty() || stdin_readable(std::time::Duration::ZERO)
     }
@@ -417,6 +417,7 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
             Next::Frame(frame) => frame,
             Next::Malformed(e) => {
                 tracing::warn!("ignoring malformed frame: {e}");
+                executor.flush();
                 continue;
             }
             Next::Closed(None) | Next::TimedOut => break,
@@ -447,9 +448,9 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
             ToAgent::Shutdown => break,
             ToAgent::Init { .. } => tracing::warn!("ignoring second init"),
         }
-        if !inbox.more_buffered() {
-            executor.flush();
-        }
+        // Replies held for a burst leave before anything but a call is handled: the reader may
+        // block on its next read.
+        executor.flush();
     }
     executor.finish();
     let _ = io::stdout().flush();
