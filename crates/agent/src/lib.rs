@@ -4,7 +4,8 @@
 //! reads [`nex_proto::agent_wire`] frames on stdin and writes frames on stdout; it never opens a
 //! network connection and never holds NATS credentials. It owns:
 //! - loading the workload into its runtime ([`nex_runtime_wasm`] or [`nex_runtime_js`]),
-//! - running invocations on worker threads, up to the workload's concurrency limit,
+//! - running invocations, on its reader thread when that costs no other call anything and on
+//!   worker threads (or further JavaScript instances) up to the workload's concurrency limit,
 //! - turning runtime results and guest output into reply, failure and log frames,
 //! - the process-level limits it applies to itself before loading tenant code ([`limits`]).
 //!
