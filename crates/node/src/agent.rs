@@ -264,10 +264,28 @@ impl AgentConn {
             stdin.write_all(&init_frame).await?;
             stdin.flush().await?;
             let mut buf = Vec::new();
-            if !read_frame(&mut stdout, &mut buf).await? {
-                return Ok(None);
+            loop {
+                if !read_frame(&mut stdout, &mut buf).await? {
+                    return Ok(None);
+                }
+                // Loading code (a JavaScript function's top level, an init phase as in Lambda)
+                // may log and call host services: both are served until the agent is ready.
+                match agent_wire::decode_from_agent(&buf) {
+                    Ok(FromAgent::Log { level, text, .. }) => {
+                        logs.emitter
+                            .log(&logs.log_subject, &logs.id, level.as_str(), &text)
+                            .await;
+                    }
+                    Ok(FromAgent::HostCall { id, request }) => {
+                        let result = Box::pin(logs.host.call(&request)).await;
+                        let mut frame = Vec::new();
+                        agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
+                        stdin.write_all(&frame).await?;
+                        stdin.flush().await?;
+                    }
+                    _ => return Ok::<_, std::io::Error>(Some(buf)),
+                }
             }
-            Ok::<_, std::io::Error>(Some(buf))
         };
         let first = match tokio::time::timeout(INIT_TIMEOUT, handshake).await {
             Err(_) => return Err(SpawnError::Timeout(INIT_TIMEOUT)),

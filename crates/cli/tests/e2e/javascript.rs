@@ -49,3 +49,26 @@ async fn js_errors_and_runaway_code_answer_at_once() {
     assert!(t.elapsed() < Duration::from_secs(3));
     assert_eq!(w.call("js.moody", b"after").await, b"ok:after");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loading_code_may_log_and_call_host_services() {
+    // A Lambda-style init phase: top-level code runs once per instance, before the first call.
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.init-phase.*").await;
+    let (_d, path) = temp_file(
+        "init-phase.js",
+        br#"(() => {
+  console.log('loading');
+  hostServices.kv.set('boot', 'ready');
+  const boot = String.fromCharCode(...hostServices.kv.get('boot'));
+  return (subject, payload) => boot + ':' + String.fromCharCode(...payload);
+})()"#,
+    );
+    w.devrun(&path, &["js.init"], &[]);
+    assert_eq!(w.call("js.init", b"x").await, b"ready:x");
+    let line = wait_for(&mut logs, Duration::from_secs(5), |_| true)
+        .await
+        .expect("the line logged while loading");
+    let v: serde_json::Value = serde_json::from_slice(&line.payload).unwrap();
+    assert_eq!(v["text"], "loading");
+}
