@@ -129,10 +129,7 @@ async fn environment_is_sealed_and_visible_to_the_function() {
     ]);
     assert!(out.contains("Deployed logger"), "{out}");
     assert_eq!(w.call("f.env", b"abc").await, b"f.env|hello there");
-    let line = wait_for(&mut logs, Duration::from_secs(5), |_| true)
-        .await
-        .expect("log line");
-    let v: serde_json::Value = serde_json::from_slice(&line.payload).unwrap();
+    let v = next_log_line(&mut logs).await;
     assert_eq!(v["text"], "log line one for f.env");
 }
 

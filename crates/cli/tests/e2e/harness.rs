@@ -176,6 +176,16 @@ pub async fn collect(
 }
 
 /// Waits for the first message satisfying `pred`.
+/// The next log line collected by `logs` within 5 s, as JSON (`{text, level, id}`).
+pub async fn next_log_line(
+    logs: &mut tokio::sync::mpsc::UnboundedReceiver<async_nats::Message>,
+) -> serde_json::Value {
+    let line = wait_for(logs, Duration::from_secs(5), |_| true)
+        .await
+        .expect("a log line within 5 s");
+    serde_json::from_slice(&line.payload).unwrap()
+}
+
 pub async fn wait_for(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<async_nats::Message>,
     limit: Duration,

@@ -11,10 +11,7 @@ async fn seed_js_echo_returns_raw_bytes_and_logs_the_subject() {
     let echo = nex_test_support::repo_root().join("examples/echo.js");
     w.devrun(&echo, &["js.echo"], &[]);
     assert_eq!(w.call("js.echo", b"hi\x00\xff").await, b"hi\x00\xff");
-    let line = wait_for(&mut logs, Duration::from_secs(5), |_| true)
-        .await
-        .expect("console.log line");
-    let v: serde_json::Value = serde_json::from_slice(&line.payload).unwrap();
+    let v = next_log_line(&mut logs).await;
     assert_eq!(v["text"], "js.echo");
     assert_eq!(v["level"], "info");
 }
@@ -66,9 +63,6 @@ async fn loading_code_may_log_and_call_host_services() {
     );
     w.devrun(&path, &["js.init"], &[]);
     assert_eq!(w.call("js.init", b"x").await, b"ready:x");
-    let line = wait_for(&mut logs, Duration::from_secs(5), |_| true)
-        .await
-        .expect("the line logged while loading");
-    let v: serde_json::Value = serde_json::from_slice(&line.payload).unwrap();
+    let v = next_log_line(&mut logs).await;
     assert_eq!(v["text"], "loading");
 }
