@@ -166,6 +166,29 @@ pub struct AgentContext {
     pub answerer: Arc<Answerer>,
 }
 
+impl AgentContext {
+    /// Publishes one of the agent's log lines.
+    async fn log(&self, level: agent_wire::LogLevel, text: &str) {
+        self.emitter
+            .log(&self.log_subject, &self.id, level.as_str(), text)
+            .await;
+    }
+}
+
+/// Performs one host-service call for an agent; returns the `HostReply` frame to send back.
+async fn host_reply_frame(
+    host: &nex_hostservices::HostServices,
+    id: u64,
+    request: &agent_wire::HostRequest,
+) -> Vec<u8> {
+    // Boxed: the call's future is large (every host service's state), and spawning copies a
+    // future several times.
+    let result = Box::pin(host.call(request)).await;
+    let mut frame = Vec::new();
+    agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
+    frame
+}
+
 /// How an agent ended.
 #[derive(Debug, Clone)]
 pub struct Exit {
@@ -271,15 +294,9 @@ impl AgentConn {
                 // Loading code (a JavaScript function's top level, an init phase as in Lambda)
                 // may log and call host services: both are served until the agent is ready.
                 match agent_wire::decode_from_agent(&buf) {
-                    Ok(FromAgent::Log { level, text, .. }) => {
-                        logs.emitter
-                            .log(&logs.log_subject, &logs.id, level.as_str(), &text)
-                            .await;
-                    }
+                    Ok(FromAgent::Log { level, text, .. }) => logs.log(level, &text).await,
                     Ok(FromAgent::HostCall { id, request }) => {
-                        let result = Box::pin(logs.host.call(&request)).await;
-                        let mut frame = Vec::new();
-                        agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
+                        let frame = host_reply_frame(&logs.host, id, &request).await;
                         stdin.write_all(&frame).await?;
                         stdin.flush().await?;
                     }
@@ -529,21 +546,14 @@ async fn read_loop(
                 id, code, message, ..
             } => (id, Outcome::Failed { code, message }),
             FromAgent::Log { level, text, .. } => {
-                logs.emitter
-                    .log(&logs.log_subject, &logs.id, level.as_str(), &text)
-                    .await;
+                logs.log(level, &text).await;
                 continue;
             }
             FromAgent::HostCall { id, request } => {
                 let host = logs.host.clone();
                 let frames = frames.clone();
                 tokio::spawn(async move {
-                    // Boxed: the call's future is large (every host service's state), and
-                    // spawning copies a future several times.
-                    let result = Box::pin(host.call(&request)).await;
-                    let mut frame = Vec::new();
-                    agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
-                    let _ = frames.send(frame);
+                    let _ = frames.send(host_reply_frame(&host, id, &request).await);
                 });
                 continue;
             }
