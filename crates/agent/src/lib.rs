@@ -521,9 +521,12 @@ pub(crate) struct Pool {
     /// slow call never holds up the reader.
     recent_nanos: Arc<AtomicU64>,
     /// Runs on a thread after it has sent the frames of its jobs (clean-up kept off the reply's
-    /// path).
-    after_send: fn(),
+    /// path), told whether the thread is going to wait for work (nothing queued).
+    after_send: fn(bool),
 }
+
+/// How long a worker keeps what `after_send(false)` let it keep when no job comes.
+const HOLD_WHILE_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Functions whose recent calls averaged under this may run on the reader thread.
 const INLINE_BELOW_NANOS: u64 = 500_000;
@@ -539,7 +542,12 @@ fn timed(work: &Work, job: Job, frames: &mut Vec<FromAgent>, recent: &AtomicU64)
 impl Pool {
     /// Starts `n` workers, each running `work` on jobs, sending the frames with `writer` and
     /// then calling `after_send`.
-    pub(crate) fn start(n: usize, work: Arc<Work>, writer: FrameWriter, after_send: fn()) -> Self {
+    pub(crate) fn start(
+        n: usize,
+        work: Arc<Work>,
+        writer: FrameWriter,
+        after_send: fn(bool),
+    ) -> Self {
         // A multi-consumer channel: a job wakes exactly one idle worker (a mutex around a
         // single-consumer receiver woke two threads per job).
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
@@ -556,7 +564,16 @@ impl Pool {
                     .name(format!("nex-worker-{i}"))
                     .spawn(move || {
                         let mut frames = Vec::new();
-                        while let Ok(first) = rx.recv() {
+                        // A worker that kept something for the next job lets go of it once the
+                        // queue has been empty for a moment.
+                        let next = || match rx.recv_timeout(HOLD_WHILE_IDLE) {
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                after_send(true);
+                                rx.recv().ok()
+                            }
+                            job => job.ok(),
+                        };
+                        while let Some(first) = next() {
                             let mut done = 0;
                             run_batch(
                                 first,
@@ -569,7 +586,7 @@ impl Pool {
                                 &writer,
                             );
                             busy.fetch_sub(done, Ordering::AcqRel);
-                            after_send();
+                            after_send(rx.is_empty());
                         }
                     })
                     .expect("spawn worker")
@@ -597,7 +614,7 @@ impl Pool {
             let mut frames = Vec::new();
             timed(&*self.work, job, &mut frames, &self.recent_nanos);
             self.writer.send(&frames);
-            (self.after_send)();
+            (self.after_send)(true);
             return;
         }
         if let Some(tx) = &self.tx {

@@ -31,13 +31,19 @@ fn code_of(e: &InvokeError) -> FailureCode {
 }
 
 thread_local! {
-    /// The last instance this thread ran, kept until its reply has been written.
+    /// The last instance this thread ran, kept until its reply has been written, and while calls
+    /// are queued, kept for the next call to make its instance in the same store.
     static SPENT: std::cell::RefCell<Option<Spent>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Tears down the instance this thread kept, once its reply is on its way.
-fn release_spent() {
-    SPENT.with_borrow_mut(|held| held.take());
+/// Once a thread's replies are on their way: tears down what it kept when it will wait for the
+/// next call (`idle`) or its store is full; keeps a store with room while calls are queued.
+fn release_spent(idle: bool) {
+    SPENT.with_borrow_mut(|held| {
+        if idle || !held.as_ref().is_some_and(Spent::has_room) {
+            held.take();
+        }
+    });
 }
 
 pub(crate) fn load(
@@ -74,12 +80,12 @@ pub(crate) fn load(
     drop(artifact);
     let function = Arc::new(function);
     let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
-        let inv = function.invoke(&job.subject, job.payload);
+        let previous = SPENT.with_borrow_mut(Option::take);
+        let inv = function.invoke_after(previous, &job.subject, job.payload);
         log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
         frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
-        // The previous call's instance is torn down here, this one after the write: a call that
-        // runs alone (the latency path) is answered before its teardown; in a batch only the
-        // last one is.
+        // This instance is torn down after the write (a call that runs alone, the latency path,
+        // is answered before its teardown), or under load, when its store is full.
         SPENT.with_borrow_mut(|held| *held = Some(inv.spent));
     });
     let pool = Pool::start(threads, work, writer, release_spent);

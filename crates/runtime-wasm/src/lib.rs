@@ -26,6 +26,12 @@ use wasi::{Exit, Io, OutputTooLarge, Process};
 
 /// How often the epoch advances; deadlines are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Instances one store takes before it is dropped: a store's own setup and teardown are shared
+/// by this many calls, each still in its own fresh instance.
+pub const INSTANCES_PER_STORE: u32 = 8;
+/// A store stops taking instances once theirs hold this much linear memory, so sharing a store
+/// never keeps much more memory than one call may use.
+const MEMORY_HELD_PER_STORE: usize = 8 << 20;
 /// Most stderr bytes kept per invocation.
 const MAX_STDERR: usize = 64 * 1024;
 
@@ -133,7 +139,25 @@ pub struct Invocation {
 
 /// A finished call's instance. Dropping it tears the instance down and resets its memory slot
 /// for the next call (a few µs): drop it after the reply has left, not before.
-pub struct Spent(#[allow(dead_code)] Store<State>);
+pub struct Spent {
+    store: Store<State>,
+    /// Instances made in `store` so far.
+    instances: u32,
+    /// Linear memory of those instances, bytes: it stays allocated until the store is dropped.
+    memory_bytes: usize,
+    /// The call ended normally, so the store may take another instance.
+    reusable: bool,
+}
+
+impl Spent {
+    /// Whether [`WasmFunction::invoke_after`] can make its next instance in this one's store
+    /// (saving a store's setup and teardown), or it is full and should be dropped.
+    pub fn has_room(&self) -> bool {
+        self.reusable
+            && self.instances < INSTANCES_PER_STORE
+            && self.memory_bytes < MEMORY_HELD_PER_STORE
+    }
+}
 
 struct State {
     process: Arc<Process>,
@@ -172,7 +196,7 @@ impl Drop for WasmFunction {
 
 fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
     let mut pool = PoolingAllocationConfig::new();
-    let slots = 2 * config.max_concurrency.max(1) + 1;
+    let slots = (INSTANCES_PER_STORE + 1) * config.max_concurrency.max(1) + 1;
     pool.total_core_instances(slots)
         .total_memories(slots)
         .total_tables(slots)
@@ -320,34 +344,65 @@ impl WasmFunction {
     /// Runs the command once with `argv[1] = subject` and `payload` on stdin.
     /// Safe to call from many threads at once, up to `max_concurrency`.
     pub fn invoke(&self, subject: &str, payload: Vec<u8>) -> Invocation {
+        self.invoke_after(None, subject, payload)
+    }
+
+    /// Like [`invoke`](Self::invoke), making the instance in `previous`'s store when it
+    /// [has room](Spent::has_room) (otherwise `previous` is dropped first).
+    pub fn invoke_after(
+        &self,
+        previous: Option<Spent>,
+        subject: &str,
+        payload: Vec<u8>,
+    ) -> Invocation {
         let started = Instant::now();
         let io = Io::new(subject, payload, started + self.config.timeout);
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.config.memory_bytes)
-            .instances(1)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = State {
-            process: self.process.clone(),
-            io,
-            limits,
+        let (mut store, instances, memory_bytes) = match previous {
+            Some(p) if p.has_room() => {
+                let mut store = p.store;
+                store.data_mut().io = io;
+                (store, p.instances, p.memory_bytes)
+            }
+            previous => {
+                drop(previous);
+                let limits = StoreLimitsBuilder::new()
+                    .memory_size(self.config.memory_bytes)
+                    .instances(INSTANCES_PER_STORE as usize)
+                    .memories(INSTANCES_PER_STORE as usize)
+                    .tables(INSTANCES_PER_STORE as usize)
+                    .trap_on_grow_failure(true)
+                    .build();
+                let state = State {
+                    process: self.process.clone(),
+                    io,
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                (store, 0, 0)
+            }
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks);
         self.ticker.enter();
         let result = self.run(&mut store);
         self.ticker.leave();
+        let memory = store.data().io.memory.map_or(0, |m| m.data_size(&store));
         let io = &mut store.data_mut().io;
         let (stdout, stderr) = (
             std::mem::take(&mut io.stdout),
             std::mem::take(&mut io.stderr),
         );
+        let reusable = result.is_ok();
         Invocation {
             result: result.map(|()| stdout),
             stderr,
             elapsed: started.elapsed(),
-            spent: Spent(store),
+            spent: Spent {
+                store,
+                instances: instances + 1,
+                memory_bytes: memory_bytes + memory,
+                reusable,
+            },
         }
     }
 

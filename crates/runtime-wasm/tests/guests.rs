@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use nex_runtime_wasm::{InvokeError, WasmConfig, WasmFunction};
+use nex_runtime_wasm::{INSTANCES_PER_STORE, InvokeError, Spent, WasmConfig, WasmFunction};
 use nex_test_support::guest;
 
 fn load(name: &str, config: WasmConfig) -> (WasmFunction, nex_runtime_wasm::LoadInfo) {
@@ -35,13 +35,14 @@ fn a_finished_instance_keeps_its_slot_until_it_is_dropped() {
         ..Default::default()
     };
     let (f, _) = load("echofunction", config);
-    // One call at a time, each keeping its spent instance: the pool has 2 x 1 + 1 slots.
-    let held: Vec<_> = ["a", "b", "c"]
-        .into_iter()
-        .map(|s| f.invoke(s, b"1".to_vec()))
+    // One call at a time, each keeping its spent instance (in its own store): the pool has a
+    // store's worth of slots and one more per call, plus one.
+    let slots = (INSTANCES_PER_STORE + 1) as usize + 1;
+    let held: Vec<_> = (0..slots)
+        .map(|i| f.invoke(&i.to_string(), b"1".to_vec()))
         .collect();
-    for (inv, s) in held.iter().zip(["a", "b", "c"]) {
-        assert_eq!(inv.result.as_deref().unwrap(), format!("1{s}").as_bytes());
+    for (i, inv) in held.iter().enumerate() {
+        assert_eq!(inv.result.as_deref().unwrap(), format!("1{i}").as_bytes());
     }
     // The reply is out before the teardown: a spent instance still holds its slot ...
     assert!(matches!(
@@ -51,6 +52,39 @@ fn a_finished_instance_keeps_its_slot_until_it_is_dropped() {
     // ... until it is dropped.
     drop(held);
     assert_eq!(f.invoke("e", b"1".to_vec()).result.unwrap(), b"1e");
+}
+
+#[test]
+fn calls_sharing_a_store_each_get_a_fresh_instance() {
+    let (f, _) = load("fresh_state", WasmConfig::default());
+    let mut spent = None;
+    let mut stores = 0;
+    for _ in 0..3 * INSTANCES_PER_STORE {
+        if !spent.as_ref().is_some_and(Spent::has_room) {
+            stores += 1;
+        }
+        let inv = f.invoke_after(spent.take(), "s", b"0".to_vec());
+        assert_eq!(
+            inv.result.as_deref().unwrap(),
+            b"calls=1 scratch=clean heap=0",
+            "a call saw what an earlier one left"
+        );
+        spent = Some(inv.spent);
+    }
+    assert_eq!(stores, 3, "a store takes {INSTANCES_PER_STORE} instances");
+
+    // A store whose instances hold much memory is not given more.
+    let inv = f.invoke_after(None, "s", b"12".to_vec());
+    assert_eq!(inv.result.unwrap(), b"calls=1 scratch=clean heap=12");
+    assert!(!inv.spent.has_room());
+
+    // Nor is one whose call failed.
+    let (trap, _) = load("trap", WasmConfig::default());
+    let inv = trap.invoke_after(None, "t", b"boom".to_vec());
+    assert!(inv.result.is_err());
+    assert!(!inv.spent.has_room());
+    let inv = trap.invoke_after(Some(inv.spent), "t", b"fine".to_vec());
+    assert_eq!(inv.result.unwrap(), b"fine");
 }
 
 #[test]
@@ -115,6 +149,24 @@ fn memory_is_capped() {
     assert_eq!(hog.invoke("h", b"fine".to_vec()).result.unwrap(), b"fine");
 }
 
+#[inline(never)]
+fn calls_with_a_store_each(f: &WasmFunction, n: u32) {
+    for _ in 0..n {
+        let inv = f.invoke("echo", b"0123456789abcdef".to_vec());
+        assert!(inv.result.is_ok());
+    }
+}
+
+#[inline(never)]
+fn calls_sharing_stores(f: &WasmFunction, n: u32, mut spent: Option<Spent>) -> Option<Spent> {
+    for _ in 0..n {
+        let inv = f.invoke_after(spent.take(), "echo", b"0123456789abcdef".to_vec());
+        assert!(inv.result.is_ok());
+        spent = Some(inv.spent);
+    }
+    spent
+}
+
 /// Prints the cost of one call (run with `--release -- --ignored --nocapture`).
 #[test]
 #[ignore]
@@ -134,11 +186,25 @@ fn call_cost() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
-    let t = Instant::now();
-    for _ in 0..n {
-        f.invoke("echo", b"0123456789abcdef".to_vec());
+    // Alternate the two ways in short rounds and keep each one's best round: this machine's
+    // noise only ever adds time. (Under callgrind, toggle collection on the two helpers.)
+    let (mut fresh, mut shared) = (Duration::MAX, Duration::MAX);
+    let mut spent = None;
+    let round = n / 20;
+    for _ in 0..20 {
+        let t = Instant::now();
+        calls_with_a_store_each(&f, round);
+        fresh = fresh.min(t.elapsed() / round);
+        let t = Instant::now();
+        spent = calls_sharing_stores(&f, round, spent);
+        shared = shared.min(t.elapsed() / round);
     }
-    println!("echofunction call: {:?} per call", t.elapsed() / n);
+    drop(spent);
+    println!("echofunction call, a store each: {fresh:?} per call (best of 20 rounds)");
+    println!(
+        "echofunction call, a store per {INSTANCES_PER_STORE} instances: {shared:?} per call \
+         (best of 20 rounds)"
+    );
     let mut inside = Vec::new();
     for _ in 0..2000 {
         std::thread::sleep(std::time::Duration::from_micros(200));
