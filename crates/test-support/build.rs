@@ -47,10 +47,9 @@ fn main() {
         );
         build(&cargo, &root.join(dir).join("Cargo.toml"), &target_dir);
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("guests/fixtures/src/bin").display()
-    );
+    for dir in ["guests/fixtures/src/bin", "guests/nex-guest/src"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
     println!(
         "cargo:rustc-env=NEX_GUEST_WASM_DIR={}",
         target_dir.join("wasm32-wasip1/release").display()

@@ -131,13 +131,26 @@ impl HostLink {
 
     /// Performs `request` through the node; blocks the calling thread until it answers.
     pub fn call(&self, request: HostRequest) -> Result<HostResult, String> {
+        self.call_by(request, std::time::Instant::now() + HOST_CALL_TIMEOUT)
+    }
+
+    /// Like [`call`](Self::call), giving up at `deadline` (the calling function's own).
+    pub fn call_by(
+        &self,
+        request: HostRequest,
+        deadline: std::time::Instant,
+    ) -> Result<HostResult, String> {
+        let op = request.op.clone();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         self.lock().insert(id, tx);
         self.writer.send(&[FromAgent::HostCall { id, request }]);
-        let r = rx.recv_timeout(HOST_CALL_TIMEOUT);
+        let wait = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .min(HOST_CALL_TIMEOUT);
+        let r = rx.recv_timeout(wait);
         self.lock().remove(&id);
-        r.unwrap_or_else(|_| Err("the node did not answer the host-service call".into()))
+        r.unwrap_or_else(|_| Err(format!("{op}: no answer within the function's time limit")))
     }
 
     /// Performs `request` from the reader thread itself, which no other thread can wake: sends
@@ -332,7 +345,7 @@ fn load(
     inbox: &std::rc::Rc<Inbox>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     match init.workload_type {
-        WorkloadType::Wasm => wasm::load(init, artifact, writer),
+        WorkloadType::Wasm => wasm::load(init, artifact, writer, host),
         WorkloadType::Javascript => js::load(init, artifact, writer, host, inbox.clone()),
     }
 }
@@ -523,6 +536,9 @@ pub(crate) struct Pool {
     /// Runs on a thread after it has sent the frames of its jobs (clean-up kept off the reply's
     /// path), told whether the thread is going to wait for work (nothing queued).
     after_send: fn(bool),
+    /// Jobs may run on the reader thread (not when they may block on a host-service call: only
+    /// the reader can deliver its reply).
+    inline: bool,
 }
 
 /// How long a worker keeps what `after_send(false)` let it keep when no job comes.
@@ -547,6 +563,7 @@ impl Pool {
         work: Arc<Work>,
         writer: FrameWriter,
         after_send: fn(bool),
+        inline: bool,
     ) -> Self {
         // A multi-consumer channel: a job wakes exactly one idle worker (a mutex around a
         // single-consumer receiver woke two threads per job).
@@ -600,6 +617,7 @@ impl Pool {
             busy,
             recent_nanos,
             after_send,
+            inline,
         }
     }
 
@@ -607,7 +625,8 @@ impl Pool {
     /// request is waiting — saving a thread wake-up on the latency path — and hands it to a
     /// worker otherwise.
     pub(crate) fn submit(&self, job: Job, more_input: bool) {
-        if !more_input
+        if self.inline
+            && !more_input
             && self.busy.load(Ordering::Acquire) == 0
             && self.recent_nanos.load(Ordering::Relaxed) < INLINE_BELOW_NANOS
         {

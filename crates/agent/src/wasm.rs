@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
-use nex_runtime_wasm::{InvokeError, Spent, WasmConfig, WasmFunction};
+use nex_proto::agent_wire::{
+    AgentInit, AgentReady, FailureCode, FromAgent, HostRequest, HostResult, LogLevel,
+};
+use nex_runtime_wasm::{HostServices, InvokeError, Spent, WasmConfig, WasmFunction};
 
-use crate::{Executor, FrameWriter, Job, Pool, log_frames, outcome};
+use crate::{Executor, FrameWriter, HostLink, Job, Pool, log_frames, outcome};
 
 struct WasmExecutor {
     pool: Pool,
@@ -46,10 +48,44 @@ fn release_spent(idle: bool) {
     });
 }
 
+/// The host services of the `nex` import module, performed by the node through `link`.
+fn host_services(link: Arc<HostLink>) -> HostServices {
+    HostServices(Arc::new(move |op, args, data, deadline| {
+        let args = if args.is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(args)
+                .map_err(|e| format!("{op}: the arguments are not JSON: {e}"))?
+        };
+        let request = HostRequest {
+            op: op.to_owned(),
+            args,
+            data: vec![data.to_vec()],
+        };
+        Ok(encode_result(&link.call_by(request, deadline)?))
+    }))
+}
+
+/// A result as the guest reads it: `u32 json_len, json, u32 count, count × (u32 len, bytes)`.
+fn encode_result(result: &HostResult) -> Vec<u8> {
+    let json = serde_json::to_vec(&result.value).unwrap_or_default();
+    let parts: usize = result.data.iter().map(|d| 4 + d.len()).sum();
+    let mut out = Vec::with_capacity(8 + json.len() + parts);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&(result.data.len() as u32).to_le_bytes());
+    for d in &result.data {
+        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        out.extend_from_slice(d);
+    }
+    out
+}
+
 pub(crate) fn load(
     init: &AgentInit,
     artifact: Vec<u8>,
     writer: FrameWriter,
+    host: Arc<HostLink>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     // Two threads per core: a call waiting on a host service leaves its core to another, and
     // under full load the agent gets a fair share of the CPU next to the node and nats-server
@@ -74,10 +110,13 @@ pub(crate) fn load(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        host_services: Some(host_services(host)),
     };
     let (function, info) =
         WasmFunction::load(&artifact, &init.hash, config).map_err(|e| e.to_string())?;
     drop(artifact);
+    // A call that may wait on the node never runs on the reader, which delivers the answer.
+    let inline = !function.uses_host_services();
     let function = Arc::new(function);
     let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
         let previous = SPENT.with_borrow_mut(Option::take);
@@ -88,7 +127,7 @@ pub(crate) fn load(
         // is answered before its teardown), or under load, when its store is full.
         SPENT.with_borrow_mut(|held| *held = Some(inv.spent));
     });
-    let pool = Pool::start(threads, work, writer, release_spent);
+    let pool = Pool::start(threads, work, writer, release_spent, inline);
     Ok((
         Box::new(WasmExecutor { pool }),
         AgentReady {

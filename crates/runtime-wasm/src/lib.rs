@@ -6,7 +6,8 @@
 //! fresh instance from a pre-linked [`InstancePre`] in wasmtime's pooling allocator (copy-on-write
 //! memory images), a memory cap and a deadline enforced by epoch interruption. The WASI
 //! preview-1 functions are this crate's own (module `wasi`): synchronous, working on the call's
-//! in-memory stdin/stdout/stderr, with nothing else open.
+//! in-memory stdin/stdout/stderr, with nothing else open. A module may also import the host
+//! services (module `nex`, see [`HostServices`]), which the embedder performs.
 //!
 //! It knows nothing of NATS, processes or the agent protocol: the agent drives it.
 
@@ -21,7 +22,9 @@ use wasmtime::{
     PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
 
+mod host;
 mod wasi;
+pub use host::{HostFn, HostServices};
 use wasi::{Exit, Io, OutputTooLarge, Process};
 
 /// How often the epoch advances; deadlines are rounded up to this.
@@ -102,6 +105,9 @@ pub struct WasmConfig {
     pub argv0: String,
     /// Environment variables the function sees.
     pub env: Vec<(String, String)>,
+    /// The host services behind the `nex` import module; a function that imports it and has
+    /// none gets an error from every call.
+    pub host_services: Option<HostServices>,
 }
 
 impl Default for WasmConfig {
@@ -114,6 +120,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             argv0: "nexfunction".into(),
             env: Vec::new(),
+            host_services: None,
         }
     }
 }
@@ -186,6 +193,7 @@ pub struct WasmFunction {
     config: WasmConfig,
     deadline_ticks: u64,
     ticker: Arc<Ticker>,
+    uses_host_services: bool,
 }
 
 impl Drop for WasmFunction {
@@ -307,6 +315,10 @@ impl WasmFunction {
         };
         let mut linker: Linker<State> = Linker::new(&engine);
         wasi::add_to_linker(&mut linker, &module).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let uses_host_services = host::imported_by(&module);
+        if uses_host_services {
+            host::add_to_linker(&mut linker).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        }
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -317,6 +329,7 @@ impl WasmFunction {
             &config.env,
             config.max_output_bytes,
             MAX_STDERR,
+            config.host_services.clone(),
         ));
         Ok((
             Self {
@@ -328,12 +341,19 @@ impl WasmFunction {
                 config,
                 deadline_ticks,
                 ticker,
+                uses_host_services,
             },
             LoadInfo {
                 cache_hit,
                 load_time,
             },
         ))
+    }
+
+    /// Whether the module imports the host services (`nex` module): its calls may block on the
+    /// node.
+    pub fn uses_host_services(&self) -> bool {
+        self.uses_host_services
     }
 
     /// The settings this function was loaded with.

@@ -87,6 +87,8 @@ pub(crate) struct Process {
     environ_count: u32,
     max_stdout: usize,
     max_stderr: usize,
+    /// The host services the function may call (the `nex` import module).
+    pub host: Option<crate::HostServices>,
 }
 
 impl Process {
@@ -95,6 +97,7 @@ impl Process {
         env: &[(String, String)],
         max_stdout: usize,
         max_stderr: usize,
+        host: Option<crate::HostServices>,
     ) -> Self {
         let mut environ = Vec::new();
         for (k, v) in env {
@@ -111,6 +114,7 @@ impl Process {
             environ_count: env.len() as u32,
             max_stdout,
             max_stderr,
+            host,
         }
     }
 }
@@ -125,8 +129,10 @@ pub(crate) struct Io {
     stdin_read: usize,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// When the call's time is up: a sleep never runs past it.
-    deadline: Instant,
+    /// When the call's time is up: a sleep or a host-service call never runs past it.
+    pub deadline: Instant,
+    /// The last host-service result (or error message), until the guest takes it.
+    pub host_result: Vec<u8>,
 }
 
 impl Io {
@@ -142,6 +148,7 @@ impl Io {
             stdout: Vec::new(),
             stderr: Vec::new(),
             deadline,
+            host_result: Vec::new(),
         }
     }
 }
@@ -153,7 +160,9 @@ pub(crate) trait WasiState: 'static {
 }
 
 /// The guest's memory and the call's state, borrowed together.
-fn guest<'a, T: WasiState>(caller: &'a mut Caller<'_, T>) -> Option<(&'a mut [u8], &'a mut T)> {
+pub(crate) fn guest<'a, T: WasiState>(
+    caller: &'a mut Caller<'_, T>,
+) -> Option<(&'a mut [u8], &'a mut T)> {
     let memory = match caller.data_mut().io().memory {
         Some(m) => m,
         // Only while the module's own start function runs, before `_start`.
@@ -162,7 +171,7 @@ fn guest<'a, T: WasiState>(caller: &'a mut Caller<'_, T>) -> Option<(&'a mut [u8
     Some(memory.data_and_store_mut(caller))
 }
 
-fn range(mem: &[u8], ptr: i32, len: usize) -> Option<std::ops::Range<usize>> {
+pub(crate) fn range(mem: &[u8], ptr: i32, len: usize) -> Option<std::ops::Range<usize>> {
     let start = ptr as u32 as usize;
     let end = start.checked_add(len)?;
     (end <= mem.len()).then_some(start..end)

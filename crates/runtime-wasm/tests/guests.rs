@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use nex_runtime_wasm::{INSTANCES_PER_STORE, InvokeError, Spent, WasmConfig, WasmFunction};
+use nex_runtime_wasm::{
+    HostServices, INSTANCES_PER_STORE, InvokeError, Spent, WasmConfig, WasmFunction,
+};
 use nex_test_support::guest;
 
 fn load(name: &str, config: WasmConfig) -> (WasmFunction, nex_runtime_wasm::LoadInfo) {
@@ -288,5 +290,46 @@ fn wasi_calls_with_bad_pointers_get_error_codes() {
     assert_eq!(
         f.invoke("again", Vec::new()).result.unwrap(),
         text.as_bytes()
+    );
+}
+
+#[test]
+fn host_service_imports_check_every_pointer() {
+    // A host that answers with what it was asked.
+    let host = HostServices(std::sync::Arc::new(|op, args, data, _deadline| {
+        Ok(format!(
+            "{op} {} {}",
+            String::from_utf8_lossy(args),
+            String::from_utf8_lossy(data)
+        )
+        .into_bytes())
+    }));
+    let config = WasmConfig {
+        host_services: Some(host),
+        ..Default::default()
+    };
+    let (f, _) = load("host_abuse", config);
+    assert!(f.uses_host_services());
+    let out = String::from_utf8(f.invoke("h", vec![]).result.unwrap()).unwrap();
+    let parts: Vec<&str> = out.split(';').collect();
+    assert_eq!(parts[0], "21");
+    assert_eq!(parts[1], "test.echo {\"x\":1} bin");
+    assert!(parts[2].starts_with('-'), "{out}");
+    assert_eq!(parts[3], "host_call: a pointer is out of bounds");
+    assert_eq!(parts[4], "-1");
+
+    // Without host services, a call is an error (its message's length), not a trap.
+    let (f, _) = load("host_abuse", WasmConfig::default());
+    let out = String::from_utf8(f.invoke("h", vec![]).result.unwrap()).unwrap();
+    let message = "host services are not available to this function";
+    assert!(
+        out.starts_with(&format!("{};", -1 - message.len() as i32)),
+        "{out}"
+    );
+    // A command that does not import them is not marked as using them.
+    assert!(
+        !load("echofunction", WasmConfig::default())
+            .0
+            .uses_host_services()
     );
 }

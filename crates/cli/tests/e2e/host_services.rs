@@ -396,3 +396,74 @@ return [String.fromCharCode(...req), reqMany.length];
     let msg = json(w.call("seed.msg", b"hi").await);
     assert_eq!(msg, serde_json::json!(["pong", 1]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webassembly_functions_use_every_host_service_through_the_guest_library() {
+    let w = World::start().await;
+    let base = http_server().await;
+    let mut published = collect(&w.client, "wasm.published").await;
+    for answer in ["r1", "r2"] {
+        let mut sub = w.client.subscribe("wasm.backend").await.unwrap();
+        let client = w.client.clone();
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                if let Some(r) = m.reply {
+                    let _ = client.publish(r, answer.into()).await;
+                }
+            }
+        });
+    }
+    w.client.flush().await.unwrap();
+    let wasm = nex_test_support::guest("host_services");
+    w.devrun(&wasm, &["wasm.hs"], &["--name", "wasmhs"]);
+    w.devrun(&wasm, &["wasm.other"], &["--name", "wasmother"]);
+    let call = |payload: String| {
+        let w = &w;
+        async move { String::from_utf8(w.call("wasm.hs", payload.as_bytes()).await).unwrap() }
+    };
+
+    // Key-value, in the function's own bucket.
+    assert_eq!(call("count".into()).await, "1");
+    assert_eq!(call("count".into()).await, "2");
+    assert_eq!(w.call("wasm.other", b"count").await, b"1");
+    assert_eq!(call("keys".into()).await, "count");
+    let js = async_nats::jetstream::new(w.client.clone());
+    let kv = js.get_key_value("hs_default_wasmhs_kv").await.unwrap();
+    assert_eq!(kv.get("count").await.unwrap().unwrap(), "2");
+    assert_eq!(call("forget".into()).await, "None");
+    assert_eq!(call("count".into()).await, "1");
+
+    // Object store: put, get, a missing object, list, delete.
+    assert_eq!(call("obj:hello".into()).await, "hello|true|true|true");
+
+    // Messaging.
+    let one = call("request:wasm.backend".into()).await;
+    assert!(one == "r1" || one == "r2", "{one}");
+    let mut many: Vec<String> = call("many:wasm.backend".into())
+        .await
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    many.sort();
+    assert_eq!(many, ["r1", "r2"]);
+    assert_eq!(call("publish:wasm.published".into()).await, "published");
+    let p = wait_for(&mut published, Duration::from_secs(5), |_| true)
+        .await
+        .unwrap();
+    assert_eq!(&p.payload[..], b"from wasm");
+
+    // HTTP against a real local server.
+    let got = call(format!("http:{base}/from-wasm")).await;
+    let (status, body) = got.split_once('|').unwrap();
+    assert_eq!(status, "201");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["line"], "GET /from-wasm HTTP/1.1");
+
+    // Errors come back to the function as messages; system subjects are refused.
+    let refused = call("publish:$SYS.REQ.x".into()).await;
+    assert!(refused.starts_with("error: "), "{refused}");
+    let none = call("request:nobody.listens".into()).await;
+    assert!(none.starts_with("error: messaging.request"), "{none}");
+    // And the function goes on working.
+    assert_eq!(call("count".into()).await, "2");
+}
