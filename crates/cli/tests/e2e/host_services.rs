@@ -467,3 +467,19 @@ async fn webassembly_functions_use_every_host_service_through_the_guest_library(
     // And the function goes on working.
     assert_eq!(call("count".into()).await, "2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webassembly_counter_example_counts_per_subject() {
+    let w = World::start().await;
+    w.devrun(
+        &nex_test_support::guest("wasm-counter"),
+        &["wcounter.>"],
+        &["--name", "counter-wasm"],
+    );
+    let got = json(w.call("wcounter.a", b"").await);
+    assert_eq!(got["count"], 1);
+    assert_eq!(json(w.call("wcounter.a", b"").await)["count"], 2);
+    let b = json(w.call("wcounter.b", b"").await);
+    assert_eq!(b["count"], 1);
+    assert_eq!(b["keys"], serde_json::json!(["wcounter.a", "wcounter.b"]));
+}
