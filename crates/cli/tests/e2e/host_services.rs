@@ -112,6 +112,19 @@ async fn object_store_put_get_list_delete_and_large_objects() {
     );
 }
 
+/// A responder on `subject` that answers every request with `answer`.
+async fn answer_requests(w: &World, subject: &str, answer: &'static str) {
+    let mut sub = w.client.subscribe(subject.to_owned()).await.unwrap();
+    let client = w.client.clone();
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(r) = m.reply {
+                let _ = client.publish(r, answer.into()).await;
+            }
+        }
+    });
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn messaging_publish_request_and_request_many() {
     let w = World::start().await;
@@ -121,15 +134,7 @@ async fn messaging_publish_request_and_request_many() {
         ("demo.many", "m1"),
         ("demo.many", "m2"),
     ] {
-        let mut sub = w.client.subscribe(subject).await.unwrap();
-        let client = w.client.clone();
-        tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                if let Some(r) = m.reply {
-                    let _ = client.publish(r, answer.into()).await;
-                }
-            }
-        });
+        answer_requests(&w, subject, answer).await;
     }
     w.client.flush().await.unwrap();
     w.devrun(&example("messaging.js"), &["demo.call"], &[]);
@@ -403,15 +408,7 @@ async fn webassembly_functions_use_every_host_service_through_the_guest_library(
     let base = http_server().await;
     let mut published = collect(&w.client, "wasm.published").await;
     for answer in ["r1", "r2"] {
-        let mut sub = w.client.subscribe("wasm.backend").await.unwrap();
-        let client = w.client.clone();
-        tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                if let Some(r) = m.reply {
-                    let _ = client.publish(r, answer.into()).await;
-                }
-            }
-        });
+        answer_requests(&w, "wasm.backend", answer).await;
     }
     w.client.flush().await.unwrap();
     let wasm = nex_test_support::guest("host_services");
