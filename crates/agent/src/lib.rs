@@ -131,7 +131,12 @@ impl HostLink {
 
     /// Performs `request` through the node; blocks the calling thread until it answers.
     pub fn call(&self, request: HostRequest) -> Result<HostResult, String> {
-        self.call_by(request, std::time::Instant::now() + HOST_CALL_TIMEOUT)
+        self.wait_for_reply(request, HOST_CALL_TIMEOUT)
+            .unwrap_or_else(|op| {
+                Err(format!(
+                    "{op}: the node did not answer the host-service call"
+                ))
+            })
     }
 
     /// Like [`call`](Self::call), giving up at `deadline` (the calling function's own).
@@ -140,17 +145,27 @@ impl HostLink {
         request: HostRequest,
         deadline: std::time::Instant,
     ) -> Result<HostResult, String> {
+        let wait = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .min(HOST_CALL_TIMEOUT);
+        self.wait_for_reply(request, wait)
+            .unwrap_or_else(|op| Err(format!("{op}: no answer within the function's time limit")))
+    }
+
+    /// Sends `request` and waits up to `wait` for its reply; `Err(op)` when none came.
+    fn wait_for_reply(
+        &self,
+        request: HostRequest,
+        wait: std::time::Duration,
+    ) -> Result<Result<HostResult, String>, String> {
         let op = request.op.clone();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         self.lock().insert(id, tx);
         self.writer.send(&[FromAgent::HostCall { id, request }]);
-        let wait = deadline
-            .saturating_duration_since(std::time::Instant::now())
-            .min(HOST_CALL_TIMEOUT);
         let r = rx.recv_timeout(wait);
         self.lock().remove(&id);
-        r.unwrap_or_else(|_| Err(format!("{op}: no answer within the function's time limit")))
+        r.map_err(|_| op)
     }
 
     /// Performs `request` from the reader thread itself, which no other thread can wake: sends
