@@ -1,5 +1,5 @@
 //! Builds the WebAssembly guests the tests run — the seed's `examples/echofunction`,
-//! `examples/wasm-counter` and the fixtures in `guests/` — from source for `wasm32-wasip1`, and tells the crate where they are.
+//! `examples/wasm-counter` and the fixtures in `guests/` (commands and a handler) — from source for `wasm32-wasip1`, and tells the crate where they are.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +47,11 @@ fn main() {
         );
         build(&cargo, &root.join(dir).join("Cargo.toml"), &target_dir);
     }
-    for dir in ["guests/fixtures/src/bin", "guests/nex-guest/src"] {
+    for dir in [
+        "guests/fixtures/src/bin",
+        "guests/handler/src",
+        "guests/nex-guest/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

@@ -28,7 +28,9 @@ fn code_of(e: &InvokeError) -> FailureCode {
         InvokeError::Timeout(_) => FailureCode::Timeout,
         InvokeError::OutputTooLarge(_) => FailureCode::TooLarge,
         InvokeError::Instantiate(_) => FailureCode::Unavailable,
-        InvokeError::Trap(_) | InvokeError::Exit(_) => FailureCode::FunctionError,
+        InvokeError::Trap(_) | InvokeError::Exit(_) | InvokeError::Failed(_) => {
+            FailureCode::FunctionError
+        }
     }
 }
 
@@ -39,10 +41,18 @@ thread_local! {
 }
 
 /// Once a thread's replies are on their way: tears down what it kept when it will wait for the
-/// next call (`idle`) or its store is full; keeps a store with room while calls are queued.
+/// next call (`idle`) or its store is full; keeps a store with room while calls are queued, and
+/// a handler's live instance always (until a call breaks it).
 fn release_spent(idle: bool) {
     SPENT.with_borrow_mut(|held| {
-        if idle || !held.as_ref().is_some_and(Spent::has_room) {
+        let keep = held.as_ref().is_some_and(|s| {
+            if idle {
+                s.keep_when_idle()
+            } else {
+                s.has_room()
+            }
+        });
+        if !keep {
             held.take();
         }
     });
@@ -117,6 +127,11 @@ pub(crate) fn load(
     drop(artifact);
     // A call that may wait on the node never runs on the reader, which delivers the answer.
     let inline = !function.uses_host_services();
+    let kind = if function.is_handler() {
+        "handler"
+    } else {
+        "command"
+    };
     let function = Arc::new(function);
     let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
         let previous = SPENT.with_borrow_mut(Option::take);
@@ -131,7 +146,7 @@ pub(crate) fn load(
     Ok((
         Box::new(WasmExecutor { pool }),
         AgentReady {
-            runtime: "wasmtime 48 (wasi preview 1)".into(),
+            runtime: format!("wasmtime 48 (wasi preview 1, {kind})"),
             cache_hit: info.cache_hit,
             load_micros: info.load_time.as_micros() as u64,
             sandbox: Default::default(),

@@ -1,10 +1,17 @@
-//! WebAssembly runtime for nex functions: WASI preview-1 *command* modules on wasmtime.
+//! WebAssembly runtime for nex functions: WASI preview-1 modules on wasmtime.
 //!
 //! This crate owns compiling a module (once per artifact hash, cached on disk so a restart does
-//! not recompile), checking that it is a runnable command, and running it once per trigger:
-//! `argv = [argv0, subject]`, stdin = payload, stdout = reply, stderr = log text. Each run gets a
-//! fresh instance from a pre-linked [`InstancePre`] in wasmtime's pooling allocator (copy-on-write
-//! memory images), a memory cap and a deadline enforced by epoch interruption. The WASI
+//! not recompile), checking that it is runnable, and running it once per trigger. A module is
+//! one of two kinds:
+//! - a **command** (exports `_start`, the seed's model): `argv = [argv0, subject]`, stdin =
+//!   payload, stdout = reply, stderr = log text. Each run gets a fresh instance from a pre-linked
+//!   [`InstancePre`] in wasmtime's pooling allocator (copy-on-write memory images);
+//! - a **handler** (exports `nex_alloc` and `nex_call`, as `nex-guest`'s `handler!` makes): one
+//!   instance is made, initialized once (`_initialize`) and then called for every trigger, as
+//!   long as its calls end normally; a trap or a timeout discards it and the next call gets a
+//!   fresh one. State kept in the instance survives between calls, like a warm Lambda.
+//!
+//! Every call has a memory cap and a deadline enforced by epoch interruption. The WASI
 //! preview-1 functions are this crate's own (module `wasi`): synchronous, working on the call's
 //! in-memory stdin/stdout/stderr, with nothing else open. A module may also import the host
 //! services (module `nex`, see [`HostServices`]), which the embedder performs.
@@ -18,8 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    ModuleExport, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc,
+    ValType,
 };
 
 mod host;
@@ -53,12 +61,15 @@ pub enum LoadError {
     /// Compilation failed.
     #[error("the WebAssembly module does not compile: {0}")]
     Compile(String),
-    /// The module has no `_start` export.
+    /// The module has no `_start` export and is not a handler either.
     #[error(
         "the WebAssembly module exports no `_start` function: build a WASI command (a binary with \
-         `main`), not a library"
+         `main`), or a handler library (`nex_guest::handler!`, exporting `nex_alloc` and `nex_call`)"
     )]
     NoStart,
+    /// The module exports handler functions of the wrong shape.
+    #[error("the WebAssembly handler is malformed: {0}")]
+    Handler(String),
     /// The module imports something WASI preview 1 does not provide.
     #[error("the WebAssembly module cannot be linked: {0}")]
     Link(String),
@@ -79,6 +90,9 @@ pub enum InvokeError {
     /// The function exited with a non-zero status.
     #[error("the function exited with status {0}")]
     Exit(i32),
+    /// A handler returned an error (its instance is kept).
+    #[error("the function returned an error: {0}")]
+    Failed(String),
     /// The function wrote more output than allowed.
     #[error("the function's reply is larger than {0} bytes")]
     OutputTooLarge(usize),
@@ -145,7 +159,8 @@ pub struct Invocation {
 }
 
 /// A finished call's instance. Dropping it tears the instance down and resets its memory slot
-/// for the next call (a few µs): drop it after the reply has left, not before.
+/// for the next call (a few µs): drop it after the reply has left, not before. A handler's
+/// instance is meant to be kept and passed to the next call ([`keep_when_idle`](Self::keep_when_idle)).
 pub struct Spent {
     store: Store<State>,
     /// Instances made in `store` so far.
@@ -154,17 +169,49 @@ pub struct Spent {
     memory_bytes: usize,
     /// The call ended normally, so the store may take another instance.
     reusable: bool,
+    /// A handler's live instance, ready for the next call.
+    warm: Option<Warm>,
 }
 
 impl Spent {
     /// Whether [`WasmFunction::invoke_after`] can make its next instance in this one's store
-    /// (saving a store's setup and teardown), or it is full and should be dropped.
+    /// (saving a store's setup and teardown), or — for a handler — call the same instance again;
+    /// otherwise it should be dropped.
     pub fn has_room(&self) -> bool {
         self.reusable
-            && self.instances < INSTANCES_PER_STORE
-            && self.memory_bytes < MEMORY_HELD_PER_STORE
+            && (self.warm.is_some()
+                || (self.instances < INSTANCES_PER_STORE
+                    && self.memory_bytes < MEMORY_HELD_PER_STORE))
+    }
+
+    /// Whether this is a handler's live instance, worth keeping while no call comes: the next
+    /// call then skips instantiation and the handler's own initialization.
+    pub fn keep_when_idle(&self) -> bool {
+        self.reusable && self.warm.is_some()
     }
 }
+
+/// A handler instance's entry points, resolved once when it is made.
+struct Warm {
+    memory: Memory,
+    alloc: TypedFunc<u32, u32>,
+    call: TypedFunc<(u32, u32, u32), u64>,
+}
+
+/// How a module is entered.
+enum Entry {
+    /// A WASI command: a fresh instance runs `_start` per call.
+    Command { start: ModuleExport },
+    /// A handler: `_initialize` once per instance, then `nex_alloc` and `nex_call` per call.
+    Handler {
+        initialize: Option<ModuleExport>,
+        alloc: ModuleExport,
+        call: ModuleExport,
+    },
+}
+
+/// Bit 31 of the length `nex_call` returns: the bytes are an error message, not a reply.
+const HANDLER_ERROR: u64 = 1 << 31;
 
 struct State {
     process: Arc<Process>,
@@ -185,8 +232,8 @@ impl wasi::WasiState for State {
 pub struct WasmFunction {
     engine: Engine,
     pre: InstancePre<State>,
-    /// `_start`, resolved once instead of by name on every call.
-    start: wasmtime::ModuleExport,
+    /// The entry points, resolved once instead of by name on every call.
+    entry: Entry,
     /// The exported `memory` WASI reads and writes, if any.
     memory: Option<wasmtime::ModuleExport>,
     process: Arc<Process>,
@@ -303,12 +350,7 @@ impl WasmFunction {
         let started = Instant::now();
         let (module, cache_hit) = load_module(&engine, bytes, hash, config.cache_dir.as_deref())?;
         let load_time = started.elapsed();
-        let start = match module.get_export("_start") {
-            Some(wasmtime::ExternType::Func(_)) => module
-                .get_export_index("_start")
-                .ok_or(LoadError::NoStart)?,
-            _ => return Err(LoadError::NoStart),
-        };
+        let entry = entry_of(&module)?;
         let memory = match module.get_export("memory") {
             Some(wasmtime::ExternType::Memory(_)) => module.get_export_index("memory"),
             _ => None,
@@ -335,7 +377,7 @@ impl WasmFunction {
             Self {
                 engine,
                 pre,
-                start,
+                entry,
                 memory,
                 process,
                 config,
@@ -361,14 +403,22 @@ impl WasmFunction {
         &self.config
     }
 
-    /// Runs the command once with `argv[1] = subject` and `payload` on stdin.
+    /// Whether the module is a handler (one instance called per trigger) rather than a WASI
+    /// command (a fresh instance per trigger).
+    pub fn is_handler(&self) -> bool {
+        matches!(self.entry, Entry::Handler { .. })
+    }
+
+    /// Runs the function once: a command with `argv[1] = subject` and `payload` on stdin, a
+    /// handler with `nex_call(subject, payload)` in a new instance.
     /// Safe to call from many threads at once, up to `max_concurrency`.
     pub fn invoke(&self, subject: &str, payload: Vec<u8>) -> Invocation {
         self.invoke_after(None, subject, payload)
     }
 
     /// Like [`invoke`](Self::invoke), making the instance in `previous`'s store when it
-    /// [has room](Spent::has_room) (otherwise `previous` is dropped first).
+    /// [has room](Spent::has_room), or for a handler, calling `previous`'s live instance again
+    /// (otherwise `previous` is dropped first).
     pub fn invoke_after(
         &self,
         previous: Option<Spent>,
@@ -376,57 +426,82 @@ impl WasmFunction {
         payload: Vec<u8>,
     ) -> Invocation {
         let started = Instant::now();
-        let io = Io::new(subject, payload, started + self.config.timeout);
-        let (mut store, instances, memory_bytes) = match previous {
-            Some(p) if p.has_room() => {
-                let mut store = p.store;
-                store.data_mut().io = io;
-                (store, p.instances, p.memory_bytes)
+        let handler = self.is_handler();
+        let (stdin, input) = if handler {
+            (Vec::new(), payload)
+        } else {
+            (payload, Vec::new())
+        };
+        let mut io = Io::new(subject, stdin, started + self.config.timeout);
+        let (mut store, instances, memory_bytes, warm) = match previous {
+            Some(mut p) if p.has_room() => {
+                let warm = p.warm.take();
+                io.memory = warm.as_ref().map(|w| w.memory);
+                p.store.data_mut().io = io;
+                (p.store, p.instances, p.memory_bytes, warm)
             }
             previous => {
                 drop(previous);
-                let limits = StoreLimitsBuilder::new()
-                    .memory_size(self.config.memory_bytes)
-                    .instances(INSTANCES_PER_STORE as usize)
-                    .memories(INSTANCES_PER_STORE as usize)
-                    .tables(INSTANCES_PER_STORE as usize)
-                    .trap_on_grow_failure(true)
-                    .build();
-                let state = State {
-                    process: self.process.clone(),
-                    io,
-                    limits,
-                };
-                let mut store = Store::new(&self.engine, state);
-                store.limiter(|s| &mut s.limits);
-                (store, 0, 0)
+                (self.new_store(io), 0, 0, None)
             }
         };
         store.set_epoch_deadline(self.deadline_ticks);
         self.ticker.enter();
-        let result = self.run(&mut store);
+        let (result, warm) = match &self.entry {
+            Entry::Command { start } => (self.run(&mut store, start).map(|()| None), None),
+            Entry::Handler { .. } => self.run_handler(&mut store, warm, subject, &input),
+        };
         self.ticker.leave();
         let memory = store.data().io.memory.map_or(0, |m| m.data_size(&store));
         let io = &mut store.data_mut().io;
-        let (stdout, stderr) = (
+        let (stdout, mut stderr) = (
             std::mem::take(&mut io.stdout),
             std::mem::take(&mut io.stderr),
         );
-        let reusable = result.is_ok();
+        let reusable = result.is_ok() || matches!(result, Err(InvokeError::Failed(_)));
+        let result = match result {
+            Ok(Some(reply)) => {
+                // A handler's reply is its return value; what it prints is log text.
+                stderr.extend_from_slice(&stdout);
+                Ok(reply)
+            }
+            Ok(None) => Ok(stdout),
+            Err(e) => Err(e),
+        };
         Invocation {
-            result: result.map(|()| stdout),
+            result,
             stderr,
             elapsed: started.elapsed(),
             spent: Spent {
                 store,
-                instances: instances + 1,
+                instances: instances + u32::from(warm.is_none()),
                 memory_bytes: memory_bytes + memory,
                 reusable,
+                warm,
             },
         }
     }
 
-    fn run(&self, store: &mut Store<State>) -> Result<(), InvokeError> {
+    fn new_store(&self, io: Io) -> Store<State> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.config.memory_bytes)
+            .instances(INSTANCES_PER_STORE as usize)
+            .memories(INSTANCES_PER_STORE as usize)
+            .tables(INSTANCES_PER_STORE as usize)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = State {
+            process: self.process.clone(),
+            io,
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+
+    /// Makes a fresh instance and hands back its exported memory.
+    fn instantiate(&self, store: &mut Store<State>) -> Result<wasmtime::Instance, InvokeError> {
         let instance = self
             .pre
             .instantiate(&mut *store)
@@ -436,18 +511,112 @@ impl WasmFunction {
                 .get_module_export(&mut *store, memory)
                 .and_then(wasmtime::Extern::into_memory);
         }
-        let start = instance
-            .get_module_export(&mut *store, &self.start)
-            .and_then(wasmtime::Extern::into_func)
-            .ok_or_else(|| InvokeError::Instantiate("the module has no `_start`".into()))?
-            .typed::<(), ()>(&*store)
-            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+        Ok(instance)
+    }
+
+    fn run(&self, store: &mut Store<State>, start: &ModuleExport) -> Result<(), InvokeError> {
+        let instance = self.instantiate(store)?;
+        let start = typed_export::<(), ()>(store, &instance, start)?;
         match start.call(&mut *store, ()) {
             Ok(()) => Ok(()),
             // `proc_exit(0)` is a normal end of a command.
             Err(e) if e.downcast_ref::<Exit>().is_some_and(|x| x.0 == 0) => Ok(()),
             Err(e) => Err(self.classify(e)),
         }
+    }
+
+    /// Calls a handler: in `warm`, or in a new instance made and initialized first. Hands the
+    /// instance back for the next call unless the call broke it (a trap, a timeout).
+    fn run_handler(
+        &self,
+        store: &mut Store<State>,
+        warm: Option<Warm>,
+        subject: &str,
+        payload: &[u8],
+    ) -> (Result<Option<Vec<u8>>, InvokeError>, Option<Warm>) {
+        let warm = match warm {
+            Some(w) => w,
+            None => match self.new_handler(store) {
+                Ok(w) => w,
+                Err(e) => return (Err(e), None),
+            },
+        };
+        let result = self.call_handler(store, &warm, subject, payload);
+        let keep = matches!(result, Ok(_) | Err(InvokeError::Failed(_)));
+        (result.map(Some), keep.then_some(warm))
+    }
+
+    fn new_handler(&self, store: &mut Store<State>) -> Result<Warm, InvokeError> {
+        let Entry::Handler {
+            initialize,
+            alloc,
+            call,
+        } = &self.entry
+        else {
+            unreachable!("only handlers are called this way")
+        };
+        let instance = self.instantiate(store)?;
+        let memory = store.data().io.memory.ok_or_else(|| {
+            InvokeError::Instantiate("a handler must export its memory as `memory`".into())
+        })?;
+        if let Some(initialize) = initialize {
+            let initialize = typed_export::<(), ()>(store, &instance, initialize)?;
+            initialize
+                .call(&mut *store, ())
+                .map_err(|e| self.classify(e))?;
+        }
+        Ok(Warm {
+            memory,
+            alloc: typed_export(store, &instance, alloc)?,
+            call: typed_export(store, &instance, call)?,
+        })
+    }
+
+    fn call_handler(
+        &self,
+        store: &mut Store<State>,
+        warm: &Warm,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, InvokeError> {
+        let broken = |what: &str| InvokeError::Trap(format!("the handler's `{what}` is broken"));
+        let len = subject.len() + payload.len();
+        let len32 = u32::try_from(len).map_err(|_| broken("nex_alloc"))?;
+        let at = warm
+            .alloc
+            .call(&mut *store, len32)
+            .map_err(|e| self.classify(e))? as usize;
+        let input = warm
+            .memory
+            .data_mut(&mut *store)
+            .get_mut(at..at + len)
+            .ok_or_else(|| broken("nex_alloc"))?;
+        let (s, p) = input.split_at_mut(subject.len());
+        s.copy_from_slice(subject.as_bytes());
+        p.copy_from_slice(payload);
+        let packed = warm
+            .call
+            .call(
+                &mut *store,
+                (at as u32, subject.len() as u32, payload.len() as u32),
+            )
+            .map_err(|e| self.classify(e))?;
+        let at = (packed >> 32) as usize;
+        let len = (packed & (HANDLER_ERROR - 1)) as usize;
+        if len > self.config.max_output_bytes {
+            return Err(InvokeError::OutputTooLarge(self.config.max_output_bytes));
+        }
+        let out = warm
+            .memory
+            .data(&*store)
+            .get(at..at + len)
+            .ok_or_else(|| broken("nex_call"))?;
+        if packed & HANDLER_ERROR != 0 {
+            return Err(InvokeError::Failed(
+                String::from_utf8_lossy(out).into_owned(),
+            ));
+        }
+        Ok(out.to_vec())
     }
 
     fn classify(&self, e: wasmtime::Error) -> InvokeError {
@@ -473,6 +642,61 @@ impl WasmFunction {
             .map(|t| t.to_string())
             .unwrap_or_else(|| text.lines().next().unwrap_or("unknown error").to_owned());
         InvokeError::Trap(reason)
+    }
+}
+
+/// Resolves an export of `instance` as a typed function.
+fn typed_export<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    store: &mut Store<State>,
+    instance: &wasmtime::Instance,
+    export: &ModuleExport,
+) -> Result<TypedFunc<P, R>, InvokeError> {
+    instance
+        .get_module_export(&mut *store, export)
+        .and_then(wasmtime::Extern::into_func)
+        .ok_or_else(|| InvokeError::Instantiate("an entry point is missing".into()))?
+        .typed::<P, R>(&*store)
+        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))
+}
+
+/// Finds how `module` is entered: a handler if it exports `nex_call`, else a command.
+fn entry_of(module: &Module) -> Result<Entry, LoadError> {
+    let func = |name: &str,
+                params: &[ValType],
+                results: &[ValType]|
+     -> Result<Option<ModuleExport>, LoadError> {
+        let Some(ty) = module.get_export(name) else {
+            return Ok(None);
+        };
+        let shape = |t: &[ValType]| t.iter().map(ToString::to_string).collect::<Vec<_>>();
+        match ty {
+            wasmtime::ExternType::Func(f)
+                if shape(&f.params().collect::<Vec<_>>()) == shape(params)
+                    && shape(&f.results().collect::<Vec<_>>()) == shape(results) =>
+            {
+                Ok(module.get_export_index(name))
+            }
+            _ => Err(LoadError::Handler(format!(
+                "`{name}` must be a function ({}) -> ({})",
+                shape(params).join(", "),
+                shape(results).join(", ")
+            ))),
+        }
+    };
+    use ValType::{I32, I64};
+    if module.get_export("nex_call").is_some() {
+        let call = func("nex_call", &[I32, I32, I32], &[I64])?;
+        let alloc = func("nex_alloc", &[I32], &[I32])?
+            .ok_or_else(|| LoadError::Handler("it exports `nex_call` but no `nex_alloc`".into()))?;
+        return Ok(Entry::Handler {
+            initialize: func("_initialize", &[], &[])?,
+            alloc,
+            call: call.expect("checked above"),
+        });
+    }
+    match func("_start", &[], &[]) {
+        Ok(Some(start)) => Ok(Entry::Command { start }),
+        _ => Err(LoadError::NoStart),
     }
 }
 

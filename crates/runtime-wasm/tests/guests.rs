@@ -217,6 +217,32 @@ fn call_cost() {
         "with 200 µs pauses: median {:?} per call",
         inside[inside.len() / 2]
     );
+
+    // The same echo as a handler: one instance, called again and again.
+    let (h, _) = load(
+        "nex_handler_fixture",
+        WasmConfig {
+            max_concurrency: 1,
+            ..Default::default()
+        },
+    );
+    let mut kept = None;
+    let mut best = Duration::MAX;
+    for _ in 0..20 {
+        best = best.min(handler_calls(&h, round, &mut kept) / round);
+    }
+    println!("handler echo call, instance kept: {best:?} per call (best of 20 rounds)");
+}
+
+#[inline(never)]
+fn handler_calls(f: &WasmFunction, n: u32, kept: &mut Option<Spent>) -> Duration {
+    let t = Instant::now();
+    for _ in 0..n {
+        let inv = f.invoke_after(kept.take(), "echo", b"0123456789abcdef".to_vec());
+        assert!(inv.result.is_ok());
+        *kept = Some(inv.spent);
+    }
+    t.elapsed()
 }
 
 #[test]
@@ -332,4 +358,112 @@ fn host_service_imports_check_every_pointer() {
             .0
             .uses_host_services()
     );
+}
+
+/// Calls a handler in the instance `spent` holds (a new one when none), as the agent's workers do.
+fn call_kept(
+    f: &WasmFunction,
+    spent: &mut Option<Spent>,
+    subject: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, InvokeError> {
+    let inv = f.invoke_after(spent.take(), subject, payload.to_vec());
+    assert!(inv.spent.has_room() == inv.spent.keep_when_idle());
+    *spent = Some(inv.spent);
+    inv.result
+}
+
+#[test]
+fn a_handler_keeps_its_instance_until_a_call_breaks_it() {
+    let config = WasmConfig {
+        timeout: Duration::from_millis(200),
+        memory_bytes: 16 << 20,
+        ..Default::default()
+    };
+    let (f, _) = load("nex_handler_fixture", config);
+    assert!(f.is_handler());
+    let mut kept = None;
+    assert_eq!(
+        call_kept(&f, &mut kept, "h.echo", b"hello").unwrap(),
+        b"hello"
+    );
+    assert_eq!(call_kept(&f, &mut kept, "h.echo", b"").unwrap(), b"");
+    let big = vec![7u8; 300_000];
+    assert_eq!(call_kept(&f, &mut kept, "h.echo", &big).unwrap(), big);
+    // State lives in the instance: this is its fourth call.
+    assert_eq!(call_kept(&f, &mut kept, "h.count", b"").unwrap(), b"4");
+    // A returned error fails the call and keeps the instance.
+    assert_eq!(
+        call_kept(&f, &mut kept, "h.fail", b""),
+        Err(InvokeError::Failed("asked to fail on call 5".into()))
+    );
+    assert!(kept.as_ref().unwrap().keep_when_idle());
+    assert_eq!(call_kept(&f, &mut kept, "h.count", b"").unwrap(), b"6");
+    // What it prints is log text, not reply.
+    let inv = f.invoke_after(kept.take(), "h.print", vec![]);
+    assert_eq!(inv.result.unwrap(), b"printed");
+    let log = String::from_utf8(inv.stderr).unwrap();
+    assert!(
+        log.contains("handler call 7") && log.contains("to stderr"),
+        "{log}"
+    );
+    kept = Some(inv.spent);
+
+    // A panic, a timeout and the memory limit each discard the instance: the next call starts
+    // over in a fresh one.
+    for (subject, expect) in [
+        ("h.panic", "trapped"),
+        ("h.spin", "time limit"),
+        ("h.grow", "memory limit of 16 MiB"),
+    ] {
+        let err = call_kept(&f, &mut kept, subject, b"").unwrap_err();
+        assert!(err.to_string().contains(expect), "{subject}: {err}");
+        assert!(!kept.as_ref().unwrap().has_room());
+        assert_eq!(call_kept(&f, &mut kept, "h.count", b"").unwrap(), b"1");
+    }
+    // A plain `invoke` gets a fresh instance.
+    assert_eq!(f.invoke("h.count", vec![]).result.unwrap(), b"1");
+}
+
+#[test]
+fn handler_exports_of_the_wrong_shape_are_refused_at_load() {
+    // (module (memory (export "memory") 1) (func (export "nex_call") (param i32) (result i32) ...))
+    let wrong = wat_module(&[0x01, 0x7f], &[0x7f], "nex_call");
+    let err = WasmFunction::load(&wrong, "", WasmConfig::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("`nex_call` must be a function (i32, i32, i32) -> (i64)"),
+        "{err}"
+    );
+    // The right `nex_call` without `nex_alloc`.
+    let lone = wat_module(&[0x03, 0x7f, 0x7f, 0x7f], &[0x7e], "nex_call");
+    let err = WasmFunction::load(&lone, "", WasmConfig::default())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("no `nex_alloc`"), "{err}");
+}
+
+/// A module with one exported function `name` of the given parameter and result types (each a
+/// vector: count, then value types), whose body is `unreachable`.
+fn wat_module(params: &[u8], results: &[u8], name: &str) -> Vec<u8> {
+    let mut ty = vec![0x60];
+    ty.extend_from_slice(params);
+    ty.push(results.len() as u8);
+    ty.extend_from_slice(results);
+    let section = |id: u8, body: Vec<u8>| {
+        let mut s = vec![id, body.len() as u8];
+        s.extend(body);
+        s
+    };
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend(section(1, [vec![1], ty].concat()));
+    m.extend(section(3, vec![1, 0]));
+    let mut export = vec![1, name.len() as u8];
+    export.extend_from_slice(name.as_bytes());
+    export.extend([0, 0]);
+    m.extend(section(7, export));
+    m.extend(section(10, vec![1, 3, 0, 0x00, 0x0b]));
+    m
 }

@@ -351,3 +351,130 @@ mod tests {
         assert!(err.0.contains("only inside"), "{err}");
     }
 }
+
+/// Handler functions: instead of a WASI command run once per trigger in a fresh instance, a
+/// handler is a library whose one instance answers trigger after trigger (until a call traps or
+/// times out). Nothing is instantiated or reset per call, so a call costs little more than the
+/// function itself; state kept in statics survives between calls, as in a warm Lambda (the node
+/// may run several instances of one function at once, each with its own state).
+///
+/// ```ignore
+/// // Cargo.toml: [lib] crate-type = ["cdylib"]; build with --target wasm32-wasip1
+/// fn echo(subject: &str, payload: &[u8]) -> Vec<u8> {
+///     payload.to_vec()
+/// }
+/// nex_guest::handler!(echo);
+/// ```
+///
+/// The function gets the trigger subject and the payload and returns the reply: bytes, a string,
+/// `()` for an empty reply, or a `Result` whose error fails the call with that message (the
+/// instance is kept). What it prints to stdout or stderr goes to the function's log.
+pub mod handler {
+    use std::cell::RefCell;
+    use std::fmt::Display;
+
+    thread_local! {
+        static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Bit 31 of the returned length: the bytes are an error message.
+    const ERROR: u64 = 1 << 31;
+
+    /// What a handler may return.
+    pub trait IntoReply {
+        /// The reply bytes, or the message the call fails with.
+        fn into_reply(self) -> Result<Vec<u8>, String>;
+    }
+
+    impl IntoReply for Vec<u8> {
+        fn into_reply(self) -> Result<Vec<u8>, String> {
+            Ok(self)
+        }
+    }
+
+    impl IntoReply for &[u8] {
+        fn into_reply(self) -> Result<Vec<u8>, String> {
+            Ok(self.to_vec())
+        }
+    }
+
+    impl IntoReply for String {
+        fn into_reply(self) -> Result<Vec<u8>, String> {
+            Ok(self.into_bytes())
+        }
+    }
+
+    impl IntoReply for &str {
+        fn into_reply(self) -> Result<Vec<u8>, String> {
+            Ok(self.as_bytes().to_vec())
+        }
+    }
+
+    impl IntoReply for () {
+        fn into_reply(self) -> Result<Vec<u8>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl<T: IntoReply, E: Display> IntoReply for Result<T, E> {
+        fn into_reply(self) -> Result<Vec<u8>, String> {
+            self.map_err(|e| e.to_string())?.into_reply()
+        }
+    }
+
+    /// `nex_alloc`: a buffer of `len` bytes for the node to write the next call's input into.
+    #[doc(hidden)]
+    pub fn alloc(len: u32) -> u32 {
+        INPUT.with_borrow_mut(|input| {
+            input.clear();
+            input.resize(len as usize, 0);
+            input.as_mut_ptr() as usize as u32
+        })
+    }
+
+    /// `nex_call`: runs `f` on the input (subject, then payload) and returns where its reply is:
+    /// `address << 32 | length`, with bit 31 set for an error message.
+    #[doc(hidden)]
+    pub fn call<R: IntoReply>(
+        subject_len: u32,
+        payload_len: u32,
+        f: impl FnOnce(&str, &[u8]) -> R,
+    ) -> u64 {
+        let reply = INPUT.with_borrow(|input| {
+            let (subject, payload) = input.split_at((subject_len as usize).min(input.len()));
+            let payload = &payload[..(payload_len as usize).min(payload.len())];
+            f(std::str::from_utf8(subject).unwrap_or_default(), payload).into_reply()
+        });
+        OUTPUT.with_borrow_mut(|out| {
+            let flag = match reply {
+                Ok(bytes) => {
+                    *out = bytes;
+                    0
+                }
+                Err(message) => {
+                    *out = message.into_bytes();
+                    ERROR
+                }
+            };
+            (out.as_ptr() as usize as u64) << 32 | (out.len() as u64 & (ERROR - 1)) | flag
+        })
+    }
+}
+
+/// Makes this library a nex handler: exports `nex_alloc` and `nex_call`, which call `f(subject,
+/// payload)` for every trigger. See [`handler`](mod@handler).
+#[macro_export]
+macro_rules! handler {
+    ($f:expr) => {
+        #[no_mangle]
+        pub extern "C" fn nex_alloc(len: u32) -> u32 {
+            $crate::handler::alloc(len)
+        }
+
+        #[no_mangle]
+        pub extern "C" fn nex_call(_input: u32, subject_len: u32, payload_len: u32) -> u64 {
+            $crate::handler::call(subject_len, payload_len, $f)
+        }
+    };
+}

@@ -234,3 +234,43 @@ fn landlock_leaves_the_agent_no_files_and_seccomp_only_its_syscalls() {
 fn libc_sigsys() -> i32 {
     31 // SIGSYS on Linux x86_64 and aarch64
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webassembly_handler_keeps_its_instance_and_survives_its_failures() {
+    let w = World::start().await;
+    w.devrun(
+        &guest("nex_handler_fixture"),
+        &["wh.>"],
+        &["--exec-timeout-ms", "300", "--memory-mb", "16"],
+    );
+    assert_eq!(w.call("wh.echo", b"hi").await, b"hi");
+    assert_eq!(w.call("wh.echo", b"\0\xff").await, b"\0\xff");
+    // State lives in the instance between calls (the agent runs one instance per worker
+    // thread, so the count is per instance, but it grows past one; a fresh instance per call
+    // would answer 1 every time).
+    let mut counts = Vec::new();
+    for _ in 0..8 {
+        let n = String::from_utf8(w.call("wh.count", b"").await).unwrap();
+        counts.push(n.parse::<u64>().unwrap());
+    }
+    assert!(counts.iter().any(|&n| n > 1), "{counts:?}");
+
+    // A returned error is a 500 with its message; a panic, a timeout and the memory limit too,
+    // and each time the function answers the next call.
+    for (subject, code, says) in [
+        ("wh.fail", "500", "asked to fail"),
+        ("wh.panic", "500", "trapped"),
+        ("wh.spin", "408", "time limit"),
+        ("wh.grow", "500", "memory limit of 16 MiB"),
+    ] {
+        let m = w.request(subject, b"").await.unwrap();
+        let (got, msg) = service_error(&m).unwrap_or_default();
+        assert_eq!(got, code, "{subject}: {msg}");
+        assert!(msg.contains(says), "{subject}: {msg}");
+        assert_eq!(w.call("wh.echo", b"still here").await, b"still here");
+    }
+
+    // Host services from a handler: a counter in the function's own bucket.
+    assert_eq!(w.call("wh.kv", b"").await, b"1");
+    assert_eq!(w.call("wh.kv", b"").await, b"2");
+}
