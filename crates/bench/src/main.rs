@@ -41,7 +41,7 @@ struct Args {
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these targets (comma-separated: node, python, wasm, js, rawkv, jskv). The floor
+    /// Only these targets (comma-separated: node, python, wasm, wasmh, js, rawkv, jskv). The floor
     /// always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -90,6 +90,11 @@ const TARGETS: &[Target] = &[
         key: "wasm",
         name: "nex wasm echo (seed echofunction)",
         subject: "bench.wasm",
+    },
+    Target {
+        key: "wasmh",
+        name: "nex wasm handler echo (nex_guest::handler!, instance kept)",
+        subject: "bench.wasmh",
     },
     Target {
         key: "js",
@@ -487,6 +492,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&kv_js, KV_GET_JS)?;
     for (file, subject) in [
         (nex_test_support::guest("echofunction"), "bench.wasm"),
+        (nex_test_support::guest("nex_handler_fixture"), "bench.wasmh"),
         (
             nex_test_support::repo_root().join("examples/echo.js"),
             "bench.js",
