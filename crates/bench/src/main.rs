@@ -492,7 +492,10 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&kv_js, KV_GET_JS)?;
     for (file, subject) in [
         (nex_test_support::guest("echofunction"), "bench.wasm"),
-        (nex_test_support::guest("nex_handler_fixture"), "bench.wasmh"),
+        (
+            nex_test_support::guest("nex_handler_fixture"),
+            "bench.wasmh",
+        ),
         (
             nex_test_support::repo_root().join("examples/echo.js"),
             "bench.js",
