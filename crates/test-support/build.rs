@@ -1,5 +1,5 @@
 //! Builds the WebAssembly guests the tests run — the seed's `examples/echofunction`,
-//! `examples/wasm-counter` and the fixtures in `guests/` (commands and a handler) — from source for `wasm32-wasip1`, and tells the crate where they are.
+//! `examples/wasm-counter`, `examples/wasm-hello` and the fixtures in `guests/` (commands and a handler) — from source for `wasm32-wasip1`, and tells the crate where they are.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +36,12 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = out.join("guests-target");
-    for dir in ["guests", "examples/echofunction", "examples/wasm-counter"] {
+    for dir in [
+        "guests",
+        "examples/echofunction",
+        "examples/wasm-counter",
+        "examples/wasm-hello",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             root.join(dir).join("src").display()

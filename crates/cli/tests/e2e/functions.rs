@@ -274,3 +274,28 @@ async fn a_webassembly_handler_keeps_its_instance_and_survives_its_failures() {
     assert_eq!(w.call("wh.kv", b"").await, b"1");
     assert_eq!(w.call("wh.kv", b"").await, b"2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webassembly_hello_example_is_a_handler() {
+    let w = World::start().await;
+    w.devrun(
+        &guest("wasm_hello"),
+        &["hello.wasm"],
+        &["--name", "hello-wasm"],
+    );
+    let first = String::from_utf8(w.call("hello.wasm", b"Ada").await).unwrap();
+    assert!(first.starts_with("Hello, Ada! (call "), "{first}");
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let reply = String::from_utf8(w.call("hello.wasm", b"").await).unwrap();
+        let n: u64 = reply
+            .strip_prefix("Hello, world! (call ")
+            .and_then(|r| r.strip_suffix(" of this instance)"))
+            .unwrap_or_else(|| panic!("{reply}"))
+            .parse()
+            .unwrap();
+        calls.push(n);
+    }
+    // Instances live on between calls (one per worker thread): counts go past one.
+    assert!(calls.iter().any(|&n| n > 1), "{calls:?}");
+}
