@@ -421,6 +421,17 @@ fn a_handler_keeps_its_instance_until_a_call_breaks_it() {
         assert!(!kept.as_ref().unwrap().has_room());
         assert_eq!(call_kept(&f, &mut kept, "h.count", b"").unwrap(), b"1");
     }
+    // A reply outside the guest's memory, or over the size limit, fails the call and drops
+    // the instance too.
+    let err = call_kept(&f, &mut kept, "h.liar", b"").unwrap_err();
+    assert_eq!(
+        err,
+        InvokeError::Trap("the handler's `nex_call` is broken".into())
+    );
+    assert!(!kept.as_ref().unwrap().has_room());
+    let err = call_kept(&f, &mut kept, "h.huge", b"").unwrap_err();
+    assert_eq!(err, InvokeError::OutputTooLarge(8 << 20));
+    assert_eq!(call_kept(&f, &mut kept, "h.count", b"").unwrap(), b"1");
     // A plain `invoke` gets a fresh instance.
     assert_eq!(f.invoke("h.count", vec![]).result.unwrap(), b"1");
 }

@@ -1,8 +1,9 @@
 //! A handler function (`nex_guest::handler!`): one instance answers many calls. The last part
 //! of the subject says what to do: `count` (calls this instance has answered), `fail` (returns
 //! an error), `panic`, `spin` (loops forever), `grow` (allocates until the memory limit),
-//! `kv` (a counter in the function's key-value bucket), `print` (logs a line); anything else
-//! echoes the payload.
+//! `kv` (a counter in the function's key-value bucket), `print` (logs a line), `liar` (returns a
+//! reply address outside its memory), `huge` (claims a 2 GiB reply); anything else echoes the
+//! payload.
 use std::cell::Cell;
 
 thread_local! {
@@ -44,4 +45,22 @@ fn handle(subject: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
     })
 }
 
-nex_guest::handler!(handle);
+// What `nex_guest::handler!(handle)` expands to, plus two lies about where the reply is.
+#[no_mangle]
+pub extern "C" fn nex_alloc(len: u32) -> u32 {
+    nex_guest::handler::alloc(len)
+}
+
+#[no_mangle]
+pub extern "C" fn nex_call(input: u32, subject_len: u32, payload_len: u32) -> u64 {
+    // SAFETY: the node wrote the subject at `input`, inside the buffer `nex_alloc` returned.
+    let subject =
+        unsafe { std::slice::from_raw_parts(input as usize as *const u8, subject_len as usize) };
+    if subject.ends_with(b".liar") {
+        return 0xffff_fff0 << 32 | 16;
+    }
+    if subject.ends_with(b".huge") {
+        return 0x7fff_ffff;
+    }
+    nex_guest::handler::call(subject_len, payload_len, handle)
+}
