@@ -41,7 +41,7 @@ struct Args {
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these targets (comma-separated: node, python, wasm, wasmh, js, rawkv, jskv). The floor
+    /// Only these targets (comma-separated: node, python, wasm, wasmh, js, rawkv, jskv, wasmkv). The floor
     /// always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -65,7 +65,8 @@ struct Args {
     responder: Option<String>,
 }
 
-/// The KV bucket of the `kvget` function deployed by the benchmark.
+/// The KV bucket of the `kvget` functions deployed by the benchmark (one JavaScript, one wasm
+/// handler: the same name, so the same bucket).
 pub(crate) const KV_BUCKET: &str = "hs_default_kvget_kv";
 /// The function the `jskv` target runs.
 const KV_GET_JS: &str = "(subject, payload) => this.hostServices.kv.get('k');\n";
@@ -110,6 +111,11 @@ const TARGETS: &[Target] = &[
         key: "jskv",
         name: "nex JavaScript kv.get (host service)",
         subject: "bench.kv",
+    },
+    Target {
+        key: "wasmkv",
+        name: "nex wasm handler kv.get (host service, nex-guest)",
+        subject: "bench.wasmkv.kvget",
     },
 ];
 
@@ -176,12 +182,15 @@ fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
         );
     }
     let by_key = |k: &str| rows.iter().find(|r| r.key == k);
-    if let (Some(direct), Some(js)) = (by_key("rawkv"), by_key("jskv")) {
-        println!(
-            "\nkv.get from JavaScript vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x (highest concurrency)",
-            js.p50_us / direct.p50_us,
-            js.throughput_rps.last().unwrap_or(&0.0) / direct.throughput_rps.last().unwrap_or(&1.0)
-        );
+    for (key, language) in [("jskv", "JavaScript"), ("wasmkv", "a wasm handler")] {
+        if let (Some(direct), Some(nex)) = (by_key("rawkv"), by_key(key)) {
+            println!(
+                "\nkv.get from {language} vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x (highest concurrency)",
+                nex.p50_us / direct.p50_us,
+                nex.throughput_rps.last().unwrap_or(&0.0)
+                    / direct.throughput_rps.last().unwrap_or(&1.0)
+            );
+        }
     }
     serde_json::json!({ "payload_bytes": size, "results": json })
 }
@@ -490,23 +499,24 @@ async fn main() -> anyhow::Result<()> {
     });
     let kv_js = home.path().join("kvget.js");
     std::fs::write(&kv_js, KV_GET_JS)?;
-    for (file, subject) in [
-        (nex_test_support::guest("echofunction"), "bench.wasm"),
-        (
-            nex_test_support::guest("nex_handler_fixture"),
-            "bench.wasmh",
-        ),
+    let handler = nex_test_support::guest("nex_handler_fixture");
+    for (file, subject, name) in [
+        (nex_test_support::guest("echofunction"), "bench.wasm", None),
+        (handler.clone(), "bench.wasmh", None),
         (
             nex_test_support::repo_root().join("examples/echo.js"),
             "bench.js",
+            None,
         ),
-        (kv_js, "bench.kv"),
+        (kv_js, "bench.kv", None),
+        (handler, "bench.wasmkv.kvget", Some("kvget".to_owned())),
     ] {
         w.nex
             .devrun(
                 &file,
                 &w.keys,
                 DevrunOptions {
+                    name,
                     trigger_subjects: vec![subject.into()],
                     limits,
                     ..Default::default()

@@ -1,7 +1,7 @@
 //! A handler function (`nex_guest::handler!`): one instance answers many calls. The last part
 //! of the subject says what to do: `count` (calls this instance has answered), `fail` (returns
 //! an error), `panic`, `spin` (loops forever), `grow` (allocates until the memory limit),
-//! `kv` (a counter in the function's key-value bucket), `print` (logs a line), `liar` (returns a
+//! `kv` (a counter in the function's key-value bucket), `kvget` (the value of key `k`), `print` (logs a line), `liar` (returns a
 //! reply address outside its memory), `huge` (claims a 2 GiB reply); anything else echoes the
 //! payload.
 use std::cell::Cell;
@@ -36,6 +36,9 @@ fn handle(subject: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
             nex_guest::kv::set("n", n.to_string().as_bytes()).map_err(|e| e.to_string())?;
             n.to_string().into_bytes()
         }
+        "kvget" => nex_guest::kv::get("k")
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default(),
         "print" => {
             println!("handler call {calls}");
             eprintln!("to stderr");

@@ -273,6 +273,15 @@ async fn a_webassembly_handler_keeps_its_instance_and_survives_its_failures() {
     // Host services from a handler: a counter in the function's own bucket.
     assert_eq!(w.call("wh.kv", b"").await, b"1");
     assert_eq!(w.call("wh.kv", b"").await, b"2");
+    // The bucket is the function's own (named after it); what is put there, it reads.
+    async_nats::jetstream::new(w.client.clone())
+        .get_key_value("hs_default_nex_handler_fixture_kv")
+        .await
+        .unwrap()
+        .put("k", "from outside".into())
+        .await
+        .unwrap();
+    assert_eq!(w.call("wh.kvget", b"").await, b"from outside");
 }
 
 #[tokio::test(flavor = "multi_thread")]
