@@ -65,9 +65,11 @@ struct Args {
     responder: Option<String>,
 }
 
-/// The KV bucket of the `kvget` functions deployed by the benchmark (one JavaScript, one wasm
-/// handler: the same name, so the same bucket).
+/// The KV bucket of the JavaScript `kvget` function deployed by the benchmark (the raw kv
+/// responder reads it too).
 pub(crate) const KV_BUCKET: &str = "hs_default_kvget_kv";
+/// The KV bucket of the wasm handler doing the same `kv.get`.
+const KV_BUCKET_WASM: &str = "hs_default_kvgetwasm_kv";
 /// The function the `jskv` target runs.
 const KV_GET_JS: &str = "(subject, payload) => this.hostServices.kv.get('k');\n";
 
@@ -509,7 +511,7 @@ async fn main() -> anyhow::Result<()> {
             None,
         ),
         (kv_js, "bench.kv", None),
-        (handler, "bench.wasmkv.kvget", Some("kvget".to_owned())),
+        (handler, "bench.wasmkv.kvget", Some("kvgetwasm".to_owned())),
     ] {
         w.nex
             .devrun(
@@ -533,13 +535,18 @@ async fn main() -> anyhow::Result<()> {
     for (key, why) in &skipped {
         println!("note: the {key} target is skipped: {why}");
     }
-    // The function's first call creates its bucket; then the value both kv targets read.
-    w.client.request("bench.kv", Bytes::new()).await.ok();
-    async_nats::jetstream::new(w.client.clone())
-        .get_key_value(KV_BUCKET)
-        .await?
-        .put("k", Bytes::from_static(b"value-of-k"))
-        .await?;
+    // A function's first call creates its bucket; then the value the kv targets read.
+    let js = async_nats::jetstream::new(w.client.clone());
+    for (subject, bucket) in [
+        ("bench.kv", KV_BUCKET),
+        ("bench.wasmkv.kvget", KV_BUCKET_WASM),
+    ] {
+        w.client.request(subject, Bytes::new()).await.ok();
+        js.get_key_value(bucket)
+            .await?
+            .put("k", Bytes::from_static(b"value-of-k"))
+            .await?;
+    }
 
     let cold = if args.cold_starts > 0 {
         Some(cold_starts(&w, args.cold_starts).await?)
