@@ -91,6 +91,9 @@ fn encode_result(result: &HostResult) -> Vec<u8> {
     out
 }
 
+/// Worker threads for a module whose calls may wait on host services.
+const WAITING_THREADS: usize = 8;
+
 pub(crate) fn load(
     init: &AgentInit,
     artifact: Vec<u8>,
@@ -99,15 +102,18 @@ pub(crate) fn load(
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     // Two threads per core: a call waiting on a host service leaves its core to another, and
     // under full load the agent gets a fair share of the CPU next to the node and nats-server
-    // (measured at c=64 on 2 cores: 4 threads +6% throughput over 2). Calls beyond the thread
-    // count queue here; the node still bounds how many are in flight.
+    // (measured at c=64 on 2 cores: 4 threads +6% throughput over 2). A module that imports
+    // the host services gets up to `WAITING_THREADS`, as a JavaScript function gets instances:
+    // its calls mostly wait on the node. Calls beyond the thread count queue here; the node
+    // still bounds how many are in flight.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (init.limits.max_concurrency as usize).min(2 * cores);
+    let computing = (init.limits.max_concurrency as usize).min(2 * cores);
+    let waiting = (init.limits.max_concurrency as usize).min(WAITING_THREADS.max(2 * cores));
     let config = WasmConfig {
         memory_bytes: (init.limits.memory_mb as usize) << 20,
         timeout: Duration::from_millis(init.limits.timeout_ms),
         // Calls run on the pool's threads and, one at a time, on the reader.
-        max_concurrency: threads as u32 + 1,
+        max_concurrency: waiting as u32 + 1,
         max_output_bytes: 8 << 20,
         cache_dir: init.cache_dir.as_ref().map(Into::into),
         argv0: init
@@ -142,6 +148,7 @@ pub(crate) fn load(
         // is answered before its teardown), or under load, when its store is full.
         SPENT.with_borrow_mut(|held| *held = Some(inv.spent));
     });
+    let threads = if inline { computing } else { waiting };
     let pool = Pool::start(threads, work, writer, release_spent, inline);
     Ok((
         Box::new(WasmExecutor { pool }),
