@@ -94,6 +94,9 @@ pub struct IdleTrim {
     thread: Option<std::thread::Thread>,
 }
 
+/// Looks per `idle_after` period of the trimming thread.
+const IDLE_STEPS: u32 = 5;
+
 struct IdleShared {
     /// Frames seen; the trimming thread compares it over [`IDLE_AFTER`].
     activity: AtomicU64,
@@ -124,13 +127,15 @@ impl IdleTrim {
                     while s.trimmed.load(Ordering::Acquire) {
                         std::thread::park();
                     }
+                    // Look in fifths of `idle_after`, so the trim comes between `idle_after`
+                    // and a fifth more after the last frame (one whole period per look let it
+                    // come up to twice as late).
                     let mut seen = s.activity.load(Ordering::Relaxed);
-                    loop {
-                        std::thread::sleep(idle_after);
+                    let mut quiet = 0;
+                    while quiet < IDLE_STEPS {
+                        std::thread::sleep(idle_after / IDLE_STEPS);
                         let now = s.activity.load(Ordering::Relaxed);
-                        if now == seen {
-                            break;
-                        }
+                        quiet = if now == seen { quiet + 1 } else { 0 };
                         seen = now;
                     }
                     trim.apply();

@@ -303,11 +303,32 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     let wasm = nex_test_support::guest("echofunction");
     let js_pid = deploy_one(w, &js, "idle-js").await?;
     let wasm_pid = deploy_one(w, &wasm, "idle-wasm").await?;
+    // A handler keeps an instance per worker thread that ran a call: 64 calls at once first, so
+    // every thread holds one while idle.
+    let handler_pid = deploy_one(
+        w,
+        &nex_test_support::guest("nex_handler_fixture"),
+        "idle-wasmh",
+    )
+    .await?;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let client = w.client.clone();
+        burst.spawn(async move {
+            client
+                .request("mem.idle-wasmh", Bytes::from_static(b"x"))
+                .await
+        });
+    }
+    while let Some(done) = burst.join_next().await {
+        done??;
+    }
     // Past the node's default `idle_trim_after` (5 s): idle agents have given back the code
     // pages their calls touched.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let js_use = memory::usage(js_pid).unwrap_or_default();
     let wasm_use = memory::usage(wasm_pid).unwrap_or_default();
+    let handler_use = memory::usage(handler_pid).unwrap_or_default();
     let node_before = memory::usage(w.node.pid()).unwrap_or_default();
     // What that costs the next caller, against a first call after a shorter pause (no trim yet)
     // and the call right after: medians over three pauses of each kind.
@@ -390,6 +411,10 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     for (what, u) in [
         ("one idle JavaScript function", js_use),
         ("one idle wasm function", wasm_use),
+        (
+            "one idle wasm handler (after 64 calls at once: an instance kept per worker)",
+            handler_use,
+        ),
     ] {
         println!(
             "| {what} | {:.1} | {:.1} | {:.1} |",
@@ -439,7 +464,8 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     );
     let u = |u: memory::Usage| serde_json::json!({"rss_kib": u.rss_kib, "pss_kib": u.pss_kib, "private_kib": u.private_kib});
     Ok(serde_json::json!({
-        "idle_js": u(js_use), "idle_wasm": u(wasm_use), "call_after_idle": after_idle,
+        "idle_js": u(js_use), "idle_wasm": u(wasm_use), "idle_wasm_handler": u(handler_use),
+        "call_after_idle": after_idle,
         "functions": functions, "answered": answered, "deploy_seconds": deploy_secs,
         "all_agents": u(total), "node_before": u(node_before), "node_after": u(node_after),
     }))
