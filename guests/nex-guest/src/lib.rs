@@ -460,6 +460,37 @@ pub mod handler {
             (out.as_ptr() as usize as u64) << 32 | (out.len() as u64 & (ERROR - 1)) | flag
         })
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn input(bytes: &[u8]) {
+            alloc(bytes.len() as u32);
+            INPUT.with_borrow_mut(|i| i.copy_from_slice(bytes));
+        }
+
+        fn output() -> Vec<u8> {
+            OUTPUT.with_borrow(Clone::clone)
+        }
+
+        #[test]
+        fn a_call_sees_subject_and_payload_and_flags_errors() {
+            input(b"a.bhello");
+            let packed = call(3, 5, |s, p| format!("{s}|{}", String::from_utf8_lossy(p)));
+            assert_eq!((packed & (ERROR - 1), packed & ERROR), (9, 0));
+            assert_eq!(output(), b"a.b|hello");
+
+            let packed = call(3, 5, |_, _| Err::<(), _>("no such thing"));
+            assert_eq!((packed & (ERROR - 1), packed & ERROR), (13, ERROR));
+            assert_eq!(output(), b"no such thing");
+
+            // `()` is an empty reply; lengths past the input are cut to it.
+            assert_eq!(call(3, 5, |_, _| ()) & (ERROR - 1), 0);
+            call(100, 100, |s, p| format!("{}+{}", s.len(), p.len()));
+            assert_eq!(output(), b"8+0");
+        }
+    }
 }
 
 /// Makes this library a nex handler: exports `nex_alloc` and `nex_call`, which call `f(subject,
