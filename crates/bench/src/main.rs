@@ -477,6 +477,17 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = &args.responder {
         return responders::raw(url).await;
     }
+    // Interrupted, the run is dropped: its guards stop nats-server, the node (and its agents) and
+    // the responders, instead of leaving them running.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = run(args) => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = terminate.recv() => anyhow::bail!("terminated"),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let nats = nex_test_support::nats();
     let url = nats.url();
     let mut raw_cmd = Command::new(std::env::current_exe()?);

@@ -18,8 +18,9 @@ pub fn nats() -> NatsServer {
         .unwrap_or_else(|e| panic!("tests need a real nats-server with JetStream: {e}"))
 }
 
-/// Path of a guest `.wasm` built from source: `echofunction`, `trap`, `exit_code`, `spin`,
-/// `logger`, `hog`, `wasi_tour`, `wasi_abuse`.
+/// Path of a guest `.wasm` built from source, by file stem: the examples (`echofunction`,
+/// `wasm-counter`, `wasm_hello`) and the fixtures in `guests/` (`trap`, `spin`, `hog`,
+/// `nex_handler_fixture`, ...).
 pub fn guest(name: &str) -> PathBuf {
     let p = Path::new(env!("NEX_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
     assert!(p.is_file(), "guest {} was not built", p.display());
