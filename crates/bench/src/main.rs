@@ -513,7 +513,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wanted("component") {
         skipped.push((
             "component",
-            "nex runs WASI preview-1 command modules (the seed's model); a component is refused \
+            "nex runs WASI preview-1 modules (commands, the seed's model, and handlers); a component is refused \
              at deploy with a clear error, so there is no component echo to measure"
                 .into(),
         ));

@@ -76,7 +76,7 @@ pub enum WorkloadType {
     /// A JavaScript function (upstream's `v8` is the same thing).
     #[serde(alias = "v8")]
     Javascript,
-    /// A WASI preview-1 command module.
+    /// A WASI preview-1 module: a command (`_start`) or a handler (`nex_call`).
     Wasm,
 }
 

@@ -54,8 +54,8 @@ pub enum LoadError {
     NotWasm,
     /// The bytes are a component, which this runtime does not run yet.
     #[error(
-        "the artifact is a WebAssembly component; nex runs WASI preview-1 command modules \
-         (build with `--target wasm32-wasip1`)"
+        "the artifact is a WebAssembly component; nex runs WASI preview-1 modules, commands or \
+         handlers (build with `--target wasm32-wasip1`)"
     )]
     Component,
     /// Compilation failed.
