@@ -203,11 +203,14 @@ enum Entry {
     /// A WASI command: a fresh instance runs `_start` per call.
     Command { start: ModuleExport },
     /// A handler: `_initialize` once per instance, then `nex_alloc` and `nex_call` per call.
-    Handler {
-        initialize: Option<ModuleExport>,
-        alloc: ModuleExport,
-        call: ModuleExport,
-    },
+    Handler(HandlerExports),
+}
+
+/// A handler module's entry points.
+struct HandlerExports {
+    initialize: Option<ModuleExport>,
+    alloc: ModuleExport,
+    call: ModuleExport,
 }
 
 /// Bit 31 of the length `nex_call` returns: the bytes are an error message, not a reply.
@@ -406,7 +409,7 @@ impl WasmFunction {
     /// Whether the module is a handler (one instance called per trigger) rather than a WASI
     /// command (a fresh instance per trigger).
     pub fn is_handler(&self) -> bool {
-        matches!(self.entry, Entry::Handler { .. })
+        matches!(self.entry, Entry::Handler(_))
     }
 
     /// Runs the function once: a command with `argv[1] = subject` and `payload` on stdin, a
@@ -449,7 +452,7 @@ impl WasmFunction {
         self.ticker.enter();
         let (result, warm) = match &self.entry {
             Entry::Command { start } => (self.run(&mut store, start).map(|()| None), None),
-            Entry::Handler { .. } => self.run_handler(&mut store, warm, subject, &input),
+            Entry::Handler(exports) => self.run_handler(&mut store, exports, warm, subject, &input),
         };
         self.ticker.leave();
         let memory = store.data().io.memory.map_or(0, |m| m.data_size(&store));
@@ -458,7 +461,9 @@ impl WasmFunction {
             std::mem::take(&mut io.stdout),
             std::mem::take(&mut io.stderr),
         );
-        let reusable = result.is_ok() || matches!(result, Err(InvokeError::Failed(_)));
+        // A command's store may take another instance after a normal end; a handler keeps its
+        // instance unless the call broke it.
+        let reusable = warm.is_some() || result.is_ok();
         let result = match result {
             Ok(Some(reply)) => {
                 // A handler's reply is its return value; what it prints is log text.
@@ -474,7 +479,7 @@ impl WasmFunction {
             elapsed: started.elapsed(),
             spent: Spent {
                 store,
-                instances: instances + u32::from(warm.is_none()),
+                instances: instances + 1,
                 memory_bytes: memory_bytes + memory,
                 reusable,
                 warm,
@@ -530,13 +535,14 @@ impl WasmFunction {
     fn run_handler(
         &self,
         store: &mut Store<State>,
+        exports: &HandlerExports,
         warm: Option<Warm>,
         subject: &str,
         payload: &[u8],
     ) -> (Result<Option<Vec<u8>>, InvokeError>, Option<Warm>) {
         let warm = match warm {
             Some(w) => w,
-            None => match self.new_handler(store) {
+            None => match self.new_handler(store, exports) {
                 Ok(w) => w,
                 Err(e) => return (Err(e), None),
             },
@@ -546,15 +552,16 @@ impl WasmFunction {
         (result.map(Some), keep.then_some(warm))
     }
 
-    fn new_handler(&self, store: &mut Store<State>) -> Result<Warm, InvokeError> {
-        let Entry::Handler {
+    fn new_handler(
+        &self,
+        store: &mut Store<State>,
+        exports: &HandlerExports,
+    ) -> Result<Warm, InvokeError> {
+        let HandlerExports {
             initialize,
             alloc,
             call,
-        } = &self.entry
-        else {
-            unreachable!("only handlers are called this way")
-        };
+        } = exports;
         let instance = self.instantiate(store)?;
         let memory = store.data().io.memory.ok_or_else(|| {
             InvokeError::Instantiate("a handler must export its memory as `memory`".into())
@@ -688,11 +695,11 @@ fn entry_of(module: &Module) -> Result<Entry, LoadError> {
         let call = func("nex_call", &[I32, I32, I32], &[I64])?;
         let alloc = func("nex_alloc", &[I32], &[I32])?
             .ok_or_else(|| LoadError::Handler("it exports `nex_call` but no `nex_alloc`".into()))?;
-        return Ok(Entry::Handler {
+        return Ok(Entry::Handler(HandlerExports {
             initialize: func("_initialize", &[], &[])?,
             alloc,
             call: call.expect("checked above"),
-        });
+        }));
     }
     match func("_start", &[], &[]) {
         Ok(Some(start)) => Ok(Entry::Command { start }),
