@@ -42,15 +42,17 @@ thread_local! {
 
 /// Once a thread's replies are on their way: tears down what it kept when it will wait for the
 /// next call (`idle`) or its store is full; keeps a store with room while calls are queued, and
-/// a handler's live instance always (until a call breaks it).
+/// a handler's live instance or a recycled command instance always (until a call breaks it).
+/// A kept command instance is reset here, off the next call's path.
 fn release_spent(idle: bool) {
     SPENT.with_borrow_mut(|held| {
-        let keep = held.as_ref().is_some_and(|s| {
-            if idle {
+        let keep = held.as_mut().is_some_and(|s| {
+            let wanted = if idle {
                 s.keep_when_idle()
             } else {
                 s.has_room()
-            }
+            };
+            wanted && s.prepare()
         });
         if !keep {
             held.take();

@@ -20,8 +20,8 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
@@ -31,6 +31,7 @@ use wasmtime::{
 };
 
 mod host;
+mod recycle;
 mod wasi;
 pub use host::{HostFn, HostServices};
 use wasi::{Exit, Io, OutputTooLarge, Process};
@@ -169,7 +170,7 @@ pub struct Spent {
     memory_bytes: usize,
     /// The call ended normally, so the store may take another instance.
     reusable: bool,
-    /// A handler's live instance, ready for the next call.
+    /// A handler's live instance, or a command's instance to recycle, for the next call.
     warm: Option<Warm>,
 }
 
@@ -189,13 +190,115 @@ impl Spent {
     pub fn keep_when_idle(&self) -> bool {
         self.reusable && self.warm.is_some()
     }
+
+    /// Gets a kept instance ready for its next call now, so that call does not wait for it: a
+    /// recycled command's memory and globals are put back to a fresh instance's. Returns
+    /// `false` when the instance cannot be used again (drop it then).
+    pub fn prepare(&mut self) -> bool {
+        let Some(Warm::Command(recycled)) = &mut self.warm else {
+            return true;
+        };
+        if recycled.dirty {
+            if !recycled.reset(&mut self.store) {
+                self.warm = None;
+                self.reusable = false;
+                return false;
+            }
+            recycled.dirty = false;
+        }
+        true
+    }
+}
+
+/// An instance kept for the next call.
+enum Warm {
+    /// A handler's instance, called again as it is.
+    Handler(HandlerInstance),
+    /// A command's instance, reset to a fresh instance's state before it runs again.
+    Command(Recycled),
+}
+
+impl Warm {
+    fn memory(&self) -> Memory {
+        match self {
+            Warm::Handler(h) => h.memory,
+            Warm::Command(c) => c.memory,
+        }
+    }
 }
 
 /// A handler instance's entry points, resolved once when it is made.
-struct Warm {
+struct HandlerInstance {
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
     call: TypedFunc<(u32, u32, u32), u64>,
+}
+
+/// A command instance that ran and may run again once reset (module `recycle`).
+struct Recycled {
+    start: TypedFunc<(), ()>,
+    memory: Memory,
+    globals: Vec<wasmtime::Global>,
+    snapshot: Arc<recycle::Snapshot>,
+    /// It ran since its last reset.
+    dirty: bool,
+}
+
+/// How a command's instances are recycled, when its module allows it.
+struct Recycling {
+    plan: recycle::Plan,
+    /// A fresh instance's memory and globals (globals from the first instance).
+    snapshot: OnceLock<Arc<recycle::Snapshot>>,
+}
+
+impl Recycling {
+    /// Takes a fresh `instance` (before it runs) for recycling; the first one also gives the
+    /// snapshot. `None` when its memory or globals cannot be reached.
+    fn adopt(
+        &self,
+        store: &mut Store<State>,
+        instance: &wasmtime::Instance,
+        start: &TypedFunc<(), ()>,
+    ) -> Option<Recycled> {
+        let memory = store.data().io.memory?;
+        let globals = self
+            .plan
+            .globals
+            .iter()
+            .map(|name| instance.get_global(&mut *store, name))
+            .collect::<Option<Vec<_>>>()?;
+        let snapshot = self
+            .snapshot
+            .get_or_init(|| {
+                let values = globals.iter().map(|g| g.get(&mut *store)).collect();
+                let size = memory.data_size(&*store);
+                Arc::new(recycle::Snapshot::new(&self.plan, size, values))
+            })
+            .clone();
+        Some(Recycled {
+            start: start.clone(),
+            memory,
+            globals,
+            snapshot,
+            dirty: false,
+        })
+    }
+}
+
+impl Recycled {
+    /// Puts memory and globals back to a fresh instance's; `false` if that is not possible.
+    fn reset(&mut self, store: &mut Store<State>) -> bool {
+        if !self
+            .snapshot
+            .restore_memory(self.memory.data_mut(&mut *store))
+        {
+            return false;
+        }
+        self.globals
+            .iter()
+            .zip(&self.snapshot.globals)
+            .all(|(g, v)| g.set(&mut *store, *v).is_ok())
+    }
 }
 
 /// How a module is entered.
@@ -244,6 +347,9 @@ pub struct WasmFunction {
     deadline_ticks: u64,
     ticker: Arc<Ticker>,
     uses_host_services: bool,
+    /// A command whose instances are recycled (module `recycle`); `None`: a fresh instance per
+    /// call.
+    recycling: Option<Recycling>,
 }
 
 impl Drop for WasmFunction {
@@ -280,7 +386,8 @@ fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
 /// resets memory slots with the `PAGEMAP_SCAN` ioctl on `/proc/self/pagemap`, which it opens on
 /// first use. Returns whether that fast reset is available.
 pub fn prepare_for_sandbox() -> bool {
-    PoolingAllocationConfig::is_pagemap_scan_available()
+    // Our own recycling of command instances asks the kernel the same question.
+    recycle::available() && PoolingAllocationConfig::is_pagemap_scan_available()
 }
 
 /// Detects what kind of binary `bytes` is, before compiling.
@@ -301,6 +408,8 @@ fn cache_path(engine: &Engine, dir: &Path, hash: &str) -> Option<PathBuf> {
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
+    // What nex does to a module before compiling it (module `recycle`) is part of the key.
+    recycle::REWRITE_VERSION.hash(&mut h);
     Some(dir.join(format!("{hash}-{:016x}.cwasm", h.finish())))
 }
 
@@ -351,9 +460,28 @@ impl WasmFunction {
         check_header(bytes)?;
         let engine = engine(&config)?;
         let started = Instant::now();
-        let (module, cache_hit) = load_module(&engine, bytes, hash, config.cache_dir.as_deref())?;
+        // Whether a command's instances can be recycled depends on the module alone; the
+        // module is compiled with its mutable globals exported for that.
+        let plan = recycle::plan(bytes);
+        let compiled = match &plan {
+            Ok((_, Some(rewritten))) => rewritten.as_slice(),
+            _ => bytes,
+        };
+        let (module, cache_hit) =
+            load_module(&engine, compiled, hash, config.cache_dir.as_deref())?;
         let load_time = started.elapsed();
         let entry = entry_of(&module)?;
+        let recycling = match (plan, &entry) {
+            (Ok((plan, _)), Entry::Command { .. }) if recycle::available() => Some(Recycling {
+                plan,
+                snapshot: OnceLock::new(),
+            }),
+            (Err(why), Entry::Command { .. }) => {
+                tracing::debug!("a fresh instance per call: {why}");
+                None
+            }
+            _ => None,
+        };
         let memory = match module.get_export("memory") {
             Some(wasmtime::ExternType::Memory(_)) => module.get_export_index("memory"),
             _ => None,
@@ -387,6 +515,7 @@ impl WasmFunction {
                 deadline_ticks,
                 ticker,
                 uses_host_services,
+                recycling,
             },
             LoadInfo {
                 cache_hit,
@@ -404,6 +533,12 @@ impl WasmFunction {
     /// The settings this function was loaded with.
     pub fn config(&self) -> &WasmConfig {
         &self.config
+    }
+
+    /// Whether a command's instance is reset and reused after a call that ended normally,
+    /// rather than made anew for every call (the guest sees the same either way).
+    pub fn recycles_instances(&self) -> bool {
+        self.recycling.is_some()
     }
 
     /// Whether the module is a handler (one instance called per trigger) rather than a WASI
@@ -436,23 +571,39 @@ impl WasmFunction {
             (payload, Vec::new())
         };
         let mut io = Io::new(subject, stdin, started + self.config.timeout);
+        // A kept store that cannot take this call is dropped before a new one is made.
+        let previous = previous
+            .filter(Spent::has_room)
+            .and_then(|mut p| p.prepare().then_some(p));
         let (mut store, instances, memory_bytes, warm) = match previous {
-            Some(mut p) if p.has_room() => {
+            Some(mut p) => {
                 let warm = p.warm.take();
-                io.memory = warm.as_ref().map(|w| w.memory);
+                io.memory = warm.as_ref().map(Warm::memory);
                 p.store.data_mut().io = io;
                 (p.store, p.instances, p.memory_bytes, warm)
             }
-            previous => {
-                drop(previous);
-                (self.new_store(io), 0, 0, None)
-            }
+            None => (self.new_store(io), 0, 0, None),
         };
         store.set_epoch_deadline(self.deadline_ticks);
         self.ticker.enter();
-        let (result, warm) = match &self.entry {
-            Entry::Command { start } => (self.run(&mut store, start).map(|()| None), None),
-            Entry::Handler(exports) => self.run_handler(&mut store, exports, warm, subject, &input),
+        let made = warm.is_none();
+        let (result, warm) = match (&self.entry, warm) {
+            (Entry::Command { start }, warm) => {
+                let kept = match warm {
+                    Some(Warm::Command(r)) => Some(r),
+                    _ => None,
+                };
+                let (result, kept) = self.run_command(&mut store, start, kept);
+                (result.map(|()| None), kept.map(Warm::Command))
+            }
+            (Entry::Handler(exports), warm) => {
+                let kept = match warm {
+                    Some(Warm::Handler(h)) => Some(h),
+                    _ => None,
+                };
+                let (result, kept) = self.run_handler(&mut store, exports, kept, subject, &input);
+                (result, kept.map(Warm::Handler))
+            }
         };
         self.ticker.leave();
         let memory = store.data().io.memory.map_or(0, |m| m.data_size(&store));
@@ -479,8 +630,9 @@ impl WasmFunction {
             elapsed: started.elapsed(),
             spent: Spent {
                 store,
-                instances: instances + 1,
-                memory_bytes: memory_bytes + memory,
+                // A kept instance was counted when it was made.
+                instances: instances + u32::from(made),
+                memory_bytes: memory_bytes + if made { memory } else { 0 },
                 reusable,
                 warm,
             },
@@ -519,15 +671,46 @@ impl WasmFunction {
         Ok(instance)
     }
 
-    fn run(&self, store: &mut Store<State>, start: &ModuleExport) -> Result<(), InvokeError> {
-        let instance = self.instantiate(store)?;
-        let start = typed_export::<(), ()>(store, &instance, start)?;
-        match start.call(&mut *store, ()) {
+    /// Runs a command: in `kept` (already reset), or in a fresh instance. Hands the instance
+    /// back for recycling when the call ended normally and the module allows it.
+    fn run_command(
+        &self,
+        store: &mut Store<State>,
+        start: &ModuleExport,
+        kept: Option<Recycled>,
+    ) -> (Result<(), InvokeError>, Option<Recycled>) {
+        let (entry, recycled) = match kept {
+            Some(r) => (r.start.clone(), Some(r)),
+            None => {
+                let instance = match self.instantiate(store) {
+                    Ok(i) => i,
+                    Err(e) => return (Err(e), None),
+                };
+                let entry = match typed_export::<(), ()>(store, &instance, start) {
+                    Ok(f) => f,
+                    Err(e) => return (Err(e), None),
+                };
+                let recycled = self
+                    .recycling
+                    .as_ref()
+                    .and_then(|r| r.adopt(store, &instance, &entry));
+                (entry, recycled)
+            }
+        };
+        let result = match entry.call(&mut *store, ()) {
             Ok(()) => Ok(()),
             // `proc_exit(0)` is a normal end of a command.
             Err(e) if e.downcast_ref::<Exit>().is_some_and(|x| x.0 == 0) => Ok(()),
             Err(e) => Err(self.classify(e)),
-        }
+        };
+        // A call that grew the memory cannot be undone: its instance is not recycled.
+        let recycled = recycled
+            .filter(|r| result.is_ok() && r.memory.data_size(&*store) == r.snapshot.memory_size)
+            .map(|mut r| {
+                r.dirty = true;
+                r
+            });
+        (result, recycled)
     }
 
     /// Calls a handler: in `warm`, or in a new instance made and initialized first. Hands the
@@ -536,10 +719,13 @@ impl WasmFunction {
         &self,
         store: &mut Store<State>,
         exports: &HandlerExports,
-        warm: Option<Warm>,
+        warm: Option<HandlerInstance>,
         subject: &str,
         payload: &[u8],
-    ) -> (Result<Option<Vec<u8>>, InvokeError>, Option<Warm>) {
+    ) -> (
+        Result<Option<Vec<u8>>, InvokeError>,
+        Option<HandlerInstance>,
+    ) {
         let warm = match warm {
             Some(w) => w,
             None => match self.new_handler(store, exports) {
@@ -556,7 +742,7 @@ impl WasmFunction {
         &self,
         store: &mut Store<State>,
         exports: &HandlerExports,
-    ) -> Result<Warm, InvokeError> {
+    ) -> Result<HandlerInstance, InvokeError> {
         let HandlerExports {
             initialize,
             alloc,
@@ -572,7 +758,7 @@ impl WasmFunction {
                 .call(&mut *store, ())
                 .map_err(|e| self.classify(e))?;
         }
-        Ok(Warm {
+        Ok(HandlerInstance {
             memory,
             alloc: typed_export(store, &instance, alloc)?,
             call: typed_export(store, &instance, call)?,
@@ -582,7 +768,7 @@ impl WasmFunction {
     fn call_handler(
         &self,
         store: &mut Store<State>,
-        warm: &Warm,
+        warm: &HandlerInstance,
         subject: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, InvokeError> {
