@@ -137,6 +137,8 @@ pub(crate) fn load(
     let inline = !function.uses_host_services();
     let kind = if function.is_handler() {
         "handler"
+    } else if function.recycles_instances() {
+        "command, recycled"
     } else {
         "command"
     };

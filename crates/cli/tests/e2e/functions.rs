@@ -57,6 +57,33 @@ async fn seed_echofunction_answers_on_every_trigger_and_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_recycled_command_starts_every_call_from_a_fresh_state() {
+    let w = World::start().await;
+    w.devrun(&guest("fresh_state"), &["fresh"], &[]);
+    let info = w.control().info(&w.node.node_id).await.unwrap();
+    let runtime = &info.machines[0].workload.runtime;
+    // Where the kernel reports dirty pages (Linux 6.7+) the agent recycles the instance.
+    assert_eq!(
+        runtime.contains("command, recycled"),
+        nex_runtime_wasm::prepare_for_sandbox(),
+        "{runtime}"
+    );
+    let fresh = b"calls=1 scratch=clean heap=0";
+    for _ in 0..3 {
+        // One after another (the reader thread's instance), then many at once (the workers').
+        for _ in 0..20 {
+            assert_eq!(w.call("fresh", b"0").await, fresh);
+        }
+        let calls = (0..64).map(|_| w.call("fresh", b"0"));
+        for got in futures::future::join_all(calls).await {
+            assert_eq!(got, fresh, "{}", String::from_utf8_lossy(&got));
+        }
+        // A call that grows the memory is not recycled; the next one is fresh all the same.
+        assert_eq!(w.call("fresh", b"2").await, b"calls=1 scratch=clean heap=2");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn failures_answer_at_once_and_the_next_call_works() {
     let w = World::start().await;
     let mut failed = collect(&w.client, "$NEX.events.default.function_exec_failed").await;
