@@ -630,9 +630,10 @@ impl WasmFunction {
             elapsed: started.elapsed(),
             spent: Spent {
                 store,
-                // A kept instance was counted when it was made.
+                // A kept instance was counted when it was made; one left behind in the store
+                // (its call broke it or grew its memory) is counted again at its present size.
                 instances: instances + u32::from(made),
-                memory_bytes: memory_bytes + if made { memory } else { 0 },
+                memory_bytes: memory_bytes + if made || warm.is_none() { memory } else { 0 },
                 reusable,
                 warm,
             },
