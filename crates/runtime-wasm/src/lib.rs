@@ -471,19 +471,22 @@ impl WasmFunction {
             load_module(&engine, compiled, hash, config.cache_dir.as_deref())?;
         let load_time = started.elapsed();
         let entry = entry_of(&module)?;
+        let memory = match module.get_export("memory") {
+            Some(wasmtime::ExternType::Memory(_)) => module.get_export_index("memory"),
+            _ => None,
+        };
+        // Recycling resets the memory WASI uses, the one exported as `memory`.
         let recycling = match (plan, &entry) {
-            (Ok((plan, _)), Entry::Command { .. }) if recycle::available() => Some(Recycling {
-                plan,
-                snapshot: OnceLock::new(),
-            }),
+            (Ok((plan, _)), Entry::Command { .. }) if recycle::available() && memory.is_some() => {
+                Some(Recycling {
+                    plan,
+                    snapshot: OnceLock::new(),
+                })
+            }
             (Err(why), Entry::Command { .. }) => {
                 tracing::debug!("a fresh instance per call: {why}");
                 None
             }
-            _ => None,
-        };
-        let memory = match module.get_export("memory") {
-            Some(wasmtime::ExternType::Memory(_)) => module.get_export_index("memory"),
             _ => None,
         };
         let mut linker: Linker<State> = Linker::new(&engine);
