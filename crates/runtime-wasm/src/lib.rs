@@ -590,8 +590,8 @@ impl WasmFunction {
         store.set_epoch_deadline(self.deadline_ticks);
         self.ticker.enter();
         let made = warm.is_none();
-        let (result, warm) = match (&self.entry, warm) {
-            (Entry::Command { start }, warm) => {
+        let (result, warm) = match &self.entry {
+            Entry::Command { start } => {
                 let kept = match warm {
                     Some(Warm::Command(r)) => Some(r),
                     _ => None,
@@ -599,7 +599,7 @@ impl WasmFunction {
                 let (result, kept) = self.run_command(&mut store, start, kept);
                 (result.map(|()| None), kept.map(Warm::Command))
             }
-            (Entry::Handler(exports), warm) => {
+            Entry::Handler(exports) => {
                 let kept = match warm {
                     Some(Warm::Handler(h)) => Some(h),
                     _ => None,
