@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use nex_client::NexClient;
+use nex_connect::{ConnectSpec, Reconnect};
 
 use crate::Cli;
 
@@ -28,25 +28,36 @@ pub fn init_tracing_agent() {
         .try_init();
 }
 
-/// Connects to `url` with the CLI's credentials.
-pub async fn connect_to(cli: &Cli, url: &str) -> anyhow::Result<async_nats::Client> {
-    let mut opts = async_nats::ConnectOptions::new()
-        .name("nex")
-        .request_timeout(Some(Duration::from_secs_f64(cli.timeout.max(0.1))));
-    if let Some(creds) = &cli.creds {
-        opts = opts
-            .credentials_file(creds)
-            .await
-            .with_context(|| format!("reading credentials {}", creds.display()))?;
+/// The connection the CLI's flags (and `NATS_*` variables) describe: no servers when `-s` is not
+/// given, a bounded connect (an interactive command fails at once when no server accepts it), and
+/// `--timeout` for requests.
+pub fn spec(cli: &Cli) -> ConnectSpec {
+    ConnectSpec {
+        servers: cli
+            .server
+            .as_deref()
+            .map(nex_connect::split_servers)
+            .unwrap_or_default(),
+        user: cli.user.clone(),
+        password: cli.password.clone(),
+        token: cli.token.clone(),
+        creds: cli.creds.clone(),
+        nkey: cli.nkey.clone(),
+        tls_cert: cli.tlscert.clone(),
+        tls_key: cli.tlskey.clone(),
+        tls_ca: cli.tlsca.clone(),
+        reconnect: Reconnect::Bounded,
+        request_timeout: Some(Duration::from_secs_f64(cli.timeout.max(0.1))),
     }
-    opts.connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))
 }
 
 /// Connects to the given or default server.
 pub async fn connect(cli: &Cli) -> anyhow::Result<async_nats::Client> {
-    connect_to(cli, cli.server.as_deref().unwrap_or(DEFAULT_URL)).await
+    let mut spec = spec(cli);
+    if spec.servers.is_empty() {
+        spec.servers.push(DEFAULT_URL.into());
+    }
+    Ok(nex_connect::connect(&spec, "nex").await?)
 }
 
 /// A control client for the CLI's namespace and timeout.

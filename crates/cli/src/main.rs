@@ -17,13 +17,42 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "nex", version, about, long_about = None)]
 pub struct Cli {
-    /// NATS server URL. `node up` starts an embedded server when none is given and nothing
-    /// listens on the default port.
-    #[arg(short = 's', long, env = "NATS_URL", global = true)]
+    /// NATS server URL(s), comma-separated; credentials may be in the URL
+    /// (`nats://user:password@host`, `nats://token@host`, percent-encoded). `node up` starts an
+    /// embedded server when none is given (here or in its config) and nothing listens on the
+    /// default port.
+    #[arg(
+        short = 's',
+        long,
+        env = "NATS_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub server: Option<String>,
-    /// NATS credentials file.
-    #[arg(long, global = true)]
+    /// NATS credentials file (user JWT and nkey seed).
+    #[arg(long, env = "NATS_CREDS", global = true)]
     pub creds: Option<PathBuf>,
+    /// File holding a NATS user nkey seed (`SU...`).
+    #[arg(long, env = "NATS_NKEY", global = true)]
+    pub nkey: Option<PathBuf>,
+    /// NATS user (with --password).
+    #[arg(long, env = "NATS_USER", global = true)]
+    pub user: Option<String>,
+    /// NATS password (prefer NATS_PASSWORD: arguments are visible to other local users).
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, global = true)]
+    pub password: Option<String>,
+    /// NATS token (prefer NATS_TOKEN: arguments are visible to other local users).
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// TLS client certificate (PEM), with --tlskey.
+    #[arg(long, env = "NATS_CERT", global = true)]
+    pub tlscert: Option<PathBuf>,
+    /// Private key of the TLS client certificate (PEM).
+    #[arg(long, env = "NATS_KEY", global = true)]
+    pub tlskey: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the NATS server's certificate; implies TLS.
+    #[arg(long, env = "NATS_CA", global = true)]
+    pub tlsca: Option<PathBuf>,
     /// Namespace of workloads.
     #[arg(long, env = "NEX_NAMESPACE", default_value = "default", global = true)]
     pub namespace: String,

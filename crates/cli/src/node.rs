@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use nex_connect::Reconnect;
 use nex_embedded_nats::{NatsServer, Options};
 use nex_node::NodeConfig;
 use nex_node::config::AutostartWorkload;
@@ -112,45 +113,61 @@ fn resolve_file_location(w: &mut AutostartWorkload, base: &std::path::Path) {
 }
 
 async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
-    let config = load_config(args)?;
+    let mut config = load_config(args)?;
     let autostart = config.autostart.workloads.clone();
+    // The config's `nats` section with the flags on top; the node waits for its servers and
+    // reconnects forever.
+    let mut spec = config.nats.clone().overridden_by(&common::spec(cli));
+    spec.reconnect = Reconnect::Forever;
+    spec.request_timeout = Some(std::time::Duration::from_secs_f64(cli.timeout.max(0.1)));
     let default_port = args.nats_port;
-    let (url, embedded) = match &cli.server {
-        Some(url) => (url.clone(), None),
-        None if nex_embedded_nats::is_listening(default_port) => {
-            let url = format!("nats://127.0.0.1:{default_port}");
-            eprintln!("Joining the NATS server already listening on {url}");
-            (url, None)
-        }
-        None => {
-            let start = |port| {
-                NatsServer::start(Options {
-                    port,
-                    store_dir: args.store_dir.clone(),
-                    ..Default::default()
-                })
-            };
-            let server = match start(Some(default_port)) {
-                Ok(s) => s,
-                Err(nex_embedded_nats::Error::NotInstalled) => {
-                    bail!(
-                        "no NATS server given and nats-server is not installed: {}",
-                        nex_embedded_nats::INSTALL_HINT
-                    )
-                }
-                Err(_) => start(None).context("starting the embedded nats-server")?,
-            };
-            eprintln!(
-                "Started embedded nats-server with JetStream on {} (store: {})",
-                server.url(),
-                server.store_dir().display()
-            );
-            (server.url(), Some(server))
+    let embedded = if !spec.servers.is_empty() {
+        None
+    } else if nex_embedded_nats::is_listening(default_port) {
+        let url = format!("nats://127.0.0.1:{default_port}");
+        eprintln!("Joining the NATS server already listening on {url}");
+        spec.servers.push(url);
+        None
+    } else {
+        let start = |port| {
+            NatsServer::start(Options {
+                port,
+                store_dir: args.store_dir.clone(),
+                ..Default::default()
+            })
+        };
+        let server = match start(Some(default_port)) {
+            Ok(s) => s,
+            Err(nex_embedded_nats::Error::NotInstalled) => {
+                bail!(
+                    "no NATS server given and nats-server is not installed: {}",
+                    nex_embedded_nats::INSTALL_HINT
+                )
+            }
+            Err(_) => start(None).context("starting the embedded nats-server")?,
+        };
+        eprintln!(
+            "Started embedded nats-server with JetStream on {} (store: {})",
+            server.url(),
+            server.store_dir().display()
+        );
+        spec.servers.push(server.url());
+        Some(server)
+    };
+    // Shown in place of the URLs: credentials hidden.
+    let url = spec.shown_servers();
+    let mut shutdown = std::pin::pin!(common::shutdown_signal());
+    let client = tokio::select! {
+        client = nex_connect::connect(&spec, "nex-node") => client?,
+        _ = shutdown.as_mut() => {
+            eprintln!("Stopped before a NATS server at {url} accepted the node");
+            return Ok(());
         }
     };
-    let client = common::connect_to(cli, &url).await?;
+    // The effective spec, for connections the node opens itself.
+    config.nats = spec;
     let json = cli.json;
-    nex_node::run(client, config, common::shutdown_signal(), |h| {
+    nex_node::run(client, config, shutdown, |h| {
         if json {
             let _ = print_json(&serde_json::json!({
                 "node_id": h.node_id, "public_xkey": h.public_xkey, "nats_url": url,

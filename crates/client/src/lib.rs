@@ -8,6 +8,9 @@
 pub mod devrun;
 pub mod keys;
 
+/// Connecting to NATS with servers, credentials and TLS as every NATS tool takes them.
+pub use nex_connect as connect;
+
 use std::time::Duration;
 
 use bytes::Bytes;

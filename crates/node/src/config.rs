@@ -101,6 +101,10 @@ pub struct NodeConfig {
     /// Agent processes kept started and sandboxed ahead of deploys (upstream's name for its pool
     /// of warm VMs); 0 starts each on demand.
     pub machine_pool_size: usize,
+    /// How the node connects to NATS: `servers` (a list), `user`/`password`, `token`, `creds`,
+    /// `nkey`, `tls_cert`/`tls_key`/`tls_ca`. `nex node up` puts its flags on top and stores the
+    /// result here, so the node can open further connections with [`nex_connect::connect`].
+    pub nats: nex_connect::ConnectSpec,
 }
 
 mod secs {
@@ -132,6 +136,7 @@ impl Default for NodeConfig {
             nexus: None,
             idle_trim_after: Duration::from_secs(5),
             machine_pool_size: 1,
+            nats: nex_connect::ConnectSpec::default(),
         }
     }
 }

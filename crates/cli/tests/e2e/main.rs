@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `nex` binary, a real nats-server, real wasm built from source.
 //! One module per area.
 
+mod auth;
 mod bad_input;
 mod embedded;
 mod functions;
