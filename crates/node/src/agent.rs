@@ -176,14 +176,10 @@ impl AgentContext {
 }
 
 /// Performs one host-service call for an agent; returns the `HostReply` frame to send back.
-async fn host_reply_frame(
-    host: &nex_hostservices::HostServices,
-    id: u64,
-    request: &agent_wire::HostRequest,
-) -> Vec<u8> {
+async fn host_reply_frame(host: &nex_hostservices::HostServices, id: u64, call: &[u8]) -> Vec<u8> {
     // Boxed: the call's future is large (every host service's state), and spawning copies a
     // future several times.
-    let result = Box::pin(host.call(request)).await;
+    let result = Box::pin(nex_hostservices::call_encoded(host, call)).await;
     let mut frame = Vec::new();
     agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
     frame
@@ -295,8 +291,8 @@ impl AgentConn {
                 // may log and call host services: both are served until the agent is ready.
                 match agent_wire::decode_from_agent(&buf) {
                     Ok(FromAgent::Log { level, text, .. }) => logs.log(level, &text).await,
-                    Ok(FromAgent::HostCall { id, request }) => {
-                        let frame = host_reply_frame(&logs.host, id, &request).await;
+                    Ok(FromAgent::HostCall { id, call }) => {
+                        let frame = host_reply_frame(&logs.host, id, &call).await;
                         stdin.write_all(&frame).await?;
                         stdin.flush().await?;
                     }
@@ -549,11 +545,11 @@ async fn read_loop(
                 logs.log(level, &text).await;
                 continue;
             }
-            FromAgent::HostCall { id, request } => {
+            FromAgent::HostCall { id, call } => {
                 let host = logs.host.clone();
                 let frames = frames.clone();
                 tokio::spawn(async move {
-                    let _ = frames.send(host_reply_frame(&host, id, &request).await);
+                    let _ = frames.send(host_reply_frame(&host, id, &call).await);
                 });
                 continue;
             }
