@@ -112,7 +112,14 @@ fn resolve_file_location(w: &mut AutostartWorkload, base: &std::path::Path) {
 }
 
 async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
-    let config = load_config(args)?;
+    let mut config = load_config(args)?;
+    if config.operator_keys.is_empty() {
+        // With no operators configured, the user who starts the node operates it: their issuer
+        // key (the one `nex devrun` signs with) may lame-duck the node and read every namespace.
+        let keys = nex_client::keys::SenderKeys::load_or_create(&nex_client::keys::default_dir())
+            .context("loading the operator key (~/.nex/issuer.nk)")?;
+        config.operator_keys.push(keys.issuer.public_key());
+    }
     let autostart = config.autostart.workloads.clone();
     let default_port = args.nats_port;
     let (url, embedded) = match &cli.server {
@@ -149,6 +156,9 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
         }
     };
     let client = common::connect_to(cli, &url).await?;
+    // Host-service calls get their own connection: nothing a function asks for can close the
+    // one the control plane, triggers and replies use.
+    config.host_client = Some(common::connect_to(cli, &url).await?);
     let json = cli.json;
     nex_node::run(client, config, common::shutdown_signal(), |h| {
         if json {
