@@ -38,6 +38,13 @@ interface NexMessagingOptions {
   max?: number;
 }
 
+/** What a failed host-service call throws: `message` says what failed, `code` how (the stable
+ * names of `nex_hostapi::ErrorKind`). */
+interface NexHostError extends Error {
+  code: 'InvalidArgument' | 'NotFound' | 'Denied' | 'Unavailable' | 'Timeout' | 'TooLarge' |
+    'RateLimited' | 'Internal';
+}
+
 /** Each method also exists as `<name>Async`, returning a Promise of the same result. */
 interface NexHostServices {
   http: {

@@ -56,6 +56,7 @@ fn main() {
         "guests/fixtures/src/bin",
         "guests/handler/src",
         "guests/nex-guest/src",
+        "crates/hostapi/src",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use nex_hostapi::Call;
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
 
@@ -280,7 +281,7 @@ fn serve(i: &Arc<Instances>) {
     let host_fn: nex_runtime_js::HostFn = {
         let logs = logs.clone();
         let instances = i.clone();
-        Box::new(move |req| {
+        Box::new(move |req: &Call| {
             // A host call waits on the network: what the function said so far goes now.
             logs.borrow_mut().flush(&instances.writer);
             instances.in_host_call.fetch_add(1, Ordering::AcqRel);
@@ -355,7 +356,7 @@ pub(crate) fn load(
         let replies = replies.clone();
         let instances = instances.clone();
         let tx = tx.clone();
-        Box::new(move |req| {
+        Box::new(move |req: &Call| {
             let i = &*instances;
             // A host call waits on the network: what was said and answered so far goes now.
             logs.borrow_mut().flush(&i.writer);

@@ -21,8 +21,9 @@ use std::io::{self, BufReader, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use nex_hostapi::{Call, CallResult, GuestError, Op};
 use nex_proto::agent_wire::{
-    self, AgentInit, AgentReady, FailureCode, FromAgent, HostRequest, HostResult, LogLevel, ToAgent,
+    self, AgentInit, AgentReady, FailureCode, FromAgent, LogLevel, ToAgent,
 };
 use nex_proto::control::WorkloadType;
 
@@ -110,15 +111,25 @@ impl FrameWriter {
 }
 
 /// Host-service calls from the function thread to the node: sends `HostCall` frames and waits for
-/// the matching `HostReply`, which the reader thread delivers.
+/// the matching `HostReply`, which the reader thread delivers. Calls and results travel encoded by
+/// `nex-hostapi`; a wasm guest's bytes pass through untouched (the node decodes and checks them).
 pub struct HostLink {
     writer: FrameWriter,
-    pending: Mutex<std::collections::HashMap<u64, mpsc::Sender<Result<HostResult, String>>>>,
+    pending: Mutex<std::collections::HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     next: AtomicU64,
 }
 
 /// Longest a host call may wait for the node.
 const HOST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(70);
+
+/// An encoded result as the function sees it; a malformed one is the node's fault.
+fn decode_result(op: Op, bytes: &[u8]) -> CallResult {
+    nex_hostapi::decode_result(bytes).unwrap_or_else(|e| {
+        Err(GuestError::internal(format!(
+            "{op}: the node's answer is malformed: {e}"
+        )))
+    })
+}
 
 impl HostLink {
     fn new(writer: FrameWriter) -> Self {
@@ -129,61 +140,63 @@ impl HostLink {
         }
     }
 
-    /// Performs `request` through the node; blocks the calling thread until it answers.
-    pub fn call(&self, request: HostRequest) -> Result<HostResult, String> {
-        self.wait_for_reply(request, HOST_CALL_TIMEOUT)
-            .unwrap_or_else(|op| {
-                Err(format!(
-                    "{op}: the node did not answer the host-service call"
-                ))
-            })
+    /// Performs `call` through the node; blocks the calling thread until it answers.
+    pub fn call(&self, call: &Call) -> CallResult {
+        let op = call.op();
+        match self.wait_for_reply(nex_hostapi::encode_call(call), HOST_CALL_TIMEOUT) {
+            Some(bytes) => decode_result(op, &bytes),
+            None => Err(GuestError::timeout(format!(
+                "{op}: the node did not answer the host-service call"
+            ))),
+        }
     }
 
-    /// Like [`call`](Self::call), giving up at `deadline` (the calling function's own).
-    pub fn call_by(
-        &self,
-        request: HostRequest,
-        deadline: std::time::Instant,
-    ) -> Result<HostResult, String> {
+    /// Performs an encoded call (a wasm guest's bytes, as they are) and returns the encoded
+    /// result, giving up at `deadline` (the calling function's own).
+    pub fn call_encoded_by(&self, call: Vec<u8>, deadline: std::time::Instant) -> Vec<u8> {
         let wait = deadline
             .saturating_duration_since(std::time::Instant::now())
             .min(HOST_CALL_TIMEOUT);
-        self.wait_for_reply(request, wait)
-            .unwrap_or_else(|op| Err(format!("{op}: no answer within the function's time limit")))
+        self.wait_for_reply(call, wait).unwrap_or_else(|| {
+            nex_hostapi::encode_result(&Err(GuestError::timeout(
+                "host call: no answer within the function's time limit",
+            )))
+        })
     }
 
-    /// Sends `request` and waits up to `wait` for its reply; `Err(op)` when none came.
-    fn wait_for_reply(
-        &self,
-        request: HostRequest,
-        wait: std::time::Duration,
-    ) -> Result<Result<HostResult, String>, String> {
-        let op = request.op.clone();
+    /// Sends `call` and waits up to `wait` for its encoded result; `None` when none came.
+    fn wait_for_reply(&self, call: Vec<u8>, wait: std::time::Duration) -> Option<Vec<u8>> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         self.lock().insert(id, tx);
-        self.writer.send(&[FromAgent::HostCall { id, request }]);
+        self.writer.send(&[FromAgent::HostCall { id, call }]);
         let r = rx.recv_timeout(wait);
         self.lock().remove(&id);
-        r.map_err(|_| op)
+        r.ok()
     }
 
-    /// Performs `request` from the reader thread itself, which no other thread can wake: sends
+    /// Performs `call` from the reader thread itself, which no other thread can wake: sends
     /// the call, then reads the node's frames until the reply arrives. Replies to other threads'
     /// calls read meanwhile are delivered, invocations are handed to `on_invoke`, and a stop
     /// from the node is noted in `inbox` for the main loop.
     pub(crate) fn call_on_reader(
         &self,
-        request: HostRequest,
+        call: &Call,
         inbox: &Inbox,
         mut on_invoke: impl FnMut(Job),
-    ) -> Result<HostResult, String> {
+    ) -> CallResult {
+        let op = call.op();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.writer.send(&[FromAgent::HostCall { id, request }]);
+        self.writer.send(&[FromAgent::HostCall {
+            id,
+            call: nex_hostapi::encode_call(call),
+        }]);
         let deadline = std::time::Instant::now() + HOST_CALL_TIMEOUT;
         loop {
             match inbox.next(Some(deadline)) {
-                Next::Frame(ToAgent::HostReply { id: r, result }) if r == id => return result,
+                Next::Frame(ToAgent::HostReply { id: r, result }) if r == id => {
+                    return decode_result(op, &result);
+                }
                 Next::Frame(ToAgent::HostReply { id: r, result }) => self.deliver(r, result),
                 Next::Frame(ToAgent::Invoke {
                     id,
@@ -199,16 +212,20 @@ impl HostLink {
                 Next::Malformed(e) => tracing::warn!("ignoring malformed frame: {e}"),
                 Next::Closed(_) => {
                     inbox.stopping.set(true);
-                    return Err("the node went away during the host-service call".into());
+                    return Err(GuestError::unavailable(format!(
+                        "{op}: the node went away during the host-service call"
+                    )));
                 }
                 Next::TimedOut => {
-                    return Err("the node did not answer the host-service call".into());
+                    return Err(GuestError::timeout(format!(
+                        "{op}: the node did not answer the host-service call"
+                    )));
                 }
             }
         }
     }
 
-    fn deliver(&self, id: u64, result: Result<HostResult, String>) {
+    fn deliver(&self, id: u64, result: Vec<u8>) {
         if let Some(tx) = self.lock().remove(&id) {
             let _ = tx.send(result);
         }
@@ -216,10 +233,7 @@ impl HostLink {
 
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<u64, mpsc::Sender<Result<HostResult, String>>>,
-    > {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, mpsc::Sender<Vec<u8>>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

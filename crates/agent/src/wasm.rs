@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nex_proto::agent_wire::{
-    AgentInit, AgentReady, FailureCode, FromAgent, HostRequest, HostResult, LogLevel,
-};
+use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_wasm::{HostServices, InvokeError, Spent, WasmConfig, WasmFunction};
 
 use crate::{Executor, FrameWriter, HostLink, Job, Pool, log_frames, outcome};
@@ -60,37 +58,14 @@ fn release_spent(idle: bool) {
     });
 }
 
-/// The host services of the `nex` import module, performed by the node through `link`.
+/// The host services of the `nex` import module, performed by the node through `link`: the
+/// guest's encoded call goes to the node as it is, and the node's encoded result comes back.
 fn host_services(link: Arc<HostLink>) -> HostServices {
-    HostServices(Arc::new(move |op, args, data, deadline| {
-        let args = if args.is_empty() {
-            serde_json::Value::Object(Default::default())
-        } else {
-            serde_json::from_slice(args)
-                .map_err(|e| format!("{op}: the arguments are not JSON: {e}"))?
-        };
-        let request = HostRequest {
-            op: op.to_owned(),
-            args,
-            data: vec![data.to_vec()],
-        };
-        Ok(encode_result(&link.call_by(request, deadline)?))
-    }))
-}
-
-/// A result as the guest reads it: `u32 json_len, json, u32 count, count × (u32 len, bytes)`.
-fn encode_result(result: &HostResult) -> Vec<u8> {
-    let json = serde_json::to_vec(&result.value).unwrap_or_default();
-    let parts: usize = result.data.iter().map(|d| 4 + d.len()).sum();
-    let mut out = Vec::with_capacity(8 + json.len() + parts);
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&(result.data.len() as u32).to_le_bytes());
-    for d in &result.data {
-        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
-        out.extend_from_slice(d);
-    }
-    out
+    HostServices(Arc::new(
+        move |call: &[u8], deadline: std::time::Instant| {
+            link.call_encoded_by(call.to_vec(), deadline)
+        },
+    ))
 }
 
 /// Worker threads for a module whose calls may wait on host services.

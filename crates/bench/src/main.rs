@@ -522,9 +522,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let home = tempfile::tempdir()?;
     let node = nex_test_support::NodeProcess::start(&nex_binary()?, &url, home.path(), &[])?;
     let client = async_nats::connect(&url).await?;
+    // The node's operator key (the node runs with this home): it may read agent pids.
+    let keys_dir = home.path().join(".nex");
     let w = World {
-        nex: NexClient::new(client.clone(), "default", Duration::from_secs(30)),
-        keys: SenderKeys::load_or_create(home.path())?,
+        nex: NexClient::new(client.clone(), "default", Duration::from_secs(30))
+            .with_keys(std::sync::Arc::new(SenderKeys::load_or_create(&keys_dir)?)),
+        keys: SenderKeys::load_or_create(&keys_dir)?,
         client,
         node,
     };

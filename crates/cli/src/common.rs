@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use nex_client::NexClient;
 use nex_connect::{ConnectSpec, Reconnect};
 
@@ -60,13 +61,17 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<async_nats::Client> {
     Ok(nex_connect::connect(&spec, "nex").await?)
 }
 
-/// A control client for the CLI's namespace and timeout.
+/// A control client for the CLI's namespace and timeout, signing reads and lame-duck requests
+/// with the user's issuer key (`~/.nex/issuer.nk`, created on first use).
 pub async fn client(cli: &Cli) -> anyhow::Result<NexClient> {
+    let keys = nex_client::keys::SenderKeys::load_or_create(&nex_client::keys::default_dir())
+        .context("loading sender keys")?;
     Ok(NexClient::new(
         connect(cli).await?,
         cli.namespace.clone(),
         Duration::from_secs_f64(cli.timeout.max(0.1)),
-    ))
+    )
+    .with_keys(std::sync::Arc::new(keys)))
 }
 
 /// Prints `value` as one line of JSON.

@@ -114,6 +114,13 @@ fn resolve_file_location(w: &mut AutostartWorkload, base: &std::path::Path) {
 
 async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
     let mut config = load_config(args)?;
+    if config.operator_keys.is_empty() {
+        // With no operators configured, the user who starts the node operates it: their issuer
+        // key (the one `nex devrun` signs with) may lame-duck the node and read every namespace.
+        let keys = nex_client::keys::SenderKeys::load_or_create(&nex_client::keys::default_dir())
+            .context("loading the operator key (~/.nex/issuer.nk)")?;
+        config.operator_keys.push(keys.issuer.public_key());
+    }
     let autostart = config.autostart.workloads.clone();
     // The config's `nats` section with the flags on top; the node waits for its servers and
     // reconnects forever.
@@ -164,6 +171,9 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    // Host-service calls get their own connection: nothing a function asks for can close the
+    // one the control plane, triggers and replies use.
+    config.host_client = Some(nex_connect::connect(&spec, "nex-node-host").await?);
     // The effective spec, for connections the node opens itself.
     config.nats = spec;
     let json = cli.json;

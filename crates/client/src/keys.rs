@@ -81,6 +81,24 @@ impl SenderKeys {
             .map_err(|e| Error::Local(e.to_string()))
     }
 
+    /// A fresh token allowing the lame duck of node `node` (accepted from operators only).
+    pub fn lameduck_token(&self, node: &str) -> Result<String> {
+        nex_jwt::issue(&self.issuer, node, node, "", nex_jwt::Operation::Lameduck)
+            .map_err(|e| Error::Local(e.to_string()))
+    }
+
+    /// A fresh token to read namespace `namespace`'s workloads (info, workload ping).
+    pub fn read_token(&self, namespace: &str) -> Result<String> {
+        nex_jwt::issue(
+            &self.issuer,
+            namespace,
+            namespace,
+            "",
+            nex_jwt::Operation::Read,
+        )
+        .map_err(|e| Error::Local(e.to_string()))
+    }
+
     /// Seals `env` (as JSON) to the node whose xkey is `node_xkey`; base64 text.
     pub fn seal_environment(
         &self,

@@ -11,6 +11,7 @@ pub mod keys;
 /// Connecting to NATS with servers, credentials and TLS as every NATS tool takes them.
 pub use nex_connect as connect;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,9 +29,9 @@ pub enum Error {
     /// No node answered in time.
     #[error("no answer from {0} (is a node running and reachable?)")]
     NoAnswer(String),
-    /// The node answered with an error.
+    /// The node answered with an error; its code says which kind.
     #[error("the node refused: {0}")]
-    Refused(String),
+    Refused(#[from] Refusal),
     /// The answer could not be parsed.
     #[error("unreadable answer on {subject}: {message}")]
     BadAnswer { subject: String, message: String },
@@ -54,6 +55,9 @@ pub struct NexClient {
     client: async_nats::Client,
     namespace: String,
     timeout: Duration,
+    /// Signs reads (info, workload ping) and lame-duck requests; without keys, reads get the
+    /// public node summary only.
+    keys: Option<Arc<SenderKeys>>,
 }
 
 impl NexClient {
@@ -67,7 +71,31 @@ impl NexClient {
             client,
             namespace: namespace.into(),
             timeout,
+            keys: None,
         }
+    }
+
+    /// The same client, signing with `keys` the requests that need a signature.
+    pub fn with_keys(mut self, keys: Arc<SenderKeys>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The `Nex-Jwt` header carrying `token`.
+    fn jwt_headers(token: Option<String>) -> async_nats::HeaderMap {
+        let mut h = async_nats::HeaderMap::new();
+        if let Some(t) = token {
+            h.insert(nex_proto::HEADER_JWT, t.as_str());
+        }
+        h
+    }
+
+    /// A read token for this client's namespace, when it has keys.
+    fn read_token(&self) -> Result<Option<String>> {
+        self.keys
+            .as_ref()
+            .map(|k| k.read_token(&self.namespace))
+            .transpose()
     }
 
     /// The underlying NATS client.
@@ -82,11 +110,16 @@ impl NexClient {
 
     /// Publishes `body` on `subject` and gathers every answer until the timeout, or until a short
     /// quiet period after the last answer.
-    async fn gather<T: DeserializeOwned>(&self, subject: &str, body: Bytes) -> Result<Vec<T>> {
+    async fn gather<T: DeserializeOwned>(
+        &self,
+        subject: &str,
+        headers: async_nats::HeaderMap,
+        body: Bytes,
+    ) -> Result<Vec<T>> {
         let inbox = self.client.new_inbox();
         let mut sub = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
         self.client
-            .publish_with_reply(subject.to_owned(), inbox, body)
+            .publish_with_reply_and_headers(subject.to_owned(), inbox, headers, body)
             .await
             .map_err(nats)?;
         let mut out = Vec::new();
@@ -126,12 +159,18 @@ impl NexClient {
     ) -> Result<T> {
         let payload =
             Bytes::from(serde_json::to_vec(body).map_err(|e| Error::Local(e.to_string()))?);
-        self.request_raw(subject, payload).await
+        self.request_raw(subject, None, payload).await
     }
 
-    async fn request_raw<T: DeserializeOwned>(&self, subject: String, payload: Bytes) -> Result<T> {
+    async fn request_raw<T: DeserializeOwned>(
+        &self,
+        subject: String,
+        token: Option<String>,
+        payload: Bytes,
+    ) -> Result<T> {
         let req = async_nats::Request::new()
             .payload(payload)
+            .headers(Self::jwt_headers(token))
             .timeout(Some(self.timeout));
         let msg = self
             .client
@@ -147,33 +186,42 @@ impl NexClient {
                 subject: subject.clone(),
                 message: e.to_string(),
             })?;
-        env.into_result().map_err(Error::Refused)
+        Ok(env.into_outcome()?)
     }
 
     /// Every node's ping answer.
     pub async fn ping(&self) -> Result<Vec<PingResponse>> {
-        self.gather(subjects::PING, Bytes::new()).await
+        self.gather(subjects::PING, Default::default(), Bytes::new())
+            .await
     }
 
     /// Nodes that match `req`.
     pub async fn auction(&self, req: &AuctionRequest) -> Result<Vec<PingResponse>> {
         let body = Bytes::from(serde_json::to_vec(req).map_err(|e| Error::Local(e.to_string()))?);
-        self.gather(subjects::AUCTION, body).await
+        self.gather(subjects::AUCTION, Default::default(), body)
+            .await
     }
 
-    /// Nodes running a workload of this namespace (optionally with this id or name).
+    /// Nodes running a workload of this namespace that this client's issuer deployed
+    /// (optionally with this id or name). Unsigned, no node answers.
     pub async fn workload_ping(&self, workload: Option<&str>) -> Result<Vec<WorkloadPingResponse>> {
         self.gather(
             &subjects::workload_ping(&self.namespace, workload),
+            Self::jwt_headers(self.read_token()?),
             Bytes::new(),
         )
         .await
     }
 
-    /// One node's details, workloads filtered by namespace.
+    /// One node's details; its workloads in this namespace that this client's issuer deployed
+    /// (all of them for the node's operators; none unsigned).
     pub async fn info(&self, node: &str) -> Result<InfoResponse> {
-        self.request_raw(subjects::info(&self.namespace, node), Bytes::new())
-            .await
+        self.request_raw(
+            subjects::info(&self.namespace, node),
+            self.read_token()?,
+            Bytes::new(),
+        )
+        .await
     }
 
     /// Deploys on `node`.
@@ -199,9 +247,14 @@ impl NexClient {
             .await
     }
 
-    /// Puts `node` in lame-duck mode.
+    /// Puts `node` in lame-duck mode, signed with this client's keys (an operator's).
     pub async fn lameduck(&self, node: &str) -> Result<LameduckResponse> {
-        self.request_raw(subjects::lameduck(node), Bytes::new())
+        let token = self
+            .keys
+            .as_ref()
+            .map(|k| k.lameduck_token(node))
+            .transpose()?;
+        self.request_raw(subjects::lameduck(node), token, Bytes::new())
             .await
     }
 

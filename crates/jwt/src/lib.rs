@@ -17,8 +17,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
+    /// Deploy (or replace) the workload named in `data.name` with id `sub`.
     Deploy,
+    /// Stop workload `sub`.
     Stop,
+    /// Put node `sub` in lame-duck mode (node operators only).
+    Lameduck,
+    /// Read namespace `sub`'s workloads (info, workload ping) beyond the public node summary.
+    Read,
 }
 
 /// Workload-specific claims, under `data`.
@@ -196,6 +202,20 @@ impl Default for ReplayGuard {
     }
 }
 
+/// Refuses `claims` issued more than `window` ago (or as far in the future). For requests that
+/// change nothing (reads), where a replay within the window discloses only what the signer could
+/// see anyway, this is the whole check; changes go through [`ReplayGuard::admit`].
+pub fn check_fresh(claims: &Claims, window: Duration) -> Result<(), JwtError> {
+    let age = now_secs() as i64 - claims.iat as i64;
+    if age.unsigned_abs() > window.as_secs() {
+        return Err(JwtError::Stale {
+            age_secs: age,
+            window_secs: window.as_secs(),
+        });
+    }
+    Ok(())
+}
+
 impl ReplayGuard {
     pub fn new(window: Duration) -> Self {
         Self {
@@ -206,15 +226,9 @@ impl ReplayGuard {
 
     /// Accepts `claims` if fresh and never seen, and remembers them.
     pub fn admit(&mut self, claims: &Claims) -> Result<(), JwtError> {
+        check_fresh(claims, self.window)?;
         let now = now_secs();
         let window = self.window.as_secs();
-        let age = now as i64 - claims.iat as i64;
-        if age.unsigned_abs() > window {
-            return Err(JwtError::Stale {
-                age_secs: age,
-                window_secs: window,
-            });
-        }
         self.seen
             .retain(|_, iat| now.saturating_sub(*iat) <= window * 2);
         if self.seen.contains_key(&claims.jti) {

@@ -16,13 +16,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
 
+use nex_proto::events::{self, LogsDropped};
+
 use crate::answer::{Answerer, Call, Outcome};
+use crate::config::RateLimits;
 use crate::emitter::Emitter;
+use crate::rate::{LogBudget, TokenBucket};
 
 /// Extra time the node waits beyond a function's own limit before declaring the agent stuck.
 const GRACE: Duration = Duration::from_secs(2);
-/// Longest a load (compile) may take.
-const INIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How to start an agent for one workload.
 #[derive(Clone)]
@@ -31,6 +33,8 @@ pub struct AgentSpec {
     pub artifact: Arc<Vec<u8>>,
     /// Where the agent process comes from.
     pub agents: Arc<WarmAgents>,
+    /// Longest the load (compile, top level, init) may take; the agent is killed past it.
+    pub load_timeout: Duration,
 }
 
 /// How agent processes are started; the same for every workload of a node.
@@ -164,26 +168,107 @@ pub struct AgentContext {
     pub host: Arc<nex_hostservices::HostServices>,
     /// Answers callers as replies arrive.
     pub answerer: Arc<Answerer>,
+    /// The function's log and host-call budgets (shared by its successive agents).
+    pub budgets: Arc<Budgets>,
+}
+
+/// What one function may send the node per second, and the event that reports dropped logs.
+pub struct Budgets {
+    logs: Mutex<LogBudget>,
+    host_calls: Mutex<TokenBucket>,
+    namespace: String,
+    name: String,
+}
+
+impl Budgets {
+    pub fn new(limits: &RateLimits, namespace: &str, name: &str) -> Self {
+        let now = Instant::now();
+        Self {
+            logs: Mutex::new(LogBudget::new(
+                limits.log_bytes_per_sec,
+                limits.log_burst_bytes,
+                now,
+            )),
+            host_calls: Mutex::new(TokenBucket::new(
+                limits.host_calls_per_sec,
+                limits.host_call_burst,
+                now,
+            )),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn host_call_allowed(&self) -> bool {
+        self.host_calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(1, Instant::now())
+    }
 }
 
 impl AgentContext {
-    /// Publishes one of the agent's log lines.
+    /// Publishes one of the agent's log lines, within the function's log budget; what the budget
+    /// drops is reported in a `logs_dropped` event at most once a second.
     async fn log(&self, level: agent_wire::LogLevel, text: &str) {
+        let (admitted, report) = {
+            let now = Instant::now();
+            let mut b = self.budgets.logs.lock().unwrap_or_else(|p| p.into_inner());
+            let admitted = b.admit(text.len(), now);
+            (admitted, b.report(now, false))
+        };
+        if admitted {
+            self.emitter
+                .log(&self.log_subject, &self.id, level.as_str(), text)
+                .await;
+        }
+        if let Some((lines, bytes)) = report {
+            self.logs_dropped(lines, bytes).await;
+        }
+    }
+
+    /// Reports what the log budget dropped and has not reported yet (when an agent ends).
+    async fn flush_dropped(&self) {
+        let report = self
+            .budgets
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report(Instant::now(), true);
+        if let Some((lines, bytes)) = report {
+            self.logs_dropped(lines, bytes).await;
+        }
+    }
+
+    async fn logs_dropped(&self, dropped_lines: u64, dropped_bytes: u64) {
         self.emitter
-            .log(&self.log_subject, &self.id, level.as_str(), text)
+            .event(
+                &self.budgets.namespace,
+                events::LOGS_DROPPED,
+                LogsDropped {
+                    workload_id: self.id.clone(),
+                    workload_name: self.budgets.name.clone(),
+                    dropped_lines,
+                    dropped_bytes,
+                },
+            )
             .await;
     }
 }
 
-/// Performs one host-service call for an agent; returns the `HostReply` frame to send back.
-async fn host_reply_frame(
-    host: &nex_hostservices::HostServices,
-    id: u64,
-    request: &agent_wire::HostRequest,
-) -> Vec<u8> {
-    // Boxed: the call's future is large (every host service's state), and spawning copies a
-    // future several times.
-    let result = Box::pin(host.call(request)).await;
+/// Performs one host-service call for an agent, within the function's host-call budget; returns
+/// the `HostReply` frame to send back.
+async fn host_reply_frame(logs: &AgentContext, id: u64, call: &[u8]) -> Vec<u8> {
+    let result = if logs.budgets.host_call_allowed() {
+        // Boxed: the call's future is large (every host service's state), and spawning copies
+        // a future several times.
+        Box::pin(nex_hostservices::call_encoded(&logs.host, call)).await
+    } else {
+        nex_hostapi::encode_result(&Err(nex_hostapi::GuestError::new(
+            nex_hostapi::ErrorKind::RateLimited,
+            "host call: rate limited: this function makes more host-service calls per second than the node allows",
+        )))
+    };
     let mut frame = Vec::new();
     agent_wire::encode_to_agent(&ToAgent::HostReply { id, result }, &mut frame);
     frame
@@ -232,10 +317,13 @@ pub enum SpawnError {
     /// The agent refused the workload; the message is the runtime's reason.
     #[error("{0}")]
     Refused(String),
-    #[error("the agent did not finish loading within {0:?}")]
+    #[error("the workload did not finish loading within {0:?} (the node's load_timeout)")]
     Timeout(Duration),
     #[error("the agent exited while loading: {0}")]
     Died(String),
+    /// Subscribing to a trigger subject failed.
+    #[error("could not subscribe to trigger {0}")]
+    Subscribe(String),
 }
 
 async fn read_frame(r: &mut BufReader<ChildStdout>, buf: &mut Vec<u8>) -> std::io::Result<bool> {
@@ -295,8 +383,8 @@ impl AgentConn {
                 // may log and call host services: both are served until the agent is ready.
                 match agent_wire::decode_from_agent(&buf) {
                     Ok(FromAgent::Log { level, text, .. }) => logs.log(level, &text).await,
-                    Ok(FromAgent::HostCall { id, request }) => {
-                        let frame = host_reply_frame(&logs.host, id, &request).await;
+                    Ok(FromAgent::HostCall { id, call }) => {
+                        let frame = host_reply_frame(&logs, id, &call).await;
                         stdin.write_all(&frame).await?;
                         stdin.flush().await?;
                     }
@@ -304,8 +392,8 @@ impl AgentConn {
                 }
             }
         };
-        let first = match tokio::time::timeout(INIT_TIMEOUT, handshake).await {
-            Err(_) => return Err(SpawnError::Timeout(INIT_TIMEOUT)),
+        let first = match tokio::time::timeout(spec.load_timeout, handshake).await {
+            Err(_) => return Err(SpawnError::Timeout(spec.load_timeout)),
             Ok(Err(e)) => return Err(SpawnError::Died(e.to_string())),
             Ok(Ok(None)) => {
                 let status = child
@@ -333,12 +421,7 @@ impl AgentConn {
         let dead = Arc::new(AtomicBool::new(false));
         let (exit_tx, exit_rx) = oneshot::channel();
         tokio::spawn(write_loop(stdin, frames_rx));
-        tokio::spawn(watchdog(
-            pending.clone(),
-            dead.clone(),
-            pid,
-            logs.answerer.clone(),
-        ));
+        tokio::spawn(watchdog(pending.clone(), dead.clone(), pid, logs.clone()));
         tokio::spawn(read_loop(
             frames_tx.clone(),
             stdout,
@@ -444,12 +527,23 @@ fn kill_agent(dead: &AtomicBool, pid: u32) {
 
 /// Fails the calls an agent left unanswered past their limit plus a grace period, and kills
 /// that agent: it is wedged (its own deadline should have fired), and the supervisor restarts it.
-async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32, answerer: Arc<Answerer>) {
+/// It also reports the log lines the function's log budget dropped, once they are due.
+async fn watchdog(pending: Arc<Pending>, dead: Arc<AtomicBool>, pid: u32, ctx: AgentContext) {
+    let answerer = ctx.answerer.clone();
     let mut tick = tokio::time::interval(WATCHDOG_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !dead.load(Ordering::Acquire) {
         tick.tick().await;
         let now = Instant::now();
+        let due = ctx
+            .budgets
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report(now, false);
+        if let Some((lines, bytes)) = due {
+            ctx.logs_dropped(lines, bytes).await;
+        }
         let overdue: Vec<Waiter> = pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -549,11 +643,11 @@ async fn read_loop(
                 logs.log(level, &text).await;
                 continue;
             }
-            FromAgent::HostCall { id, request } => {
-                let host = logs.host.clone();
+            FromAgent::HostCall { id, call } => {
+                let ctx = logs.clone();
                 let frames = frames.clone();
                 tokio::spawn(async move {
-                    let _ = frames.send(host_reply_frame(&host, id, &request).await);
+                    let _ = frames.send(host_reply_frame(&ctx, id, &call).await);
                 });
                 continue;
             }
@@ -568,6 +662,7 @@ async fn read_loop(
         }
     }
     dead.store(true, Ordering::Release);
+    logs.flush_dropped().await;
     // Kill first so a half-broken agent cannot linger, then reap it.
     let _ = child.start_kill();
     let status = child.wait().await;

@@ -30,6 +30,62 @@ impl Default for NodeLimits {
     }
 }
 
+/// What one namespace (tenant) may use on this node: `namespaces.<ns>` in the config, falling
+/// back field by field to `namespace_defaults`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespacePolicy {
+    /// Subjects the namespace's triggers must lie inside (empty: no subject space reserved).
+    pub subjects: Vec<String>,
+    /// Most workloads the namespace runs on this node at once.
+    pub max_workloads: Option<usize>,
+    /// Most memory its workloads may declare (`limits.memory_mb`) together, in MiB.
+    pub max_memory_mb: Option<u64>,
+}
+
+/// Quotas of a namespace with no entry of its own in `namespaces` (bounded by default, so one
+/// tenant cannot take a whole node).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespaceDefaults {
+    pub max_workloads: usize,
+    pub max_memory_mb: u64,
+}
+
+impl Default for NamespaceDefaults {
+    fn default() -> Self {
+        Self {
+            max_workloads: 200,
+            max_memory_mb: 16 * 1024,
+        }
+    }
+}
+
+/// Per-function rates the node enforces on what an agent sends it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Log bytes per second a function may publish; the excess is dropped and counted in a
+    /// `logs_dropped` event. Bursts up to `log_burst_bytes`.
+    pub log_bytes_per_sec: u64,
+    pub log_burst_bytes: u64,
+    /// Host-service calls per second a function may make; the excess fails with a rate-limit
+    /// error. Bursts up to `host_call_burst`.
+    pub host_calls_per_sec: u64,
+    pub host_call_burst: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            log_bytes_per_sec: 256 * 1024,
+            log_burst_bytes: 1024 * 1024,
+            host_calls_per_sec: 2_000,
+            host_call_burst: 4_000,
+        }
+    }
+}
+
 /// One workload the node deploys by itself at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +120,21 @@ pub struct NodeConfig {
     pub workload_types: Vec<WorkloadType>,
     /// Issuer public keys allowed to deploy; empty allows any.
     pub valid_issuers: Vec<String>,
+    /// Public nkeys of the node's operators: only they may lame-duck the node, replace or stop
+    /// the workloads the node started from its own config, and read every namespace. `nex node
+    /// up` adds the key of the user that starts it (`~/.nex/issuer.nk`) when this is empty.
+    pub operator_keys: Vec<String>,
+    /// Per-namespace subject spaces and quotas.
+    pub namespaces: BTreeMap<String, NamespacePolicy>,
+    /// Quotas of namespaces without their own entry.
+    pub namespace_defaults: NamespaceDefaults,
+    /// Declared memory of all workloads together may reach this multiple of the host's memory.
+    pub memory_overcommit: f64,
+    /// Longest a workload may take to load (compile, top level, init) before its deploy fails.
+    #[serde(with = "secs")]
+    pub load_timeout: Duration,
+    /// Log and host-call rates per function.
+    pub rate_limits: RateLimits,
     /// Subjects (and `prefix.>` patterns) functions may not be triggered by.
     pub deny_trigger_subjects: Vec<String>,
     /// Host-services settings (kept for later use, accepted now).
@@ -85,6 +156,11 @@ pub struct NodeConfig {
     pub node_seed_file: Option<PathBuf>,
     /// Directory of compiled-module caches.
     pub cache_dir: Option<PathBuf>,
+    /// A second NATS connection for host-service calls, so that no call a function makes can
+    /// disturb the control connection; `None` uses the control connection. Set by the program
+    /// that embeds the node, never from the config file.
+    #[serde(skip)]
+    pub host_client: Option<async_nats::Client>,
     /// Program to run as the agent (`<agent_exe> agent`); `None`: this executable.
     #[serde(skip)]
     pub agent_exe: Option<PathBuf>,
@@ -121,6 +197,12 @@ impl Default for NodeConfig {
             tags: BTreeMap::new(),
             workload_types: vec![WorkloadType::Javascript, WorkloadType::Wasm],
             valid_issuers: Vec::new(),
+            operator_keys: Vec::new(),
+            namespaces: BTreeMap::new(),
+            namespace_defaults: NamespaceDefaults::default(),
+            memory_overcommit: 2.0,
+            load_timeout: Duration::from_secs(10),
+            rate_limits: RateLimits::default(),
             deny_trigger_subjects: Vec::new(),
             host_services: None,
             node_limits: NodeLimits::default(),
@@ -132,6 +214,7 @@ impl Default for NodeConfig {
             node_seed_file: None,
             cache_dir: None,
             agent_exe: None,
+            host_client: None,
             heartbeat_interval: Duration::from_secs(30),
             nexus: None,
             idle_trim_after: Duration::from_secs(5),
@@ -159,6 +242,18 @@ impl NodeConfig {
         nex_hostservices::HttpPolicy {
             allow: list("allow_hosts"),
             deny: list("deny_hosts"),
+        }
+    }
+
+    /// The quotas of namespace `ns`: (most workloads, most declared memory in MiB).
+    pub fn namespace_quota(&self, ns: &str) -> (usize, u64) {
+        let d = self.namespace_defaults;
+        match self.namespaces.get(ns) {
+            Some(p) => (
+                p.max_workloads.unwrap_or(d.max_workloads),
+                p.max_memory_mb.unwrap_or(d.max_memory_mb),
+            ),
+            None => (d.max_workloads, d.max_memory_mb),
         }
     }
 

@@ -4,7 +4,9 @@
 //! Layout:
 //! - [`config`]: the node's settings (JSON with upstream field names).
 //! - [`identity`]: node id (server nkey) and xkey for sealed environments.
-//! - `control`: handlers of `$NEX.*` requests (ping, auction, info, deploy, stop, lame duck).
+//! - `control`: handlers of `$NEX.*` requests (ping, auction, info, deploy, stop, lame duck),
+//!   who may make them (`control::auth`) and the deploy pipeline (`control::deploy`).
+//! - `rate`: token buckets bounding what one function's agent may send (logs, host calls).
 //! - `workload`: one deployed function: agent supervision, trigger subscriptions, dispatch.
 //! - `agent`: spawning an agent process and the framed pipe to it.
 //! - `artifact`: fetching artifacts from the object store and verifying their hash.
@@ -19,6 +21,7 @@ pub mod config;
 mod control;
 mod emitter;
 pub mod identity;
+mod rate;
 mod workload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -59,7 +62,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// State shared by all handlers of one node.
 pub(crate) struct Node {
+    /// The control connection: control subjects, triggers, replies, events and logs.
     pub client: async_nats::Client,
+    /// The connection host-service calls use, so that nothing a function asks for can close
+    /// the control connection (the control connection when no other was given).
+    pub host_client: async_nats::Client,
     pub js: async_nats::jetstream::Context,
     pub identity: Identity,
     pub node_id: String,
@@ -72,8 +79,9 @@ pub(crate) struct Node {
     pub workloads: Mutex<HashMap<String, Arc<Workload>>>,
     pub lameduck: AtomicBool,
     pub exit: Notify,
-    /// Serializes deploys so limits and same-name replacement are checked atomically.
-    pub deploy_lock: tokio::sync::Mutex<()>,
+    /// Deploys admitted and still loading: quotas and same-name races are checked against
+    /// them under this short lock, never held across I/O or a workload's load.
+    pub admission: Mutex<Vec<control::Reservation>>,
     /// Workload JWTs accepted recently: each is good for one deploy or stop.
     pub replay: Mutex<nex_jwt::ReplayGuard>,
 }
@@ -189,8 +197,10 @@ pub async fn run(
         },
         config.machine_pool_size,
     );
+    let host_client = config.host_client.clone().unwrap_or_else(|| client.clone());
     let node = Arc::new(Node {
         js: async_nats::jetstream::new(client.clone()),
+        host_client,
         client: client.clone(),
         node_id: node_id.clone(),
         config,
@@ -201,7 +211,7 @@ pub async fn run(
         workloads: Mutex::default(),
         lameduck: AtomicBool::new(false),
         exit: Notify::new(),
-        deploy_lock: tokio::sync::Mutex::new(()),
+        admission: Mutex::default(),
         replay: Mutex::default(),
         identity,
     });

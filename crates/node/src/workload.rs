@@ -16,8 +16,9 @@ use nex_proto::subjects;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::agent::{AgentConn, AgentContext, AgentSpec, Exit};
+use crate::agent::{AgentConn, AgentContext, AgentSpec, Budgets, Exit, SpawnError};
 use crate::answer::{Answerer, Call, Outcome};
+use crate::config::RateLimits;
 use crate::emitter::Emitter;
 
 /// What a workload is, fixed at deploy.
@@ -59,9 +60,11 @@ impl Workload {
         meta: WorkloadMeta,
         spec: AgentSpec,
         client: async_nats::Client,
+        host_client: async_nats::Client,
         emitter: Arc<Emitter>,
         http: nex_hostservices::HttpPolicy,
-    ) -> Result<Arc<Workload>, String> {
+        rates: RateLimits,
+    ) -> Result<Arc<Workload>, SpawnError> {
         let answerer = Arc::new(Answerer::new(
             client.clone(),
             emitter.clone(),
@@ -76,13 +79,12 @@ impl Workload {
             log_subject: subjects::log(&meta.namespace, emitter.node_id(), &meta.name, &meta.id)
                 .into(),
             host: Arc::new(
-                nex_hostservices::HostServices::new(client.clone(), &meta.namespace, &meta.name)
+                nex_hostservices::HostServices::new(host_client, &meta.namespace, &meta.name)
                     .with_http_policy(http),
             ),
+            budgets: Arc::new(Budgets::new(&rates, &meta.namespace, &meta.name)),
         };
-        let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone()).await?;
         let limit = Duration::from_millis(meta.limits.timeout_ms);
         let permits = Arc::new(Semaphore::new(meta.limits.max_concurrency as usize));
         let wl = Arc::new(Workload {
@@ -114,7 +116,7 @@ impl Workload {
             let sub = client
                 .queue_subscribe(subject.clone(), group)
                 .await
-                .map_err(|e| format!("could not subscribe to trigger {subject}: {e}"))?;
+                .map_err(|e| SpawnError::Subscribe(format!("{subject}: {e}")))?;
             tasks.push(tokio::spawn(dispatch(wl.clone(), sub)));
         }
         tasks.push(tokio::spawn(supervise(wl.clone(), spec, logs, exit)));

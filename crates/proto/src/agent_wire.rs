@@ -121,64 +121,6 @@ impl FailureCode {
     }
 }
 
-/// A host-service call from a function: an operation name and JSON arguments, plus binary parts
-/// (payloads, values) that never go through JSON.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HostRequest {
-    /// `service.method`, e.g. `kv.get`.
-    pub op: String,
-    /// Arguments other than binary ones.
-    pub args: serde_json::Value,
-    /// Binary arguments, in the order the operation defines.
-    pub data: Vec<Vec<u8>>,
-}
-
-/// The answer to a [`HostRequest`]: JSON fields plus binary parts, or an error sentence.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HostResult {
-    pub value: serde_json::Value,
-    pub data: Vec<Vec<u8>>,
-}
-
-fn put_parts(out: &mut Vec<u8>, head: &str, json: &serde_json::Value, data: &[Vec<u8>]) {
-    let json = serde_json::to_vec(json).unwrap_or_default();
-    out.extend_from_slice(&(head.len() as u16).to_le_bytes());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    for d in data {
-        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
-        out.extend_from_slice(d);
-    }
-}
-
-fn parts_len(head: &str, json: &serde_json::Value, data: &[Vec<u8>]) -> usize {
-    let json_len = serde_json::to_vec(json).map(|v| v.len()).unwrap_or(0);
-    2 + head.len() + 4 + json_len + 4 + data.iter().map(|d| 4 + d.len()).sum::<usize>()
-}
-
-type Parts = (String, serde_json::Value, Vec<Vec<u8>>);
-
-fn take_parts(body: &mut &[u8]) -> Result<Parts, WireError> {
-    let n = take_u16(body, "head length")? as usize;
-    let head = text(take(body, n, "head")?)?;
-    let n = take_u32(body, "json length")? as usize;
-    let json_bytes = take(body, n, "json")?;
-    let json = if json_bytes.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(json_bytes).map_err(|e| WireError::BadField(e.to_string()))?
-    };
-    let count = take_u32(body, "part count")? as usize;
-    let mut data = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        let n = take_u32(body, "part length")? as usize;
-        data.push(take(body, n, "part")?.to_vec());
-    }
-    Ok((head, json, data))
-}
-
 /// Node → agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToAgent {
@@ -192,11 +134,9 @@ pub enum ToAgent {
     },
     /// Finish in-flight work and exit.
     Shutdown,
-    /// The answer to host call `id`: `Ok` result or an error sentence.
-    HostReply {
-        id: u64,
-        result: Result<HostResult, String>,
-    },
+    /// The answer to host call `id`: its result, encoded by `nex-hostapi`
+    /// (`encode_result`), carried as is.
+    HostReply { id: u64, result: Vec<u8> },
 }
 
 /// Agent → node.
@@ -225,8 +165,9 @@ pub enum FromAgent {
         level: LogLevel,
         text: String,
     },
-    /// A host-service call `id` made by the function.
-    HostCall { id: u64, request: HostRequest },
+    /// A host-service call `id` made by the function, encoded by `nex-hostapi`
+    /// (`encode_call`), carried as is (the node decodes and checks it).
+    HostCall { id: u64, call: Vec<u8> },
 }
 
 mod tag {
@@ -266,20 +207,8 @@ pub fn encode_to_agent(msg: &ToAgent, out: &mut Vec<u8>) {
         } => encode_invoke(*id, subject, payload, out),
         ToAgent::Shutdown => put_header(out, tag::SHUTDOWN, 0, 0),
         ToAgent::HostReply { id, result } => {
-            let empty = HostResult::default();
-            let (head, r) = match result {
-                Ok(r) => ("", r),
-                Err(e) => (e.as_str(), &empty),
-            };
-            let ok = u8::from(result.is_ok());
-            put_header(
-                out,
-                tag::HOST_REPLY,
-                *id,
-                1 + parts_len(head, &r.value, &r.data),
-            );
-            out.push(ok);
-            put_parts(out, head, &r.value, &r.data);
+            put_header(out, tag::HOST_REPLY, *id, result.len());
+            out.extend_from_slice(result);
         }
     }
 }
@@ -328,10 +257,9 @@ pub fn encode_from_agent(msg: &FromAgent, out: &mut Vec<u8>) {
             out.push(*level as u8);
             out.extend_from_slice(text.as_bytes());
         }
-        FromAgent::HostCall { id, request } => {
-            let r = request;
-            put_header(out, tag::HOST_CALL, *id, parts_len(&r.op, &r.args, &r.data));
-            put_parts(out, &r.op, &r.args, &r.data);
+        FromAgent::HostCall { id, call } => {
+            put_header(out, tag::HOST_CALL, *id, call.len());
+            out.extend_from_slice(call);
         }
     }
 }
@@ -398,16 +326,10 @@ pub fn decode_to_agent(frame: &[u8]) -> Result<ToAgent, WireError> {
             })
         }
         tag::SHUTDOWN => Ok(ToAgent::Shutdown),
-        tag::HOST_REPLY => {
-            let ok = take(&mut body, 1, "status")?[0] == 1;
-            let (head, value, data) = take_parts(&mut body)?;
-            let result = if ok {
-                Ok(HostResult { value, data })
-            } else {
-                Err(head)
-            };
-            Ok(ToAgent::HostReply { id, result })
-        }
+        tag::HOST_REPLY => Ok(ToAgent::HostReply {
+            id,
+            result: body.to_vec(),
+        }),
         other => Err(WireError::UnknownTag(other)),
     }
 }
@@ -446,13 +368,10 @@ pub fn decode_from_agent(frame: &[u8]) -> Result<FromAgent, WireError> {
                 text: String::from_utf8_lossy(body).into_owned(),
             })
         }
-        tag::HOST_CALL => {
-            let (op, args, data) = take_parts(&mut body)?;
-            Ok(FromAgent::HostCall {
-                id,
-                request: HostRequest { op, args, data },
-            })
-        }
+        tag::HOST_CALL => Ok(FromAgent::HostCall {
+            id,
+            call: body.to_vec(),
+        }),
         other => Err(WireError::UnknownTag(other)),
     }
 }
@@ -536,22 +455,15 @@ mod tests {
         round_trip_to(ToAgent::Shutdown);
         round_trip_to(ToAgent::HostReply {
             id: 4,
-            result: Ok(HostResult {
-                value: serde_json::json!({"found": true}),
-                data: vec![b"v".to_vec(), vec![]],
-            }),
+            result: b"\0result".to_vec(),
         });
         round_trip_to(ToAgent::HostReply {
             id: 5,
-            result: Err("no such key".into()),
+            result: vec![],
         });
         round_trip_from(FromAgent::HostCall {
             id: 6,
-            request: HostRequest {
-                op: "kv.set".into(),
-                args: serde_json::json!({"key": "k"}),
-                data: vec![b"\0\xff".to_vec()],
-            },
+            call: b"\0\xffcall".to_vec(),
         });
         round_trip_from(FromAgent::Ready(b"{}".to_vec()));
         round_trip_from(FromAgent::InitFailed("bad".into()));
@@ -587,32 +499,5 @@ mod tests {
         for n in 0..out.len() {
             let _ = decode_to_agent(&out[4..n.max(4)]);
         }
-    }
-
-    #[test]
-    fn host_call_numbers_survive_a_round_trip() {
-        // Found by the `agent_frames` fuzz target: without exact float parsing, a long number
-        // literal came back a few ulps off after re-encoding.
-        let args: serde_json::Value =
-            serde_json::from_str("33333333333333333133333333333333333333333333333").unwrap();
-        let msg = FromAgent::HostCall {
-            id: 7,
-            request: HostRequest {
-                op: String::new(),
-                args,
-                data: vec![],
-            },
-        };
-        let mut out = Vec::new();
-        encode_from_agent(&msg, &mut out);
-        let mut r = &out[..];
-        let mut buf = Vec::new();
-        assert!(read_frame(&mut r, &mut buf).unwrap());
-        let once = decode_from_agent(&buf).unwrap();
-        let mut again = Vec::new();
-        encode_from_agent(&once, &mut again);
-        let mut r = &again[..];
-        assert!(read_frame(&mut r, &mut buf).unwrap());
-        assert_eq!(decode_from_agent(&buf).unwrap(), once);
     }
 }

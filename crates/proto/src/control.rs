@@ -29,7 +29,70 @@ pub const TAG_UNSAFE: &str = "nex.unsafe";
 /// Standard tag: `true` once the node is in lame-duck mode.
 pub const TAG_LAMEDUCK: &str = "nex.lameduck";
 
-/// Every control answer: `data` on success, `error` (a sentence a user can act on) on failure.
+/// Stable, machine-readable kind of a control-plane failure: the envelope's `code`, beside the
+/// `error` sentence. Clients and tests match on this, never on the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or asks for something invalid (names, subjects, limits).
+    BadRequest,
+    /// The request is not signed, or its token is forged, stale, replayed, or for another
+    /// request, or its issuer is not trusted by this node.
+    Unauthorized,
+    /// The signer is known but may not do this: the workload or name belongs to another issuer,
+    /// or the operation is for node operators only.
+    Forbidden,
+    /// No such workload.
+    NotFound,
+    /// Another deploy of the same name is in progress, or the id is taken.
+    Conflict,
+    /// A node or namespace quota would be exceeded.
+    QuotaExceeded,
+    /// The node is in lame-duck mode.
+    LameDuck,
+    /// The artifact cannot be fetched or does not match its hash.
+    Artifact,
+    /// The agent could not load the workload (bad module, load deadline, crash).
+    LoadFailed,
+    /// A code this client does not know (sent by a newer node).
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The wire name, e.g. `quota_exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::LameDuck => "lame_duck",
+            ErrorCode::Artifact => "artifact",
+            ErrorCode::LoadFailed => "load_failed",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed control answer: its code (absent from nodes older than codes) and its sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+/// Every control answer: `data` on success, `error` (a sentence a user can act on) and `code`
+/// (its [`ErrorCode`]) on failure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<T> {
     #[serde(rename = "type")]
@@ -38,6 +101,8 @@ pub struct Envelope<T> {
     pub data: Option<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
 }
 
 impl<T> Envelope<T> {
@@ -47,24 +112,45 @@ impl<T> Envelope<T> {
             kind: kind.to_owned(),
             data: Some(data),
             error: None,
+            code: None,
         }
     }
 
-    /// A failed answer.
+    /// A failed answer without a code.
     pub fn err(kind: &str, error: impl fmt::Display) -> Self {
         Self {
             kind: kind.to_owned(),
             data: None,
             error: Some(error.to_string()),
+            code: None,
+        }
+    }
+
+    /// A failed answer of kind `code`.
+    pub fn refused(kind: &str, code: ErrorCode, error: impl fmt::Display) -> Self {
+        Self {
+            code: Some(code),
+            ..Self::err(kind, error)
         }
     }
 
     /// The data, or the error text when the answer is a failure.
     pub fn into_result(self) -> Result<T, String> {
+        self.into_outcome().map_err(|r| r.message)
+    }
+
+    /// The data, or the failure's code and text.
+    pub fn into_outcome(self) -> Result<T, Refusal> {
         match (self.error, self.data) {
-            (Some(e), _) => Err(e),
+            (Some(message), _) => Err(Refusal {
+                code: self.code,
+                message,
+            }),
             (None, Some(d)) => Ok(d),
-            (None, None) => Err(format!("answer of type {} carried no data", self.kind)),
+            (None, None) => Err(Refusal {
+                code: None,
+                message: format!("answer of type {} carried no data", self.kind),
+            }),
         }
     }
 }

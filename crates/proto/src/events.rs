@@ -16,6 +16,8 @@ pub const WORKLOAD_DEPLOYED: &str = "workload_deployed";
 pub const WORKLOAD_UNDEPLOYED: &str = "workload_undeployed";
 pub const FUNCTION_EXEC_SUCCEEDED: &str = "function_exec_succeeded";
 pub const FUNCTION_EXEC_FAILED: &str = "function_exec_failed";
+/// A function logged faster than its rate limit: lines were dropped.
+pub const LOGS_DROPPED: &str = "logs_dropped";
 
 /// A CloudEvents 1.0 JSON document. Fields borrow where they can: the node builds one per function
 /// call, and the constant parts need not be copied each time.
@@ -102,6 +104,15 @@ pub struct WorkloadUndeployed {
     pub workload_name: String,
     pub code: i32,
     pub message: String,
+}
+
+/// `logs_dropped`: what a function's log rate limit dropped since the last such event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsDropped {
+    pub workload_id: String,
+    pub workload_name: String,
+    pub dropped_lines: u64,
+    pub dropped_bytes: u64,
 }
 
 /// `function_exec_succeeded` (one per call: borrows rather than copies).

@@ -26,5 +26,9 @@ pub const HEADER_SERVICE_ERROR: &str = "Nats-Service-Error";
 /// NATS service-error header carrying a numeric code (HTTP-like).
 pub const HEADER_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
 
+/// Header carrying a signed JWT on control requests whose body is not theirs to extend
+/// (`$NEX.LAMEDUCK.<node>`, `$NEX.INFO.<ns>.<node>`, `$NEX.WPING.<ns>...`).
+pub const HEADER_JWT: &str = "Nex-Jwt";
+
 /// Object-store bucket `nex devrun` uploads artifacts to.
 pub const DEVRUN_BUCKET: &str = "NEXCLIFILES";

@@ -1,38 +1,30 @@
-// Builds `hostServices` on top of one native call: host(op, argsJson, ...binaryParts) returns
-// [resultJson, ...binaryParts as Uint8Array] or throws an Error whose message says what failed.
+// Builds `hostServices` on top of one native call: host(op, ...args) performs the typed host
+// call `op` (an operation of nex-hostapi, e.g. 'kv.get'; a Rust test checks this file names
+// exactly those) and returns its value, or throws an Error whose message says what failed and
+// whose `code` says how (`InvalidArgument`, `Denied`, `Unavailable`, `Timeout`, ...). Bytes go
+// as Uint8Array/ArrayBuffer, strings as UTF-8, other values as JSON.
 (function (host) {
-  const bin = (v) =>
-    v === undefined || v === null || typeof v === 'string' || v instanceof Uint8Array || v instanceof ArrayBuffer
-      ? v
-      : JSON.stringify(v);
-  const call = (op, args, ...data) => {
-    const r = host(op, JSON.stringify(args || {}), ...data.map(bin));
-    return { value: JSON.parse(r[0]), data: r.slice(1) };
-  };
   const kv = {
-    get: (key) => { const r = call('kv.get', { key: String(key) }); return r.value.found ? r.data[0] : null; },
-    set: (key, value) => { call('kv.set', { key: String(key) }, value); },
-    delete: (key) => { call('kv.delete', { key: String(key) }); },
-    keys: () => call('kv.keys').value,
+    get: (key) => host('kv.get', String(key)),
+    set: (key, value) => { host('kv.set', String(key), value); },
+    delete: (key) => { host('kv.delete', String(key)); },
+    keys: () => host('kv.keys'),
   };
   const objectStore = {
-    get: (name) => { const r = call('objectStore.get', { name: String(name) }); return r.value.found ? r.data[0] : null; },
-    put: (name, data) => call('objectStore.put', { name: String(name) }, data).value,
-    delete: (name) => { call('objectStore.delete', { name: String(name) }); },
-    list: () => call('objectStore.list').value,
+    get: (name) => host('objectStore.get', String(name)),
+    put: (name, data) => host('objectStore.put', String(name), data),
+    delete: (name) => { host('objectStore.delete', String(name)); },
+    list: () => host('objectStore.list'),
   };
-  const opts = (o) => ({ timeout_ms: o && o.timeout, max: o && o.max });
   const messaging = {
-    publish: (subject, payload) => { call('messaging.publish', { subject: String(subject) }, payload); },
+    publish: (subject, payload) => { host('messaging.publish', String(subject), payload); },
     request: (subject, payload, o) =>
-      call('messaging.request', Object.assign({ subject: String(subject) }, opts(o)), payload).data[0],
+      host('messaging.request', String(subject), payload, o && o.timeout),
     requestMany: (subject, payload, o) =>
-      call('messaging.requestMany', Object.assign({ subject: String(subject) }, opts(o)), payload).data,
+      host('messaging.requestMany', String(subject), payload, o && o.timeout, o && o.max),
   };
-  const request = (method) => (url, body, o) => {
-    const r = call('http.request', { method, url: String(url), headers: (o && o.headers) || {} }, body);
-    return { status: r.value.status, headers: r.value.headers, response: r.value.text, body: r.data[0] };
-  };
+  const request = (method) => (url, body, o) =>
+    host('http.request', method, String(url), (o && o.headers) || {}, body);
   const http = {
     get: request('GET'), post: request('POST'), put: request('PUT'), patch: request('PATCH'),
     del: request('DELETE'), delete: request('DELETE'), head: request('HEAD'),

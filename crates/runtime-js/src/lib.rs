@@ -16,12 +16,12 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use nex_proto::agent_wire::{HostRequest, HostResult};
+use nex_hostapi::{Call, CallResult};
 use rquickjs::context::EvalOptions;
 use rquickjs::function::{Rest, This};
 use rquickjs::{
-    Array, ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Exception, Function, Object,
-    Persistent, Promise, Runtime, TypedArray, Value,
+    ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise,
+    Runtime, TypedArray, Value,
 };
 
 /// Version of the `rquickjs` binding in use.
@@ -76,11 +76,11 @@ pub enum ConsoleLevel {
 /// Receives console output: invocation id (0 while loading), level, text.
 pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
 
-/// Performs a host-service call for the function (blocking); `Err` becomes a JS exception.
-pub type HostFn = Box<dyn Fn(HostRequest) -> Result<HostResult, String>>;
+/// Performs a host-service call for the function (blocking); `Err` becomes a JS exception (an
+/// `Error` whose `code` is the [`nex_hostapi::ErrorKind`] name).
+pub type HostFn = Box<dyn Fn(&Call) -> CallResult>;
 
-/// The JavaScript side of `hostServices`, built on one native call.
-const HOST_SERVICES_JS: &str = include_str!("host_services.js");
+mod host_services;
 
 /// Limits and settings of one function.
 #[derive(Debug, Clone)]
@@ -226,54 +226,6 @@ fn install_env<'js>(
     ctx.globals().set("process", process)
 }
 
-/// Builds the `hostServices` object around `host` (or around a stub that throws when `None`).
-fn install_host_services<'js>(
-    ctx: &Ctx<'js>,
-    host: Option<HostFn>,
-) -> rquickjs::Result<Object<'js>> {
-    let host = Rc::new(host);
-    let native = Function::new(
-        ctx.clone(),
-        move |ctx: Ctx<'js>,
-              op: String,
-              args: String,
-              data: Rest<Value<'js>>|
-              -> rquickjs::Result<Array<'js>> {
-            let Some(host) = host.as_ref() else {
-                return Err(Exception::throw_message(
-                    &ctx,
-                    "host services are not available here",
-                ));
-            };
-            let args = serde_json::from_str(&args).unwrap_or(serde_json::Value::Null);
-            let mut parts = Vec::with_capacity(data.0.len());
-            for v in data.0 {
-                parts.push(
-                    reply_bytes(&ctx, v)
-                        .map_err(|e| Exception::throw_type(&ctx, &e.to_string()))?,
-                );
-            }
-            let result = host(HostRequest {
-                op,
-                args,
-                data: parts,
-            })
-            .map_err(|e| Exception::throw_message(&ctx, &e))?;
-            let out = Array::new(ctx.clone())?;
-            out.set(
-                0,
-                serde_json::to_string(&result.value).unwrap_or_else(|_| "null".into()),
-            )?;
-            for (i, d) in result.data.into_iter().enumerate() {
-                out.set(i + 1, TypedArray::<u8>::new(ctx.clone(), d)?)?;
-            }
-            Ok(out)
-        },
-    )?;
-    let build: Function = ctx.eval(HOST_SERVICES_JS)?;
-    build.call((native,))
-}
-
 /// Copies the bytes a view points at.
 fn copy_raw(raw: Option<NonNull<[u8]>>) -> Vec<u8> {
     match raw {
@@ -285,7 +237,7 @@ fn copy_raw(raw: Option<NonNull<[u8]>>) -> Vec<u8> {
 }
 
 /// Turns a function's return value into reply bytes.
-fn reply_bytes<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> Result<Vec<u8>, InvokeError> {
+pub(crate) fn reply_bytes<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> Result<Vec<u8>, InvokeError> {
     if v.is_undefined() || v.is_null() {
         return Ok(Vec::new());
     }
@@ -337,7 +289,7 @@ impl JsFunction {
             install_console(&ctx, sink.clone(), current.clone())
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let hs = install_host_services(&ctx, host)
+            let hs = host_services::install(&ctx, host)
                 .catch(&ctx)
                 .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             this.set("hostServices", hs.clone())
@@ -452,6 +404,7 @@ impl JsFunction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nex_hostapi::GuestError;
     use std::cell::RefCell;
 
     fn load(src: &str) -> Result<JsFunction, LoadError> {
@@ -483,31 +436,128 @@ mod tests {
 
     #[test]
     fn host_services_reach_the_host_function_and_errors_throw() {
-        let host: HostFn = Box::new(|req: HostRequest| match req.op.as_str() {
-            "kv.get" if req.args["key"] == "k" => Ok(HostResult {
-                value: serde_json::json!({"found": true}),
-                data: vec![b"val".to_vec()],
-            }),
-            "kv.get" => Ok(HostResult {
-                value: serde_json::json!({"found": false}),
-                data: vec![],
-            }),
-            "kv.set" => Err(format!("refused {}", String::from_utf8_lossy(&req.data[0]))),
-            _ => Err("unexpected".into()),
+        use nex_hostapi::{ErrorKind, Reply, kv};
+        let host: HostFn = Box::new(|call: &Call| match call {
+            Call::Kv(kv::Call::Get { key }) if key == "k" => {
+                Ok(Reply::Value(Some(b"val".to_vec())))
+            }
+            Call::Kv(kv::Call::Get { .. }) => Ok(Reply::Value(None)),
+            Call::Kv(kv::Call::Set { value, .. }) => Err(GuestError::new(
+                ErrorKind::Denied,
+                format!("refused {}", String::from_utf8_lossy(value)),
+            )),
+            _ => Err(GuestError::internal("unexpected")),
         });
         let f = JsFunction::load(
             "(s, p) => { const v = this.hostServices.kv.get('k'); const none = hostServices.kv.get('x'); \
-             try { hostServices.kv.set('a', {b: 1}); } catch (e) { return String.fromCharCode(...v) + '|' + none + '|' + e.message; } }",
+             try { hostServices.kv.set('a', {b: 1}); } catch (e) { return String.fromCharCode(...v) + '|' + none + '|' + e.message + '|' + e.code + '|' + (e instanceof Error); } }",
             JsConfig::default(),
             Box::new(|_, _, _| {}),
             Some(host),
         )
         .unwrap();
-        assert_eq!(call(&f, b"").unwrap(), br#"val|null|refused {"b":1}"#);
-        let f = load("async () => { try { await hostServices.kv.getAsync('k'); } catch (e) { return e.message; } }").unwrap();
         assert_eq!(
             call(&f, b"").unwrap(),
-            b"host services are not available here"
+            br#"val|null|refused {"b":1}|Denied|true"#
+        );
+        let f = load("async () => { try { await hostServices.kv.getAsync('k'); } catch (e) { return e.message + '|' + e.code; } }").unwrap();
+        assert_eq!(
+            call(&f, b"").unwrap(),
+            b"host services are not available here|Unavailable"
+        );
+    }
+
+    #[test]
+    fn every_wrapper_builds_its_typed_call_and_every_reply_becomes_a_value() {
+        use nex_hostapi::object_store::ObjectInfo;
+        use nex_hostapi::{Op, Reply};
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let host: HostFn = Box::new(move |call: &Call| {
+            s.borrow_mut().push(call.clone());
+            Ok(match call.op() {
+                Op::KvGet | Op::ObjectGet => Reply::Value(Some(b"v".to_vec())),
+                Op::KvKeys => Reply::Keys(vec!["a".into(), "b".into()]),
+                Op::ObjectPut => Reply::Object(ObjectInfo {
+                    name: "n".into(),
+                    size: 3,
+                    ..Default::default()
+                }),
+                Op::ObjectList => Reply::Objects(vec![ObjectInfo::default()]),
+                Op::Request => Reply::Message(b"m".to_vec()),
+                Op::RequestMany => Reply::Messages(vec![b"1".to_vec(), b"2".to_vec()]),
+                Op::HttpRequest => Reply::Http(nex_hostapi::http::Response {
+                    status: 201,
+                    headers: [("content-type".to_string(), "text/plain".to_string())].into(),
+                    body: b"hi".to_vec(),
+                }),
+                _ => Reply::Done,
+            })
+        });
+        let f = JsFunction::load(
+            r#"(s, p) => { const h = this.hostServices; const out = [];
+              out.push(String.fromCharCode(...h.kv.get('k')));
+              out.push(h.kv.set('k', 'v'), h.kv.delete('k'), h.kv.keys().join(','));
+              out.push(String.fromCharCode(...h.objectStore.get('o')));
+              const info = h.objectStore.put('o', new Uint8Array([1, 2, 3]));
+              out.push(info.name + info.size, h.objectStore.delete('o'), h.objectStore.list().length);
+              out.push(h.messaging.publish('a.b', {x: 1}));
+              out.push(String.fromCharCode(...h.messaging.request('a.b', 'q', { timeout: 300 })));
+              out.push(h.messaging.requestMany('a.b', null, { timeout: 200, max: 2 }).length);
+              const r = h.http.patch('http://127.0.0.1:1/x', 'body', { headers: { 'x-n': 5 } });
+              out.push(r.status + r.headers['content-type'] + r.response + r.body.length);
+              return out.map(String).join('|'); }"#,
+            JsConfig::default(),
+            Box::new(|_, _, _| {}),
+            Some(host),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(call(&f, b"").unwrap()).unwrap(),
+            "v|undefined|undefined|a,b|v|n3|undefined|1|undefined|m|2|201text/plainhi2"
+        );
+        let seen = seen.borrow();
+        let ops: Vec<Op> = seen.iter().map(Call::op).collect();
+        assert_eq!(ops, Op::ALL);
+        use nex_hostapi::{http, kv, messaging, object_store};
+        assert_eq!(
+            seen[1],
+            Call::Kv(kv::Call::Set {
+                key: "k".into(),
+                value: b"v".to_vec()
+            })
+        );
+        assert_eq!(
+            seen[5],
+            Call::ObjectStore(object_store::Call::Put {
+                name: "o".into(),
+                data: vec![1, 2, 3]
+            })
+        );
+        assert_eq!(
+            seen[8],
+            Call::Messaging(messaging::Call::Publish {
+                subject: "a.b".into(),
+                payload: br#"{"x":1}"#.to_vec()
+            })
+        );
+        assert_eq!(
+            seen[10],
+            Call::Messaging(messaging::Call::RequestMany {
+                subject: "a.b".into(),
+                payload: vec![],
+                timeout_ms: Some(200),
+                max: Some(2)
+            })
+        );
+        assert_eq!(
+            seen[11],
+            Call::Http(http::Call::Request(http::Request {
+                method: http::Method::Patch,
+                url: "http://127.0.0.1:1/x".into(),
+                headers: [("x-n".to_string(), "5".to_string())].into(),
+                body: b"body".to_vec()
+            }))
         );
     }
 

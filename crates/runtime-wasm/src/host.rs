@@ -2,19 +2,23 @@
 //! the guest library in `guests/nex-guest`) to reach the key-value store, object store, messaging
 //! and HTTP client the node performs on its behalf.
 //!
-//! Two functions, so any language can call them:
-//! - `host_call(op, op_len, args, args_len, data, data_len) -> i32` performs operation `op`
-//!   (`kv.get`, `messaging.request`, ...) with JSON arguments `args` and one binary part `data`,
-//!   and blocks until the node answers or the call's deadline passes. It returns the length of
-//!   the result (`>= 0`) or `-1 - length` of an error message (`< 0`); either is held for
-//!   `host_result`. A result is `u32 json_len, json, u32 count, count × (u32 len, bytes)`,
-//!   little-endian.
-//! - `host_result(buf, buf_len) -> i32` copies the held result or message into `buf` (at most
-//!   `buf_len` bytes), returns how many it copied (`-1` for a bad pointer), and lets it go.
+//! Two functions, so any language can call them (the ABI is in `docs/webassembly.md`):
+//! - `host_call(call, call_len) -> i32` performs the call encoded at `call` (a
+//!   [`nex_hostapi::Call`], encoded by `nex_hostapi::encode_call`), blocking until the node
+//!   answers or the function's deadline passes. It holds the encoded result
+//!   (`Result<Reply, GuestError>`, `nex_hostapi::encode_result`) for `host_result` and returns
+//!   its length. Failures the function can handle (a bad pointer, no host services, a refused
+//!   argument) are results too, with a [`GuestError`]; `-1` only when the module has no memory.
+//! - `host_result(buf, buf_len) -> i32` copies the held result into `buf` (at most `buf_len`
+//!   bytes), returns how many it copied (`-1` for a bad pointer), and lets it go.
+//!
+//! This crate does not decode the call: the bytes go to the embedder as they are, and the node
+//! decodes and checks them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use nex_hostapi::GuestError;
 use wasmtime::{Caller, Linker, Module};
 
 use crate::wasi::{WasiState, guest};
@@ -22,9 +26,9 @@ use crate::wasi::{WasiState, guest};
 /// The import module of the host services.
 pub(crate) const MODULE: &str = "nex";
 
-/// Performs one host-service call: `(op, args JSON, binary part, deadline)` to the encoded result
-/// or an error message.
-pub type HostFn = dyn Fn(&str, &[u8], &[u8], Instant) -> Result<Vec<u8>, String> + Send + Sync;
+/// Performs one host-service call: the encoded call and the function's deadline to the encoded
+/// result.
+pub type HostFn = dyn Fn(&[u8], Instant) -> Vec<u8> + Send + Sync;
 
 /// The host services a function's calls may use.
 #[derive(Clone)]
@@ -41,10 +45,24 @@ pub(crate) fn imported_by(module: &Module) -> bool {
     module.imports().any(|i| i.module() == MODULE)
 }
 
-fn error(held: &mut Vec<u8>, message: String) -> i32 {
-    let n = message.len().min(i32::MAX as usize - 1);
-    *held = message.into_bytes();
-    -1 - n as i32
+/// Holds `result` for `host_result` and returns its length.
+fn hold(held: &mut Vec<u8>, result: Vec<u8>) -> i32 {
+    match i32::try_from(result.len()) {
+        Ok(n) => {
+            *held = result;
+            n
+        }
+        Err(_) => hold(
+            held,
+            nex_hostapi::encode_result(&Err(GuestError::too_large(
+                "host call: the result is too large for a 32-bit module",
+            ))),
+        ),
+    }
+}
+
+fn fail(held: &mut Vec<u8>, error: GuestError) -> i32 {
+    hold(held, nex_hostapi::encode_result(&Err(error)))
 }
 
 /// Adds `host_call` and `host_result` to `linker`.
@@ -52,54 +70,26 @@ pub(crate) fn add_to_linker<T: WasiState>(linker: &mut Linker<T>) -> wasmtime::R
     linker.func_wrap(
         MODULE,
         "host_call",
-        |mut caller: Caller<'_, T>,
-         op: i32,
-         op_len: i32,
-         args: i32,
-         args_len: i32,
-         data: i32,
-         data_len: i32|
-         -> i32 {
+        |mut caller: Caller<'_, T>, call: i32, call_len: i32| -> i32 {
             let Some((mem, state)) = guest(&mut caller) else {
                 return -1;
             };
             let host = state.process().host.clone();
             let io = state.io();
-            let parts = (
-                crate::wasi::range(mem, op, op_len as u32 as usize),
-                crate::wasi::range(mem, args, args_len as u32 as usize),
-                crate::wasi::range(mem, data, data_len as u32 as usize),
-            );
-            let (Some(op), Some(args), Some(data)) = parts else {
-                return error(
+            let Some(call) = crate::wasi::range(mem, call, call_len as u32 as usize) else {
+                return fail(
                     &mut io.host_result,
-                    "host_call: a pointer is out of bounds".into(),
-                );
-            };
-            let Ok(op) = std::str::from_utf8(&mem[op]) else {
-                return error(
-                    &mut io.host_result,
-                    "host_call: the operation is not UTF-8".into(),
+                    GuestError::invalid_argument("host_call: a pointer is out of bounds"),
                 );
             };
             let Some(host) = host else {
-                return error(
+                return fail(
                     &mut io.host_result,
-                    "host services are not available to this function".into(),
+                    GuestError::unavailable("host services are not available to this function"),
                 );
             };
-            match (host.0)(op, &mem[args], &mem[data], io.deadline) {
-                Ok(result) if result.len() <= i32::MAX as usize => {
-                    let n = result.len() as i32;
-                    io.host_result = result;
-                    n
-                }
-                Ok(_) => error(
-                    &mut io.host_result,
-                    format!("{op}: the result is too large"),
-                ),
-                Err(message) => error(&mut io.host_result, message),
-            }
+            let result = (host.0)(&mem[call], io.deadline);
+            hold(&mut io.host_result, result)
         },
     )?;
     linker.func_wrap(

@@ -411,14 +411,7 @@ fn wasi_calls_with_bad_pointers_get_error_codes() {
 #[test]
 fn host_service_imports_check_every_pointer() {
     // A host that answers with what it was asked.
-    let host = HostServices(std::sync::Arc::new(|op, args, data, _deadline| {
-        Ok(format!(
-            "{op} {} {}",
-            String::from_utf8_lossy(args),
-            String::from_utf8_lossy(data)
-        )
-        .into_bytes())
-    }));
+    let host = HostServices(std::sync::Arc::new(|call: &[u8], _deadline| call.to_vec()));
     let config = WasmConfig {
         host_services: Some(host),
         ..Default::default()
@@ -427,20 +420,25 @@ fn host_service_imports_check_every_pointer() {
     assert!(f.uses_host_services());
     let out = String::from_utf8(f.invoke("h", vec![]).result.unwrap()).unwrap();
     let parts: Vec<&str> = out.split(';').collect();
-    assert_eq!(parts[0], "21");
-    assert_eq!(parts[1], "test.echo {\"x\":1} bin");
-    assert!(parts[2].starts_with('-'), "{out}");
-    assert_eq!(parts[3], "host_call: a pointer is out of bounds");
-    assert_eq!(parts[4], "-1");
+    let call = nex_hostapi::encode_call(&nex_hostapi::Call::Kv(nex_hostapi::kv::Call::Get {
+        key: "x".into(),
+    }));
+    assert_eq!(parts[0], call.len().to_string(), "{out}");
+    assert_eq!(
+        parts[1], "true",
+        "the call reached the host as the guest encoded it: {out}"
+    );
+    // A bad pointer is a typed error the guest decodes, not a trap.
+    assert!(parts[2].parse::<i32>().unwrap() > 0, "{out}");
+    assert_eq!(parts[3], "InvalidArgument");
+    assert_eq!(parts[4], "host_call: a pointer is out of bounds");
+    assert_eq!(parts[5], "-1");
 
-    // Without host services, a call is an error (its message's length), not a trap.
+    // Without host services, a call is an error result, not a trap.
     let (f, _) = load("host_abuse", WasmConfig::default());
     let out = String::from_utf8(f.invoke("h", vec![]).result.unwrap()).unwrap();
-    let message = "host services are not available to this function";
-    assert!(
-        out.starts_with(&format!("{};", -1 - message.len() as i32)),
-        "{out}"
-    );
+    let parts: Vec<&str> = out.split(';').collect();
+    assert_eq!(parts[1], "false", "{out}");
     // A command that does not import them is not marked as using them.
     assert!(
         !load("echofunction", WasmConfig::default())

@@ -12,277 +12,209 @@
 //!
 //! Every call blocks the function until the node has performed it (the function never holds
 //! NATS credentials; the node acts for it, within the function's own buckets and the node's
-//! policies) and fails with an [`Error`] saying what went wrong. The calls go through the two
-//! functions of the `nex` import module; see `docs/webassembly.md` for that ABI.
+//! policies) and fails with an [`Error`] whose [`ErrorKind`] says how it went wrong and whose
+//! message says what. Calls and replies are the typed ones of [`hostapi`] (`nex-hostapi`, the
+//! same crate the node decodes them with), encoded once and passed through the two functions
+//! of the `nex` import module; see `docs/webassembly.md` for that ABI.
 
-use std::fmt;
+use nex_hostapi::{http as api_http, kv as api_kv, messaging as api_messaging};
+use nex_hostapi::object_store as api_object_store;
+
+/// The typed host API this library speaks (calls, replies, errors, limits), shared with the node.
+pub use nex_hostapi as hostapi;
+pub use nex_hostapi::object_store::ObjectInfo;
+pub use nex_hostapi::{Call, ErrorKind, Reply};
+
+/// A host-service call failed: [`kind`](Error::kind) says how (match on it), the message says
+/// which call and why.
+pub type Error = nex_hostapi::GuestError;
 
 #[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "nex")]
 extern "C" {
-    fn host_call(
-        op: *const u8,
-        op_len: usize,
-        args: *const u8,
-        args_len: usize,
-        data: *const u8,
-        data_len: usize,
-    ) -> i32;
+    fn host_call(call: *const u8, call_len: usize) -> i32;
     fn host_result(buf: *mut u8, buf_len: usize) -> i32;
+}
+
+/// Hands the encoded call to the node and returns the encoded result.
+#[cfg(target_arch = "wasm32")]
+fn perform(call: &[u8]) -> Result<Vec<u8>, Error> {
+    // SAFETY: the pointer and length describe a live slice of this module's memory.
+    let n = unsafe { host_call(call.as_ptr(), call.len()) };
+    if n < 0 {
+        return Err(Error::internal("host_call: the host cannot reach this module's memory"));
+    }
+    let mut buf = vec![0u8; n as usize];
+    // SAFETY: `buf` is `n` writable bytes.
+    let got = unsafe { host_result(buf.as_mut_ptr(), buf.len()) };
+    buf.truncate(got.max(0) as usize);
+    Ok(buf)
 }
 
 /// Outside WebAssembly there is no node to ask.
 #[cfg(not(target_arch = "wasm32"))]
-unsafe fn host_call(_: *const u8, _: usize, _: *const u8, _: usize, _: *const u8, _: usize) -> i32 {
-    let message = b"nex host services exist only inside a nex WebAssembly function";
-    -1 - message.len() as i32
+fn perform(_call: &[u8]) -> Result<Vec<u8>, Error> {
+    Err(Error::unavailable(
+        "nex host services exist only inside a nex WebAssembly function",
+    ))
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-unsafe fn host_result(buf: *mut u8, buf_len: usize) -> i32 {
-    let message = b"nex host services exist only inside a nex WebAssembly function";
-    let n = message.len().min(buf_len);
-    std::ptr::copy_nonoverlapping(message.as_ptr(), buf, n);
-    n as i32
+/// Performs one call and returns its reply: the general form every function below uses.
+pub fn call(call: &Call) -> Result<Reply, Error> {
+    let result = perform(&nex_hostapi::encode_call(call))?;
+    nex_hostapi::decode_result(&result).unwrap_or_else(|e| {
+        Err(Error::internal(format!(
+            "{}: malformed answer from the host: {e}",
+            call.op()
+        )))
+    })
 }
 
-/// A host-service call failed: the message says which call and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+fn unexpected(call: &Call, reply: &Reply) -> Error {
+    Error::internal(format!("{}: unexpected answer from the host: {reply:?}", call.op()))
 }
 
-impl std::error::Error for Error {}
-
-/// The answer to a call: JSON fields and binary parts.
-#[derive(Debug, Clone, Default)]
-pub struct Reply {
-    /// The operation's JSON result (`null` when it has none).
-    pub json: String,
-    /// Binary results (a value, an object, replies), in the order the operation defines.
-    pub data: Vec<Vec<u8>>,
+/// Performs `c` and picks the reply it expects with `pick`.
+fn expect<T>(c: Call, pick: impl FnOnce(Reply) -> Result<T, Reply>) -> Result<T, Error> {
+    pick(call(&c)?).map_err(|r| unexpected(&c, &r))
 }
 
-/// Performs operation `op` (such as `kv.get`) with JSON `args` and one binary part: the
-/// general form every function below uses.
-pub fn call(op: &str, args: &str, data: &[u8]) -> Result<Reply, Error> {
-    // SAFETY: every pointer and length describes a live slice of this module's memory.
-    let n = unsafe {
-        host_call(
-            op.as_ptr(),
-            op.len(),
-            args.as_ptr(),
-            args.len(),
-            data.as_ptr(),
-            data.len(),
-        )
-    };
-    let len = if n < 0 { (-1 - n) as usize } else { n as usize };
-    let mut buf = vec![0u8; len];
-    // SAFETY: `buf` is `len` writable bytes.
-    let got = unsafe { host_result(buf.as_mut_ptr(), len) };
-    buf.truncate(got.max(0) as usize);
-    if n < 0 {
-        return Err(Error(String::from_utf8_lossy(&buf).into_owned()));
-    }
-    parse_reply(&buf).ok_or_else(|| Error(format!("{op}: malformed answer from the host")))
-}
-
-fn take_u32(buf: &mut &[u8]) -> Option<usize> {
-    let (head, rest) = buf.split_at_checked(4)?;
-    *buf = rest;
-    Some(u32::from_le_bytes(head.try_into().ok()?) as usize)
-}
-
-fn take_bytes<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    let (head, rest) = buf.split_at_checked(n)?;
-    *buf = rest;
-    Some(head)
-}
-
-fn parse_reply(mut buf: &[u8]) -> Option<Reply> {
-    let json_len = take_u32(&mut buf)?;
-    let json = String::from_utf8(take_bytes(&mut buf, json_len)?.to_vec()).ok()?;
-    let count = take_u32(&mut buf)?;
-    let mut data = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        let n = take_u32(&mut buf)?;
-        data.push(take_bytes(&mut buf, n)?.to_vec());
-    }
-    Some(Reply { json, data })
-}
-
-/// `s` as a JSON string literal.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Whether a JSON object has `"field":true`.
-fn is_true(json: &str, field: &str) -> bool {
-    json.contains(&format!("{}:true", quote(field)))
-}
-
-/// The number in `"field":N` of a JSON object.
-fn number(json: &str, field: &str) -> Option<u64> {
-    let key = format!("{}:", quote(field));
-    let rest = &json[json.find(&key)? + key.len()..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// The strings of a JSON array of strings.
-fn strings(json: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = json.trim().strip_prefix('[')?.chars();
-    loop {
-        match chars.by_ref().find(|c| !c.is_whitespace() && *c != ',')? {
-            ']' => return Some(out),
-            '"' => {
-                let mut s = String::new();
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => match chars.next()? {
-                            'n' => s.push('\n'),
-                            't' => s.push('\t'),
-                            'r' => s.push('\r'),
-                            'b' => s.push('\u{8}'),
-                            'f' => s.push('\u{c}'),
-                            'u' => {
-                                let hex: String = chars.by_ref().take(4).collect();
-                                s.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                            }
-                            c => s.push(c),
-                        },
-                        c => s.push(c),
-                    }
-                }
-                out.push(s);
-            }
-            _ => return None,
-        }
-    }
-}
-
-fn malformed(op: &str) -> Error {
-    Error(format!("{op}: malformed answer from the host"))
-}
-
-/// The function's own key-value bucket (`hs_<namespace>_<function>_kv`), created on first use.
+/// The function's own key-value bucket, created on first use. Keys are 1 to
+/// [`MAX_KEY_BYTES`](nex_hostapi::kv::MAX_KEY_BYTES) bytes of `[-/_=.a-zA-Z0-9]`, with no
+/// empty token; others fail with [`ErrorKind::InvalidArgument`].
 pub mod kv {
     use super::*;
 
     /// The value of `key`, or `None` when it has none.
     pub fn get(key: &str) -> Result<Option<Vec<u8>>, Error> {
-        let r = call("kv.get", &format!("{{\"key\":{}}}", quote(key)), &[])?;
-        Ok(is_true(&r.json, "found").then(|| r.data.into_iter().next().unwrap_or_default()))
+        let c = Call::Kv(api_kv::Call::Get { key: key.into() });
+        expect(c, |r| match r {
+            Reply::Value(v) => Ok(v),
+            r => Err(r),
+        })
     }
 
     /// Sets `key` to `value`.
     pub fn set(key: &str, value: &[u8]) -> Result<(), Error> {
-        call("kv.set", &format!("{{\"key\":{}}}", quote(key)), value).map(drop)
+        let c = Call::Kv(api_kv::Call::Set {
+            key: key.into(),
+            value: value.to_vec(),
+        });
+        call(&c).map(drop)
     }
 
     /// Deletes `key`.
     pub fn delete(key: &str) -> Result<(), Error> {
-        call("kv.delete", &format!("{{\"key\":{}}}", quote(key)), &[]).map(drop)
+        call(&Call::Kv(api_kv::Call::Delete { key: key.into() })).map(drop)
     }
 
     /// Every key of the bucket, sorted.
     pub fn keys() -> Result<Vec<String>, Error> {
-        let r = call("kv.keys", "{}", &[])?;
-        strings(&r.json).ok_or_else(|| malformed("kv.keys"))
+        expect(Call::Kv(api_kv::Call::Keys), |r| match r {
+            Reply::Keys(k) => Ok(k),
+            r => Err(r),
+        })
     }
 }
 
-/// The function's own object store (`hs_<namespace>_<function>_obj`), created on first use.
+/// The function's own object store, created on first use.
 pub mod object_store {
     use super::*;
 
-    /// Stores `data` as `name`; returns the object's metadata as JSON.
-    pub fn put(name: &str, data: &[u8]) -> Result<String, Error> {
-        call(
-            "objectStore.put",
-            &format!("{{\"name\":{}}}", quote(name)),
-            data,
-        )
-        .map(|r| r.json)
+    /// Stores `data` as `name`; returns the object's metadata.
+    pub fn put(name: &str, data: &[u8]) -> Result<ObjectInfo, Error> {
+        let c = Call::ObjectStore(api_object_store::Call::Put {
+            name: name.into(),
+            data: data.to_vec(),
+        });
+        expect(c, |r| match r {
+            Reply::Object(o) => Ok(o),
+            r => Err(r),
+        })
     }
 
     /// The object `name`, or `None` when there is none.
     pub fn get(name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let r = call(
-            "objectStore.get",
-            &format!("{{\"name\":{}}}", quote(name)),
-            &[],
-        )?;
-        Ok(is_true(&r.json, "found").then(|| r.data.into_iter().next().unwrap_or_default()))
+        let c = Call::ObjectStore(api_object_store::Call::Get { name: name.into() });
+        expect(c, |r| match r {
+            Reply::Value(v) => Ok(v),
+            r => Err(r),
+        })
     }
 
     /// Deletes the object `name`.
     pub fn delete(name: &str) -> Result<(), Error> {
-        call(
-            "objectStore.delete",
-            &format!("{{\"name\":{}}}", quote(name)),
-            &[],
-        )
-        .map(drop)
+        call(&Call::ObjectStore(api_object_store::Call::Delete { name: name.into() })).map(drop)
     }
 
-    /// The metadata of every object, as a JSON array (`name`, `size`, `modified`, `digest`...).
-    pub fn list() -> Result<String, Error> {
-        call("objectStore.list", "{}", &[]).map(|r| r.json)
+    /// The metadata of every object.
+    pub fn list() -> Result<Vec<ObjectInfo>, Error> {
+        expect(Call::ObjectStore(api_object_store::Call::List), |r| match r {
+            Reply::Objects(o) => Ok(o),
+            r => Err(r),
+        })
     }
 }
 
-/// Core NATS messaging, outside the `$NEX`, `$SYS`, `$JS`, `$KV` and `$O` subjects.
+/// Core NATS messaging. `$`-prefixed subjects, other requesters' inboxes (`_INBOX.>`), `_R_.>`
+/// and wildcards are refused with [`ErrorKind::InvalidArgument`].
 pub mod messaging {
     use super::*;
 
     /// Publishes `payload` on `subject`.
     pub fn publish(subject: &str, payload: &[u8]) -> Result<(), Error> {
-        call(
-            "messaging.publish",
-            &format!("{{\"subject\":{}}}", quote(subject)),
-            payload,
-        )
-        .map(drop)
+        let c = Call::Messaging(api_messaging::Call::Publish {
+            subject: subject.into(),
+            payload: payload.to_vec(),
+        });
+        call(&c).map(drop)
     }
 
-    /// Sends a request and returns the reply.
+    /// Sends a request and returns the reply (within 5 s).
     pub fn request(subject: &str, payload: &[u8]) -> Result<Vec<u8>, Error> {
-        let r = call(
-            "messaging.request",
-            &format!("{{\"subject\":{}}}", quote(subject)),
-            payload,
-        )?;
-        r.data
-            .into_iter()
-            .next()
-            .ok_or_else(|| malformed("messaging.request"))
+        request_with(subject, payload, None)
+    }
+
+    /// Sends a request and returns the reply within `timeout_ms` (at most 60 s).
+    pub fn request_with(
+        subject: &str,
+        payload: &[u8],
+        timeout_ms: Option<u64>,
+    ) -> Result<Vec<u8>, Error> {
+        let c = Call::Messaging(api_messaging::Call::Request {
+            subject: subject.into(),
+            payload: payload.to_vec(),
+            timeout_ms,
+        });
+        expect(c, |r| match r {
+            Reply::Message(m) => Ok(m),
+            r => Err(r),
+        })
     }
 
     /// Sends a request and gathers the replies until a short quiet period.
     pub fn request_many(subject: &str, payload: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
-        let args = format!("{{\"subject\":{}}}", quote(subject));
-        call("messaging.requestMany", &args, payload).map(|r| r.data)
+        request_many_with(subject, payload, None, None)
+    }
+
+    /// Sends a request and gathers up to `max` replies (default 100) until a short quiet
+    /// period or `timeout_ms`.
+    pub fn request_many_with(
+        subject: &str,
+        payload: &[u8],
+        timeout_ms: Option<u64>,
+        max: Option<u32>,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let c = Call::Messaging(api_messaging::Call::RequestMany {
+            subject: subject.into(),
+            payload: payload.to_vec(),
+            timeout_ms,
+            max,
+        });
+        expect(c, |r| match r {
+            Reply::Messages(m) => Ok(m),
+            r => Err(r),
+        })
     }
 }
 
@@ -290,24 +222,23 @@ pub mod messaging {
 pub mod http {
     use super::*;
 
-    /// An HTTP response.
-    #[derive(Debug, Clone)]
-    pub struct Response {
-        pub status: u16,
-        /// `{status, headers, text}` as JSON.
-        pub json: String,
-        pub body: Vec<u8>,
-    }
+    pub use nex_hostapi::http::{Method, Request, Response};
 
     /// Performs `method` (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`) on `url` with `body`.
     pub fn request(method: &str, url: &str, body: &[u8]) -> Result<Response, Error> {
-        let args = format!("{{\"method\":{},\"url\":{}}}", quote(method), quote(url));
-        let r = call("http.request", &args, body)?;
-        let status = number(&r.json, "status").ok_or_else(|| malformed("http.request"))? as u16;
-        Ok(Response {
-            status,
-            body: r.data.into_iter().next().unwrap_or_default(),
-            json: r.json,
+        send(Request {
+            method: Method::parse(method)?,
+            url: url.into(),
+            headers: Default::default(),
+            body: body.to_vec(),
+        })
+    }
+
+    /// Performs `request` (with headers).
+    pub fn send(request: Request) -> Result<Response, Error> {
+        expect(Call::Http(api_http::Call::Request(request)), |r| match r {
+            Reply::Http(h) => Ok(h),
+            r => Err(r),
         })
     }
 
@@ -337,18 +268,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_helpers() {
-        assert_eq!(quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert!(is_true("{\"found\":true}", "found"));
-        assert!(!is_true("{\"found\":false}", "found"));
-        assert_eq!(number("{\"status\":204,\"x\":1}", "status"), Some(204));
-        assert_eq!(
-            strings("[\"a\", \"b\\\"c\", \"\\u0041\"]"),
-            Some(vec!["a".into(), "b\"c".into(), "A".into()])
-        );
-        assert_eq!(strings("[]"), Some(vec![]));
-        let err = call("kv.get", "{}", &[]).unwrap_err();
-        assert!(err.0.contains("only inside"), "{err}");
+    fn outside_webassembly_calls_fail_with_a_typed_error() {
+        let err = kv::get("k").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("only inside"), "{err}");
+        assert!(http::request("TRACE", "http://h/", &[]).unwrap_err().kind == ErrorKind::InvalidArgument);
     }
 }
 

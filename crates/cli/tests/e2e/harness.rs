@@ -53,17 +53,35 @@ impl World {
 
     pub fn control(&self) -> NexClient {
         NexClient::new(self.client.clone(), "default", Duration::from_secs(5))
+            .with_keys(std::sync::Arc::new(self.keys()))
     }
 
-    /// Runs the CLI against this world's server with `$HOME` set to the world's home.
+    /// Runs the CLI against this world's server with `$HOME` set to the world's home (whose
+    /// issuer key is the node's operator key).
     pub fn nex(&self, args: &[&str]) -> Output {
+        self.nex_in(self.home.path(), args)
+    }
+
+    /// Runs the CLI as tenant `t` (its own home, so its own issuer key).
+    pub fn nex_as(&self, t: &Tenant, args: &[&str]) -> Output {
+        self.nex_in(t.home.path(), args)
+    }
+
+    fn nex_in(&self, home: &Path, args: &[&str]) -> Output {
         Command::new(NEX)
             .args(args)
             .args(["-s", &self.nats.url(), "--timeout", "10"])
-            .env("HOME", self.home.path())
+            .env("HOME", home)
             .env_remove("NATS_URL")
+            .env_remove("NEX_HOME")
             .output()
             .expect("run nex")
+    }
+
+    /// A control client of namespace `ns` signing as tenant `t`.
+    pub fn control_as(&self, t: &Tenant, ns: &str) -> NexClient {
+        NexClient::new(self.client.clone(), ns, Duration::from_secs(5))
+            .with_keys(std::sync::Arc::new(t.keys()))
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.
@@ -143,6 +161,34 @@ impl World {
             service_error(&m)
         );
         m.payload.to_vec()
+    }
+}
+
+/// A tenant: its own home directory, so its own issuer key (not the node's operator).
+pub struct Tenant {
+    pub home: tempfile::TempDir,
+}
+
+impl Tenant {
+    pub fn new() -> Tenant {
+        let t = Tenant {
+            home: tempfile::tempdir().unwrap(),
+        };
+        t.keys();
+        t
+    }
+
+    /// The tenant's issuer and xkey (created on first use, as the CLI does).
+    pub fn keys(&self) -> nex_client::keys::SenderKeys {
+        nex_client::keys::SenderKeys::load_or_create(&self.home.path().join(".nex")).unwrap()
+    }
+}
+
+/// The code of a refused control answer.
+pub fn refusal_code(e: &nex_client::Error) -> Option<nex_proto::control::ErrorCode> {
+    match e {
+        nex_client::Error::Refused(r) => r.code,
+        _ => None,
     }
 }
 

@@ -217,9 +217,9 @@ async fn host_service_errors_throw_and_system_subjects_are_refused() {
         br#"(subject, payload) => {
   const out = [];
   for (const s of ['$NEX.PING', '$JS.API.INFO', '$KV.hs_default_other_kv.k', '$SYS.REQ.SERVER.PING']) {
-    try { this.hostServices.messaging.publish(s, 'x'); out.push('sent ' + s); } catch (e) { out.push(e.message); }
+    try { this.hostServices.messaging.publish(s, 'x'); out.push('sent ' + s); } catch (e) { out.push(e.code + ' ' + e.message); }
   }
-  try { this.hostServices.messaging.request('nobody.home', 'x', { timeout: 300 }); } catch (e) { out.push(e.message); }
+  try { this.hostServices.messaging.request('nobody.home', 'x', { timeout: 300 }); } catch (e) { out.push(e.code + ' ' + e.message); }
   return out;
 }"#,
     );
@@ -227,10 +227,12 @@ async fn host_service_errors_throw_and_system_subjects_are_refused() {
     let out = json(w.call("sneaky", b"").await);
     let out: Vec<String> = serde_json::from_value(out).unwrap();
     for line in &out[..4] {
+        assert!(line.starts_with("InvalidArgument "), "{out:?}");
         assert!(line.contains("reserved"), "{out:?}");
     }
     assert!(
-        out[4].contains("no responders") || out[4].contains("no reply"),
+        out[4].starts_with("Unavailable ") && out[4].contains("no responders")
+            || out[4].starts_with("Timeout ") && out[4].contains("no reply"),
         "{out:?}"
     );
 }
@@ -458,9 +460,13 @@ async fn webassembly_functions_use_every_host_service_through_the_guest_library(
 
     // Errors come back to the function as messages; system subjects are refused.
     let refused = call("publish:$SYS.REQ.x".into()).await;
-    assert!(refused.starts_with("error: "), "{refused}");
+    assert!(refused.starts_with("error: InvalidArgument: "), "{refused}");
     let none = call("request:nobody.listens".into()).await;
-    assert!(none.starts_with("error: messaging.request"), "{none}");
+    assert!(
+        none.starts_with("error: Unavailable: messaging.request")
+            || none.starts_with("error: Timeout: messaging.request"),
+        "{none}"
+    );
     // And the function goes on working.
     assert_eq!(call("count".into()).await, "2");
 }
@@ -479,4 +485,119 @@ async fn the_webassembly_counter_example_counts_per_subject() {
     let b = json(w.call("wcounter.b", b"").await);
     assert_eq!(b["count"], 1);
     assert_eq!(b["keys"], serde_json::json!(["wcounter.a", "wcounter.b"]));
+}
+
+/// Issue 17, hole 7: a 5,000-character KV key or a 4,000-character object name made nats-server
+/// close the node's only connection (control line too long), and other functions' callers got
+/// no-responders meanwhile. Now each call throws `InvalidArgument` before anything is sent, and a
+/// bystander answers every request during and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_keys_and_object_names_throw_and_the_node_stays_connected() {
+    let w = World::start().await;
+    w.devrun(
+        &example("echo.js"),
+        &["bystander"],
+        &["--name", "bystander"],
+    );
+    let (_d, path) = temp_file(
+        "long_names.js",
+        br#"(subject, payload) => {
+  const hs = this.hostServices;
+  const out = [];
+  const attempt = (f) => { try { f(); out.push('accepted'); } catch (e) { out.push(e.code + ' ' + e.message.slice(0, 60)); } };
+  attempt(() => hs.kv.set('k'.repeat(5000), 'x'));
+  attempt(() => hs.kv.get('k'.repeat(5000)));
+  attempt(() => hs.objectStore.put('n'.repeat(4000), 'x'));
+  attempt(() => hs.objectStore.get('n'.repeat(4000)));
+  return out;
+}"#,
+    );
+    w.devrun(&path, &["long.names"], &["--name", "long-names"]);
+    assert_eq!(w.call("bystander", b"before").await, b"before");
+
+    let attacks = (0..20).map(|_| {
+        let w = &w;
+        async move { json(w.call("long.names", b"").await) }
+    });
+    let bystander = async {
+        let mut failures = Vec::new();
+        for i in 0..200 {
+            let sent = format!("during {i}");
+            match w.request("bystander", sent.as_bytes()).await {
+                Ok(m) if &m.payload[..] == sent.as_bytes() => {}
+                other => failures.push(format!("{other:?}")),
+            }
+        }
+        failures
+    };
+    let (results, failures) = tokio::join!(futures::future::join_all(attacks), bystander);
+    assert!(failures.is_empty(), "the bystander failed: {failures:?}");
+    for out in results {
+        let out: Vec<String> = serde_json::from_value(out).unwrap();
+        assert_eq!(out.len(), 4, "{out:?}");
+        for line in &out {
+            assert!(line.starts_with("InvalidArgument "), "{out:?}");
+        }
+        assert!(out[0].contains("kv.set: key"), "{out:?}");
+        assert!(out[2].contains("objectStore.put: object name"), "{out:?}");
+    }
+
+    // The node is still connected and answering: its control subject replies at once.
+    let started = std::time::Instant::now();
+    let ping = w
+        .request(nex_proto::subjects::PING, b"")
+        .await
+        .expect("ping answered");
+    assert!(!ping.payload.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(w.call("bystander", b"after").await, b"after");
+}
+
+/// Issue 17, hole 15: `messaging.publish` into `_INBOX.*` let a function spoof replies into other
+/// requesters' inboxes. Reserved targets (`_INBOX.>`, `_R_.>`, any `$`-prefixed subject) now
+/// throw `InvalidArgument`, from JavaScript and from WebAssembly, and nothing reaches them.
+#[tokio::test(flavor = "multi_thread")]
+async fn functions_cannot_publish_into_inboxes_or_reserved_subjects() {
+    let w = World::start().await;
+    let mut inbox = collect(&w.client, "_INBOX.>").await;
+    let mut replies = collect(&w.client, "_R_.>").await;
+    let mut dollar = collect(&w.client, "$ANYTHING.>").await;
+    w.client.flush().await.unwrap();
+    let (_d, path) = temp_file(
+        "spoof.js",
+        br#"(subject, payload) => {
+  const out = [];
+  for (const s of ['_INBOX.x', '_R_.x', '$ANYTHING.x', '_INBOX.abc.def']) {
+    try { this.hostServices.messaging.publish(s, 'spoofed'); out.push('sent ' + s); } catch (e) { out.push(e.code); }
+    try { this.hostServices.messaging.request(s, 'spoofed', { timeout: 100 }); out.push('sent ' + s); } catch (e) { out.push(e.code); }
+  }
+  return out;
+}"#,
+    );
+    w.devrun(&path, &["spoof.js"], &["--name", "spoofer"]);
+    let out: Vec<String> = serde_json::from_value(json(w.call("spoof.js", b"").await)).unwrap();
+    assert_eq!(out, vec!["InvalidArgument"; 8], "{out:?}");
+
+    let wasm = nex_test_support::guest("host_services");
+    w.devrun(&wasm, &["spoof.wasm"], &["--name", "spoofer-wasm"]);
+    for s in ["_INBOX.x", "_R_.x", "$ANYTHING.x"] {
+        let got = String::from_utf8(
+            w.call("spoof.wasm", format!("publish:{s}").as_bytes())
+                .await,
+        )
+        .unwrap();
+        assert!(got.starts_with("error: InvalidArgument: "), "{s}: {got}");
+        assert!(got.contains("reserved"), "{s}: {got}");
+    }
+    for sub in [&mut inbox, &mut replies, &mut dollar] {
+        let leaked = wait_for(sub, Duration::from_millis(300), |m| {
+            &m.payload[..] == b"spoofed" || &m.payload[..] == b"from wasm"
+        })
+        .await;
+        assert!(leaked.is_none(), "a reserved subject got {leaked:?}");
+    }
 }

@@ -10,4 +10,5 @@ mod host_services;
 mod javascript;
 mod logs_events;
 mod nodes;
+mod ownership;
 mod security;

@@ -1,0 +1,80 @@
+//! The key-value service: the function's own bucket (one JetStream KV bucket per workload).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GuestError, excerpt};
+
+/// Longest key, in bytes. Far below nats-server's 4096-byte control line, which a key ends up in
+/// (`PUB $KV.<bucket>.<key> <reply> <size>`); a longer one made the server close the node's
+/// connection (issue 17, hole 7).
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value, in bytes (a value is one NATS message; the server's `max_payload` may be
+/// lower, and then the put fails with an error, not a closed connection).
+pub const MAX_VALUE_BYTES: usize = 8 << 20;
+
+/// A call on the key-value bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Call {
+    /// `kv.get`: the value of `key`. Reply: [`Reply::Value`](crate::Reply::Value), `None` when
+    /// the key has no value.
+    Get { key: String },
+    /// `kv.set`: sets `key` to `value`. Reply: [`Reply::Done`](crate::Reply::Done).
+    Set {
+        key: String,
+        #[serde(with = "crate::bytes")]
+        value: Vec<u8>,
+    },
+    /// `kv.delete`: deletes `key`. Reply: [`Reply::Done`](crate::Reply::Done).
+    Delete { key: String },
+    /// `kv.keys`: every key, sorted. Reply: [`Reply::Keys`](crate::Reply::Keys).
+    Keys,
+}
+
+impl Call {
+    pub(crate) fn validate(&self, op: &str) -> Result<(), GuestError> {
+        match self {
+            Call::Get { key } | Call::Delete { key } => check_key(op, key),
+            Call::Set { key, value } => {
+                check_key(op, key)?;
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(GuestError::too_large(format!(
+                        "{op}: the value is {} bytes, above the limit of {MAX_VALUE_BYTES}",
+                        value.len()
+                    )));
+                }
+                Ok(())
+            }
+            Call::Keys => Ok(()),
+        }
+    }
+}
+
+/// Checks a key against the NATS KV rules: 1 to [`MAX_KEY_BYTES`] bytes of `[-/_=.a-zA-Z0-9]`,
+/// no empty token (no leading, trailing or doubled `.`).
+pub fn check_key(op: &str, key: &str) -> Result<(), GuestError> {
+    let bad =
+        |why: &str| GuestError::invalid_argument(format!("{op}: key `{}` {why}", excerpt(key)));
+    if key.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(bad(&format!(
+            "is {} bytes long, above the limit of {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '=' | '.')))
+    {
+        return Err(bad(&format!(
+            "contains {c:?}: keys are made of letters, digits and `-/_=.`"
+        )));
+    }
+    if key.starts_with('.') || key.ends_with('.') || key.contains("..") {
+        return Err(bad(
+            "has an empty token (a leading, trailing or doubled `.`)",
+        ));
+    }
+    Ok(())
+}

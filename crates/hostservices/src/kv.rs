@@ -1,0 +1,120 @@
+//! The key-value service over a JetStream KV bucket of the workload's own.
+
+use std::future::Future;
+
+use futures::StreamExt;
+use nex_hostapi::GuestError;
+use tokio::sync::OnceCell;
+
+/// A workload's key-value store.
+///
+/// Every method runs on the node's tokio runtime, in the task the node spawns for one host call
+/// (`nex_node::agent::host_reply_frame`), so calls of one workload overlap. Methods await the
+/// network and never block the thread. Arguments are already validated
+/// ([`nex_hostapi::Call::validate`]).
+pub trait KeyValue {
+    /// The value of `key`, `None` when it has none.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, GuestError>> + Send;
+    /// Sets `key` to `value`.
+    fn set(&self, key: &str, value: Vec<u8>)
+    -> impl Future<Output = Result<(), GuestError>> + Send;
+    /// Deletes `key` (a no-op when it has no value).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), GuestError>> + Send;
+    /// Every key, sorted.
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>, GuestError>> + Send;
+}
+
+/// [`KeyValue`] over the JetStream KV bucket `bucket`, created on first use.
+pub struct NatsKv {
+    js: async_nats::jetstream::Context,
+    bucket: String,
+    store: OnceCell<async_nats::jetstream::kv::Store>,
+}
+
+impl NatsKv {
+    pub fn new(js: async_nats::jetstream::Context, bucket: String) -> Self {
+        Self {
+            js,
+            bucket,
+            store: OnceCell::new(),
+        }
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn store(&self) -> Result<&async_nats::jetstream::kv::Store, GuestError> {
+        self.store
+            .get_or_try_init(|| async {
+                if let Ok(s) = self.js.get_key_value(&self.bucket).await {
+                    return Ok(s);
+                }
+                // The stream a KV bucket is, made directly: `create_key_value` first asks for
+                // account info, whose shape older servers (2.9) answer differently.
+                use async_nats::jetstream::stream;
+                let unavailable = |e: &dyn std::fmt::Display| {
+                    GuestError::unavailable(format!(
+                        "key-value bucket {} is not available: {e}",
+                        self.bucket
+                    ))
+                };
+                self.js
+                    .get_or_create_stream(stream::Config {
+                        name: format!("KV_{}", self.bucket),
+                        subjects: vec![format!("$KV.{}.>", self.bucket)],
+                        max_messages_per_subject: 1,
+                        allow_rollup: true,
+                        deny_delete: true,
+                        allow_direct: true,
+                        discard: stream::DiscardPolicy::New,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                self.js
+                    .get_key_value(&self.bucket)
+                    .await
+                    .map_err(|e| unavailable(&e))
+            })
+            .await
+    }
+}
+
+impl KeyValue for NatsKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, GuestError> {
+        match self.store().await?.get(key).await {
+            Ok(v) => Ok(v.map(|v| v.to_vec())),
+            Err(e) => Err(GuestError::unavailable(format!("kv.get {key}: {e}"))),
+        }
+    }
+
+    async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), GuestError> {
+        self.store()
+            .await?
+            .put(key, value.into())
+            .await
+            .map(drop)
+            .map_err(|e| GuestError::unavailable(format!("kv.set {key}: {e}")))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), GuestError> {
+        self.store()
+            .await?
+            .delete(key)
+            .await
+            .map_err(|e| GuestError::unavailable(format!("kv.delete {key}: {e}")))
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, GuestError> {
+        let failed = |e: &dyn std::fmt::Display| GuestError::unavailable(format!("kv.keys: {e}"));
+        let mut keys = self.store().await?.keys().await.map_err(|e| failed(&e))?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            out.push(k.map_err(|e| failed(&e))?);
+        }
+        out.sort();
+        Ok(out)
+    }
+}

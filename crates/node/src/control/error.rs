@@ -1,0 +1,106 @@
+//! Why a control request was refused: one variant per stage of the pipelines, each with the
+//! stable [`ErrorCode`] the envelope carries beside the sentence.
+
+use nex_proto::control::ErrorCode;
+
+use crate::agent::SpawnError;
+
+/// A refused control request. The message is what the sender reads; the code is what scripts
+/// and tests match.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlError {
+    /// The node is draining.
+    #[error("this node is in lame-duck mode and takes no new workloads")]
+    LameDuck,
+    /// The request is malformed or asks for something invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request carries no token where one is required.
+    #[error("the {what} is not signed: {hint}")]
+    Unsigned {
+        what: &'static str,
+        hint: &'static str,
+    },
+    /// The token is forged, malformed, stale or replayed.
+    #[error(transparent)]
+    Token(#[from] nex_jwt::JwtError),
+    /// The token is valid but not for this request, or its issuer is not trusted.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The signer may not do this (another issuer's workload, operators only).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such workload.
+    #[error("no workload {id} in namespace {namespace} on this node")]
+    NotFound { id: String, namespace: String },
+    /// Another deploy of this name or id is in progress or running.
+    #[error("{0}")]
+    Conflict(String),
+    /// A node or namespace quota would be exceeded.
+    #[error("{0}")]
+    Quota(String),
+    /// The artifact cannot be had or does not match.
+    #[error("{0}")]
+    Artifact(String),
+    /// The agent did not load the workload.
+    #[error("workload {name} did not start: {source}")]
+    Spawn { name: String, source: SpawnError },
+}
+
+impl ControlError {
+    /// The envelope's code for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ControlError::LameDuck => ErrorCode::LameDuck,
+            ControlError::Invalid(_) => ErrorCode::BadRequest,
+            ControlError::Unsigned { .. }
+            | ControlError::Token(_)
+            | ControlError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ControlError::Forbidden(_) => ErrorCode::Forbidden,
+            ControlError::NotFound { .. } => ErrorCode::NotFound,
+            ControlError::Conflict(_) => ErrorCode::Conflict,
+            ControlError::Quota(_) => ErrorCode::QuotaExceeded,
+            ControlError::Artifact(_) => ErrorCode::Artifact,
+            ControlError::Spawn { .. } => ErrorCode::LoadFailed,
+        }
+    }
+}
+
+impl From<String> for ControlError {
+    /// Validation helpers of `nex_proto` explain themselves in a sentence: bad input.
+    fn from(s: String) -> Self {
+        ControlError::Invalid(s)
+    }
+}
+
+pub(crate) type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_has_its_code() {
+        assert_eq!(ControlError::LameDuck.code(), ErrorCode::LameDuck);
+        assert_eq!(
+            ControlError::from("bad name".to_owned()).code(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            ControlError::Token(nex_jwt::JwtError::Replayed("x".into())).code(),
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(
+            ControlError::Quota("full".into()).code(),
+            ErrorCode::QuotaExceeded
+        );
+        assert_eq!(
+            ControlError::Spawn {
+                name: "n".into(),
+                source: SpawnError::Refused("no".into())
+            }
+            .code(),
+            ErrorCode::LoadFailed
+        );
+    }
+}
