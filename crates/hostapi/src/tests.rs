@@ -429,7 +429,7 @@ fn hostile_encodings_are_errors_not_panics_or_huge_allocations() {
             x ^= x >> 7;
             x ^= x << 17;
             // Mostly small numbers, so variants and lengths are often valid.
-            bytes.push(if x % 3 == 0 {
+            bytes.push(if x.is_multiple_of(3) {
                 (x >> 8) as u8
             } else {
                 (x >> 8) as u8 % 4

@@ -72,7 +72,7 @@ impl<'js> Args<'_, 'js> {
     /// A non-negative whole number, or nothing.
     fn number(&self, i: usize) -> Option<u64> {
         let n = self.get(i)?.as_number()?;
-        (n.is_finite() && n >= 0.0).then(|| n as u64)
+        (n.is_finite() && n >= 0.0).then_some(n as u64)
     }
 
     /// An object of string values (HTTP headers).
