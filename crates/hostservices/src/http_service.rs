@@ -2,7 +2,6 @@
 //! [`HttpPolicy`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use nex_hostapi::GuestError;
 use nex_hostapi::http::{Request, Response};
@@ -29,21 +28,30 @@ pub struct HttpClient {
 
 impl Http for HttpClient {
     async fn request(&self, r: Request) -> Result<Response, GuestError> {
-        let denied = AtomicBool::new(false);
-        let out = crate::http::request(r.method.as_str(), &r.url, &r.headers, &r.body, |host| {
-            let ok = self.policy.permits(host);
-            denied.store(!ok, Ordering::Relaxed);
-            ok
+        let resp =
+            crate::http::request(r.method.as_str(), &r.url, &r.headers, &r.body, &self.policy)
+                .await
+                .map_err(guest_error)?;
+        Ok(Response {
+            status: resp.status,
+            headers: resp.headers,
+            body: resp.body,
         })
-        .await;
-        match out {
-            Ok(resp) => Ok(Response {
-                status: resp.status,
-                headers: resp.headers,
-                body: resp.body,
-            }),
-            Err(message) if denied.load(Ordering::Relaxed) => Err(GuestError::denied(message)),
-            Err(message) => Err(GuestError::unavailable(message)),
+    }
+}
+
+/// What the function sees of a failed request: the kind decides the JavaScript `.code` and the
+/// guest library's error variant; the message starts with the URL.
+fn guest_error(e: crate::http::Error) -> GuestError {
+    use crate::http::Error as E;
+    let message = e.to_string();
+    match e {
+        E::InvalidUrl { .. } | E::InvalidRequest { .. } => GuestError::invalid_argument(message),
+        E::Denied { .. } | E::Redirect { .. } => GuestError::denied(message),
+        E::Timeout { .. } => GuestError::timeout(message),
+        E::TooLarge { .. } => GuestError::too_large(message),
+        E::Connect { .. } | E::Tls { .. } | E::Body { .. } | E::Transport { .. } => {
+            GuestError::unavailable(message)
         }
     }
 }

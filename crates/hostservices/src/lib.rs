@@ -21,6 +21,8 @@ pub mod kv;
 pub mod messaging;
 pub mod object_store;
 
+pub use http::HttpPolicy;
+
 use std::time::Duration;
 
 use nex_hostapi::{Call, CallResult, GuestError, Reply};
@@ -36,22 +38,6 @@ pub struct HostServices {
     obj: object_store::NatsObjectStore,
     messaging: messaging::NatsMessaging,
     http: http_service::HttpClient,
-}
-
-/// Which hosts the HTTP client may reach: none of `deny`, and only `allow` when it is not empty.
-/// Names are compared case-insensitively, exactly (no wildcards).
-#[derive(Debug, Clone, Default)]
-pub struct HttpPolicy {
-    pub allow: Vec<String>,
-    pub deny: Vec<String>,
-}
-
-impl HttpPolicy {
-    /// May the client connect to `host`?
-    pub fn permits(&self, host: &str) -> bool {
-        let is = |h: &String| h.eq_ignore_ascii_case(host);
-        !self.deny.iter().any(is) && (self.allow.is_empty() || self.allow.iter().any(is))
-    }
 }
 
 impl HostServices {
@@ -168,25 +154,4 @@ pub async fn call_encoded(host: &HostServices, call: &[u8]) -> Vec<u8> {
         ))),
     };
     nex_hostapi::encode_result(&result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_policy() {
-        let p = HttpPolicy {
-            allow: vec![],
-            deny: vec!["Evil.example".into()],
-        };
-        assert!(!p.permits("evil.example"));
-        assert!(p.permits("good.example"));
-        let p = HttpPolicy {
-            allow: vec!["only.example".into()],
-            deny: vec![],
-        };
-        assert!(p.permits("only.example"));
-        assert!(!p.permits("other.example"));
-    }
 }

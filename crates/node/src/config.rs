@@ -183,6 +183,21 @@ pub struct NodeConfig {
     pub nats: nex_connect::ConnectSpec,
 }
 
+/// `host_services.services.http.config`: where functions' HTTP requests may go. Decisions are
+/// made on the resolved IP address; deny wins, a non-empty allow list means only those, and
+/// non-public addresses (loopback, private, link-local, ...) need an `allow_hosts` IP/CIDR entry
+/// or `allow_private_addresses` (see `nex_hostservices::http::policy`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Host names, `*.domain`, IP addresses and CIDRs; when not empty, only these.
+    pub allow_hosts: Vec<String>,
+    /// Host names, `*.domain`, IP addresses and CIDRs never reached.
+    pub deny_hosts: Vec<String>,
+    /// Lets functions reach non-public addresses (development only).
+    pub allow_private_addresses: bool,
+}
+
 mod secs {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
@@ -227,22 +242,29 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// Parses a JSON config; unknown fields are an error that names the field.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| format!("invalid node configuration: {e}"))
+        let config: Self =
+            serde_json::from_str(text).map_err(|e| format!("invalid node configuration: {e}"))?;
+        config
+            .http_policy()
+            .map_err(|e| format!("invalid node configuration: {e}"))?;
+        Ok(config)
     }
 
-    /// The HTTP host policy from `host_services.services.http.config.{allow_hosts, deny_hosts}`.
-    pub fn http_policy(&self) -> nex_hostservices::HttpPolicy {
-        let list = |name: &str| -> Vec<String> {
-            self.host_services
-                .as_ref()
-                .and_then(|h| h.pointer(&format!("/services/http/config/{name}")))
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default()
+    /// The HTTP host policy from `host_services.services.http.config` (see [`HttpConfig`]);
+    /// an unknown key, a wrong type or a malformed entry is an error, never an open door.
+    pub fn http_policy(&self) -> Result<nex_hostservices::HttpPolicy, String> {
+        let err = |e: &dyn std::fmt::Display| format!("host_services.services.http.config: {e}");
+        let config: HttpConfig = match self
+            .host_services
+            .as_ref()
+            .and_then(|h| h.pointer("/services/http/config"))
+        {
+            None | Some(serde_json::Value::Null) => HttpConfig::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| err(&e))?,
         };
-        nex_hostservices::HttpPolicy {
-            allow: list("allow_hosts"),
-            deny: list("deny_hosts"),
-        }
+        nex_hostservices::HttpPolicy::new(&config.allow_hosts, &config.deny_hosts)
+            .map(|p| p.with_private_addresses(config.allow_private_addresses))
+            .map_err(|e| err(&e))
     }
 
     /// The quotas of namespace `ns`: (most workloads, most declared memory in MiB).
@@ -277,5 +299,48 @@ mod tests {
         .unwrap();
         assert_eq!(ok.node_limits.max_workloads, 3);
         assert_eq!(ok.heartbeat_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_http_policy_is_read_strictly() {
+        let with = |http: &str| {
+            NodeConfig::from_json(&format!(
+                r#"{{"host_services": {{"services": {{"http": {{"config": {http}}}}}}}}}"#
+            ))
+        };
+        let p =
+            with(r#"{"allow_hosts": ["127.0.0.1", "10.0.0.0/8"], "deny_hosts": ["x.example"]}"#)
+                .unwrap()
+                .http_policy()
+                .unwrap();
+        assert!(p.check_addr(None, "127.0.0.1".parse().unwrap()).is_ok());
+        assert!(p.check_name("x.example").is_err());
+        let open = with(r#"{"allow_private_addresses": true}"#).unwrap();
+        assert!(
+            open.http_policy()
+                .unwrap()
+                .check_addr(None, "10.1.1.1".parse().unwrap())
+                .is_ok()
+        );
+        // The default refuses loopback.
+        let default = NodeConfig::default().http_policy().unwrap();
+        assert!(
+            default
+                .check_addr(None, "127.0.0.1".parse().unwrap())
+                .is_err()
+        );
+        for bad in [
+            r#"{"deny_hosts": "127.0.0.1"}"#,
+            r#"{"deny_host": ["127.0.0.1"]}"#,
+            r#"{"deny_hosts": ["10.0.0.0/33"]}"#,
+            r#"{"allow_hosts": ["localhost:8080"]}"#,
+            r#"{"allow_private_addresses": "yes"}"#,
+        ] {
+            let err = with(bad).unwrap_err();
+            assert!(
+                err.contains("host_services.services.http.config"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Node {
     pub identity: Identity,
     pub node_id: String,
     pub config: NodeConfig,
+    /// Where functions' HTTP requests may go, read once from the config.
+    pub http_policy: nex_hostservices::HttpPolicy,
     /// Where agent processes come from (started ahead when `machine_pool_size` > 0).
     pub agents: Arc<agent::WarmAgents>,
     pub cache_dir: Option<PathBuf>,
@@ -188,6 +190,7 @@ pub async fn run(
         .clone()
         .or_else(|| Some(std::env::temp_dir().join("nex-cache")));
     config.workload_defaults().map_err(Error::Config)?;
+    let http_policy = config.http_policy().map_err(Error::Config)?;
     let emitter = Arc::new(Emitter::new(client.clone(), node_id.clone()));
     let agents = agent::WarmAgents::new(
         agent::Launch {
@@ -204,6 +207,7 @@ pub async fn run(
         client: client.clone(),
         node_id: node_id.clone(),
         config,
+        http_policy,
         agents,
         cache_dir,
         started: Instant::now(),

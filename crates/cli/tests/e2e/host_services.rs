@@ -303,23 +303,37 @@ async fn http_server() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_hosts_can_be_denied_by_node_config() {
     let base = http_server().await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    // Private addresses opened, 127.0.0.1 denied: deny wins, in every form of the address.
     let w = World::start_with_config(
-        r#"{"host_services": {"services": {"http": {"config": {"deny_hosts": ["127.0.0.1"]}}}}}"#,
+        r#"{"host_services": {"services": {"http": {"config": {"deny_hosts": ["127.0.0.1"], "allow_private_addresses": true}}}}}"#,
     )
     .await;
     w.devrun(&example("http-fetch.js"), &["http.denied"], &[]);
-    let m = w
-        .request("http.denied", format!("{base}/x").as_bytes())
-        .await
-        .unwrap();
-    let (code, msg) = service_error(&m).expect("denied host throws");
-    assert_eq!(code, "500");
-    assert!(msg.contains("not allowed"), "{msg}");
+    for host in [
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "[::ffff:127.0.0.1]",
+        "localhost",
+    ] {
+        let m = w
+            .request("http.denied", format!("http://{host}:{port}/x").as_bytes())
+            .await
+            .unwrap();
+        let (code, msg) = service_error(&m).expect("denied host throws");
+        assert_eq!(code, "500");
+        assert!(msg.contains("not allowed by this node"), "{host}: {msg}");
+    }
 }
+
+/// A node config that lets functions reach the test servers on 127.0.0.1.
+const ALLOW_LOOPBACK: &str =
+    r#"{"host_services": {"services": {"http": {"config": {"allow_hosts": ["127.0.0.1"]}}}}}"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_client_talks_to_a_real_local_server() {
-    let w = World::start().await;
+    let w = World::start_with_config(ALLOW_LOOPBACK).await;
     let base = http_server().await;
     w.devrun(&example("http-fetch.js"), &["http.fetch"], &[]);
     let got = json(
@@ -406,7 +420,7 @@ return [String.fromCharCode(...req), reqMany.length];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webassembly_functions_use_every_host_service_through_the_guest_library() {
-    let w = World::start().await;
+    let w = World::start_with_config(ALLOW_LOOPBACK).await;
     let base = http_server().await;
     let mut published = collect(&w.client, "wasm.published").await;
     for answer in ["r1", "r2"] {
@@ -457,6 +471,12 @@ async fn webassembly_functions_use_every_host_service_through_the_guest_library(
     assert_eq!(status, "201");
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["line"], "GET /from-wasm HTTP/1.1");
+    // The node's policy applies to WebAssembly as to JavaScript: ::1 is not in the allow list.
+    let denied = call("http:http://[::1]:1/".into()).await;
+    assert!(
+        denied.starts_with("error: ") && denied.contains("not allowed by this node"),
+        "{denied}"
+    );
 
     // Errors come back to the function as messages; system subjects are refused.
     let refused = call("publish:$SYS.REQ.x".into()).await;

@@ -7,6 +7,7 @@ mod embedded;
 mod functions;
 mod harness;
 mod host_services;
+mod http_policy;
 mod javascript;
 mod logs_events;
 mod nodes;

@@ -333,7 +333,7 @@ async fn start(
         node.client.clone(),
         node.host_client.clone(),
         node.emitter.clone(),
-        node.config.http_policy(),
+        node.http_policy.clone(),
         node.config.rate_limits,
     )
     .await
