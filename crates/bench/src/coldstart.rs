@@ -53,7 +53,7 @@ pub async fn measure(
             artifact.bytes.clone()
         };
         let name = format!("cold-{}-{i}", artifact.kind);
-        let location = nex.upload("NEXCLIFILES", &name, &bytes).await?;
+        let location = nex.upload_artifact(&name, &bytes).await?;
         let subject = format!("cold.{}.{i}", artifact.kind);
         let mut req = DeployRequest {
             workload_name: name,

@@ -67,9 +67,13 @@ struct Args {
 
 /// The KV bucket of the JavaScript `kvget` function deployed by the benchmark (the raw kv
 /// responder reads it too).
-pub(crate) const KV_BUCKET: &str = "hs_default_kvget_kv";
+pub(crate) fn kv_bucket() -> String {
+    nex_proto::names::workload_buckets("default", "kvget").kv
+}
 /// The KV bucket of the wasm handler doing the same `kv.get`.
-const KV_BUCKET_WASM: &str = "hs_default_kvgetwasm_kv";
+fn kv_bucket_wasm() -> String {
+    nex_proto::names::workload_buckets("default", "kvgetwasm").kv
+}
 /// The function the `jskv` target runs.
 const KV_GET_JS: &str = "(subject, payload) => this.hostServices.kv.get('k');\n";
 
@@ -578,8 +582,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // A function's first call creates its bucket; then the value the kv targets read.
     let js = async_nats::jetstream::new(w.client.clone());
     for (subject, bucket) in [
-        ("bench.kv", KV_BUCKET),
-        ("bench.wasmkv.kvget", KV_BUCKET_WASM),
+        ("bench.kv", kv_bucket()),
+        ("bench.wasmkv.kvget", kv_bucket_wasm()),
     ] {
         w.client.request(subject, Bytes::new()).await.ok();
         js.get_key_value(bucket)

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::KV_BUCKET;
+use crate::kv_bucket;
 
 /// Runs the floor responder until killed.
 pub async fn raw(url: &str) -> anyhow::Result<()> {
@@ -24,7 +24,7 @@ pub async fn raw(url: &str) -> anyhow::Result<()> {
         let mut store = None;
         while let Some(msg) = kv_sub.next().await {
             if store.is_none() {
-                store = js.get_key_value(KV_BUCKET).await.ok();
+                store = js.get_key_value(kv_bucket()).await.ok();
             }
             let value = match &store {
                 Some(s) => s.get("k").await.ok().flatten().unwrap_or_default(),

@@ -11,7 +11,9 @@ use crate::devrun::{WorkloadArgs, parse_env};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Artifact location, nats://BUCKET/key.
+    /// Artifact location, nats://BUCKET/key. In NEXCLIFILES the key must begin with
+    /// `<namespace>/` (e.g. nats://NEXCLIFILES/default/echo); other buckets only where the
+    /// node config gives them to the namespace.
     pub location: String,
     /// Node id to deploy on.
     pub node: String,

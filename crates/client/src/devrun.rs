@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use nex_proto::control::{AuctionRequest, DeployRequest, Limits, RunResponse, WorkloadType};
-use nex_proto::{DEVRUN_BUCKET, validate};
+use nex_proto::{DEVRUN_BUCKET, names, validate};
 use sha2::{Digest, Sha256};
 
 use crate::keys::SenderKeys;
@@ -82,7 +82,9 @@ impl NexClient {
             ));
         }
         let hash = hex::encode(Sha256::digest(&bytes));
-        let key = format!("{}-{}", name, &hash[..16]);
+        // Under the namespace's own prefix: the only place in this bucket a node lets a deploy
+        // of this namespace fetch from.
+        let key = names::devrun_key(self.namespace(), &name, &hash);
         let location = self.upload(DEVRUN_BUCKET, &key, &bytes).await?;
 
         let (node_id, node_xkey) = match &opts.node {

@@ -278,7 +278,14 @@ impl NexClient {
             .put(key, &mut reader)
             .await
             .map_err(|e| Error::Nats(format!("uploading {key} to {bucket}: {e}")))?;
-        Ok(format!("nats://{bucket}/{key}"))
+        Ok(nex_proto::names::artifact_location(bucket, key))
+    }
+
+    /// Uploads `bytes` as `<namespace>/<name>` in `NEXCLIFILES` (this client's namespace): the
+    /// place in that bucket a node lets this namespace's deploys fetch from. Returns the location.
+    pub async fn upload_artifact(&self, name: &str, bytes: &[u8]) -> Result<String> {
+        let key = nex_proto::names::artifact_key(&self.namespace, name);
+        self.upload(nex_proto::DEVRUN_BUCKET, &key, bytes).await
     }
 }
 

@@ -2,8 +2,8 @@
 //! the function's behalf (the function never holds NATS credentials).
 //!
 //! This crate owns the semantics of each operation and its per-workload scope: a key-value
-//! bucket `hs_<namespace>_<workload_name>_kv` and an object store
-//! `hs_<namespace>_<workload_name>_obj`, both created on first use, core messaging outside the
+//! bucket `hs_<len(ns)>_<ns>_<name>_kv` and an object store
+//! `hs_<len(ns)>_<ns>_<name>_obj` (`nex_proto::names`), both created on first use, core messaging outside the
 //! reserved subjects, and an HTTP client within the node's policy. The calls, replies, errors and
 //! argument rules are `nex-hostapi`'s; this crate performs them. It is plain async Rust over
 //! async-nats and knows nothing of QuickJS, wasmtime or the agent protocol.
@@ -44,9 +44,10 @@ impl HostServices {
     /// Host services for workload `name` in `namespace`.
     pub fn new(client: async_nats::Client, namespace: &str, name: &str) -> Self {
         let js = async_nats::jetstream::new(client.clone());
+        let buckets = nex_proto::names::workload_buckets(namespace, name);
         Self {
-            kv: kv::NatsKv::new(js.clone(), format!("hs_{namespace}_{name}_kv")),
-            obj: object_store::NatsObjectStore::new(js, format!("hs_{namespace}_{name}_obj")),
+            kv: kv::NatsKv::new(js.clone(), buckets.kv),
+            obj: object_store::NatsObjectStore::new(js, buckets.object),
             messaging: messaging::NatsMessaging::new(client),
             http: http_service::HttpClient {
                 policy: HttpPolicy::default(),

@@ -126,23 +126,33 @@ impl Answerer {
                         .publish_with_headers(to, headers, Bytes::new())
                         .await;
                 }
-                self.emitter
-                    .event(
-                        &self.namespace,
-                        events::FUNCTION_EXEC_FAILED,
-                        FunctionExecFailed {
-                            workload_name: Cow::Borrowed(&self.name),
-                            workload_id: Cow::Borrowed(&self.id),
-                            trigger_subject: Cow::Borrowed(&trigger),
-                            namespace: Cow::Borrowed(&self.namespace),
-                            error: message,
-                            code: code as u16,
-                        },
-                    )
-                    .await;
+                self.failed_event(&trigger, code, message).await;
             }
         }
         drop(permit);
+    }
+
+    /// Reports a call the node refused before it reached the agent. Nobody is answered (the
+    /// reply subject is what was refused); only `function_exec_failed` says why.
+    pub async fn refused(&self, trigger: &str, code: FailureCode, message: String) {
+        self.failed_event(trigger, code, message).await;
+    }
+
+    async fn failed_event(&self, trigger: &str, code: FailureCode, message: String) {
+        self.emitter
+            .event(
+                &self.namespace,
+                events::FUNCTION_EXEC_FAILED,
+                FunctionExecFailed {
+                    workload_name: Cow::Borrowed(&self.name),
+                    workload_id: Cow::Borrowed(&self.id),
+                    trigger_subject: Cow::Borrowed(trigger),
+                    namespace: Cow::Borrowed(&self.namespace),
+                    error: message,
+                    code: code as u16,
+                },
+            )
+            .await;
     }
 }
 

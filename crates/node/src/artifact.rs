@@ -90,7 +90,9 @@ pub async fn fetch(
     }
 }
 
-/// Checks `bytes` against the expected SHA-256 hex.
+/// Checks `bytes` against the expected SHA-256 hex. The error names only the hash the deployer
+/// sent: echoing the object's own would hand its digest (and with it a deploy token for it) to
+/// anyone who can name the location.
 pub fn verify_hash(bytes: &[u8], expected: &str) -> Result<String, String> {
     let actual = sha256_hex(bytes);
     if expected.is_empty() {
@@ -98,7 +100,7 @@ pub fn verify_hash(bytes: &[u8], expected: &str) -> Result<String, String> {
     }
     if !actual.eq_ignore_ascii_case(expected.trim()) {
         return Err(format!(
-            "artifact hash mismatch: the deploy says {expected}, the artifact is {actual}"
+            "artifact hash mismatch: the artifact's SHA-256 is not the deploy's {expected}"
         ));
     }
     Ok(actual)
@@ -133,7 +135,12 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert!(verify_hash(b"abc", &h.to_uppercase()).is_ok());
-        assert!(verify_hash(b"abd", &h).unwrap_err().contains("mismatch"));
+        let e = verify_hash(b"abd", &h).unwrap_err();
+        assert!(e.contains("mismatch"), "{e}");
+        assert!(
+            !e.contains(&sha256_hex(b"abd")),
+            "the actual hash leaked: {e}"
+        );
         assert!(verify_hash(b"abc", "").is_err());
     }
 }

@@ -32,11 +32,17 @@ impl Default for NodeLimits {
 
 /// What one namespace (tenant) may use on this node: `namespaces.<ns>` in the config, falling
 /// back field by field to `namespace_defaults`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamespacePolicy {
-    /// Subjects the namespace's triggers must lie inside (empty: no subject space reserved).
+    /// The subject space this namespace owns (NATS patterns such as `shop.>`). When set, the
+    /// namespace's triggers must lie inside it, and no other namespace's trigger may collide with
+    /// it. Empty: the namespace owns no space and its triggers only must not collide with other
+    /// namespaces' (see `tenancy`).
     pub subjects: Vec<String>,
+    /// Object-store buckets this namespace's deploys may fetch artifacts from, in addition to its
+    /// own key prefix `<namespace>/` in `NEXCLIFILES`.
+    pub artifact_buckets: Vec<String>,
     /// Most workloads the namespace runs on this node at once.
     pub max_workloads: Option<usize>,
     /// Most memory its workloads may declare (`limits.memory_mb`) together, in MiB.
@@ -135,7 +141,8 @@ pub struct NodeConfig {
     pub load_timeout: Duration,
     /// Log and host-call rates per function.
     pub rate_limits: RateLimits,
-    /// Subjects (and `prefix.>` patterns) functions may not be triggered by.
+    /// Subject patterns functions may not be triggered by: a trigger that could receive any
+    /// subject one of them matches is refused (`secret.*` refuses `secret.x` and `*.x`).
     pub deny_trigger_subjects: Vec<String>,
     /// Host-services settings (kept for later use, accepted now).
     pub host_services: Option<serde_json::Value>,

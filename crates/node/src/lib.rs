@@ -11,6 +11,7 @@
 //! - `agent`: spawning an agent process and the framed pipe to it.
 //! - `artifact`: fetching artifacts from the object store and verifying their hash.
 //! - `emitter`: CloudEvents and log lines.
+//! - `tenancy`: which namespace may use which trigger subjects and artifact locations.
 //!
 //! Entry point: [`run`] with a connected client, a config and a shutdown future.
 
@@ -22,6 +23,7 @@ mod control;
 mod emitter;
 pub mod identity;
 mod rate;
+mod tenancy;
 mod workload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -191,6 +193,7 @@ pub async fn run(
         .or_else(|| Some(std::env::temp_dir().join("nex-cache")));
     config.workload_defaults().map_err(Error::Config)?;
     let http_policy = config.http_policy().map_err(Error::Config)?;
+    tenancy::check_policies(&config.namespaces).map_err(|e| Error::Config(e.to_string()))?;
     let emitter = Arc::new(Emitter::new(client.clone(), node_id.clone()));
     let agents = agent::WarmAgents::new(
         agent::Launch {

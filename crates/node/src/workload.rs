@@ -1,7 +1,7 @@
 //! A deployed workload: its agent (restarted when it dies), its trigger subscriptions, and the
 //! handling of each trigger message.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use nex_proto::control::{
     MachineInfo, MachineSummary, ResolvedLimits, WorkloadDescription, WorkloadType, format_duration,
 };
 use nex_proto::events::{self, AgentEvent};
-use nex_proto::subjects;
+use nex_proto::{subjects, validate};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -52,6 +52,8 @@ pub struct Workload {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     limit: Duration,
     answerer: Arc<Answerer>,
+    /// Calls refused for their reply subject (see [`Workload::refuse_reply`]).
+    refused_calls: AtomicU64,
 }
 
 impl Workload {
@@ -99,6 +101,7 @@ impl Workload {
             tasks: Default::default(),
             limit,
             answerer,
+            refused_calls: AtomicU64::new(0),
             meta,
         });
         tracing::info!(
@@ -188,7 +191,27 @@ impl Workload {
                 hash: self.meta.hash.clone(),
                 trigger_subjects: self.meta.trigger_subjects.clone(),
             },
+            refused_calls: self.refused_calls.load(Ordering::Relaxed),
         }
+    }
+
+    /// Refuses a call whose reply subject is a `$` subject (JetStream, KV, object-store and
+    /// system APIs): publishing the answer there would act with the node's permissions on the
+    /// caller's behalf. The call is not run; it is counted and reported as `function_exec_failed`.
+    async fn refuse_reply(&self, msg: Message) {
+        self.refused_calls.fetch_add(1, Ordering::Relaxed);
+        let reply = msg.reply.as_deref().unwrap_or_default();
+        tracing::warn!(workload_id = %self.meta.id, reply, "call refused: reply subject is reserved");
+        self.answerer
+            .refused(
+                &msg.subject,
+                FailureCode::Forbidden,
+                format!(
+                    "call not run: its reply subject `{reply}` begins with `$` (JetStream, KV, \
+                     object-store and system APIs), where the node publishes nothing for a caller"
+                ),
+            )
+            .await;
     }
 
     async fn agent_event(&self, kind: &str, code: i32, message: String) {
@@ -251,6 +274,11 @@ async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
                 None => break,
             },
         };
+        // Before anything else: one byte of the reply subject, no allocation.
+        if msg.reply.as_deref().is_some_and(validate::reply_refused) {
+            wl.refuse_reply(msg).await;
+            continue;
+        }
         let permit = match wl.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => tokio::select! {

@@ -103,6 +103,8 @@ impl LogLevel {
 #[repr(u16)]
 pub enum FailureCode {
     BadInput = 400,
+    /// The node refused the call before it ran (e.g. its reply subject is a `$` subject).
+    Forbidden = 403,
     Timeout = 408,
     TooLarge = 413,
     FunctionError = 500,
@@ -113,6 +115,7 @@ impl FailureCode {
     fn from_u16(v: u16) -> Self {
         match v {
             400 => FailureCode::BadInput,
+            403 => FailureCode::Forbidden,
             408 => FailureCode::Timeout,
             413 => FailureCode::TooLarge,
             503 => FailureCode::Unavailable,

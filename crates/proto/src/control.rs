@@ -418,6 +418,14 @@ pub struct MachineInfo {
     /// Process id of the workload's agent on the node's host (nex's own field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pid: Option<u32>,
+    /// Calls the node refused before running them because their reply subject was a `$`
+    /// subject (nex's own field; absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_calls: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Answer to `$NEX.INFO.<ns>.<node>`.

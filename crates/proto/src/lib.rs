@@ -5,6 +5,7 @@
 //!
 //! Layout:
 //! - [`subjects`]: every NATS subject nex uses, built in one place.
+//! - [`names`]: bucket names and artifact keys derived from a namespace and a workload name.
 //! - [`control`]: JSON bodies of the control plane (`$NEX.*`) requests and answers.
 //! - [`events`]: CloudEvents envelopes and event payloads, and log lines.
 //! - [`agent_wire`]: the framed binary protocol between a node and its per-workload agent process.
@@ -13,6 +14,7 @@
 pub mod agent_wire;
 pub mod control;
 pub mod events;
+pub mod names;
 pub mod subjects;
 pub mod validate;
 
@@ -31,4 +33,4 @@ pub const HEADER_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
 pub const HEADER_JWT: &str = "Nex-Jwt";
 
 /// Object-store bucket `nex devrun` uploads artifacts to.
-pub const DEVRUN_BUCKET: &str = "NEXCLIFILES";
+pub use names::DEVRUN_BUCKET;

@@ -1,9 +1,6 @@
 //! Checks on names and subjects shared by the node (which enforces them) and the CLI (which warns
 //! early).
 
-/// Subject prefixes no function may be triggered by.
-pub const RESERVED_TRIGGER_PREFIXES: &[&str] = &["$SYS", "$JS", "$NEX", "$KV", "$O", "_INBOX"];
-
 /// A workload or namespace name: `^[a-zA-Z0-9_-]+$`.
 pub fn name(kind: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
@@ -49,46 +46,132 @@ pub fn subject(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Could a subscription on `pattern` receive messages published under `prefix.>` (or on
-/// `prefix` itself)? Wildcards in `pattern` count as overlapping.
-pub fn overlaps_prefix(pattern: &str, prefix: &str) -> bool {
-    let mut p = pattern.split('.');
-    for want in prefix.split('.') {
-        match p.next() {
-            None => return false,
-            Some(">") => return true,
-            Some("*") => continue,
-            Some(tok) if tok == want => continue,
-            Some(_) => return false,
-        }
-    }
-    true
+/// Most trigger subjects one deploy may have.
+pub const MAX_TRIGGERS: usize = 32;
+
+/// The subjects no function may be triggered by, in words (see [`is_reserved`]): every subject
+/// whose first token begins with `$` (`$SYS`, `$JS`, `$KV`, `$O`, `$NEX`, `$SRV`, `$MQTT`,
+/// `$G`, ...), and the reply spaces `_INBOX.>` and `_R_.>`.
+pub const RESERVED_SUBJECTS: &str =
+    "`$...` (any first token beginning with `$`), `_INBOX.>`, `_R_.>`";
+
+/// Why a trigger subject (or a deploy's list of them) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerError {
+    /// Not a valid NATS subject.
+    #[error("{0}")]
+    Invalid(String),
+    /// The deploy names no trigger.
+    #[error("a function needs at least one trigger subject")]
+    Missing,
+    /// More than [`MAX_TRIGGERS`] triggers.
+    #[error("a deploy may have at most {max} trigger subjects; this one has {count}")]
+    TooMany { count: usize, max: usize },
+    /// A subject of NATS or nex itself.
+    #[error(
+        "trigger subject `{subject}` overlaps the reserved subjects ({})",
+        RESERVED_SUBJECTS
+    )]
+    Reserved { subject: String },
+    /// The first token is `*` or `>`, so the trigger could match reserved subjects.
+    #[error(
+        "trigger subject `{subject}` begins with a wildcard, so it overlaps the reserved subjects \
+         ({}); begin it with a literal token",
+        RESERVED_SUBJECTS
+    )]
+    LeadingWildcard { subject: String },
+    /// Collides with an entry of the node's `deny_trigger_subjects`.
+    #[error("trigger subject `{subject}` overlaps `{denied}`, which this node denies")]
+    Denied { subject: String, denied: String },
 }
 
-/// A trigger subject: a valid subject that overlaps no reserved prefix nor any of `deny`.
-pub fn trigger_subject(value: &str, deny: &[String]) -> Result<(), String> {
-    subject(value)?;
-    if value == ">" || value.starts_with("*.") && value.split('.').all(|t| t == "*" || t == ">") {
-        return Err(format!(
-            "trigger subject `{value}` would catch every subject, including reserved ones"
-        ));
+/// Does `subject` (a concrete subject or a pattern) begin in reserved space: a first token that
+/// starts with `$`, or is `_INBOX` or `_R_`?
+pub fn is_reserved(subject: &str) -> bool {
+    if subject.starts_with('$') {
+        return true;
     }
-    for reserved in RESERVED_TRIGGER_PREFIXES {
-        if overlaps_prefix(value, reserved) {
-            return Err(format!(
-                "trigger subject `{value}` overlaps the reserved subjects `{reserved}.>`"
-            ));
+    let first = subject.split('.').next().unwrap_or_default();
+    first == "_INBOX" || first == "_R_"
+}
+
+/// Must the node refuse to publish a function's answer to `reply`? True for every `$`-subject
+/// (JetStream, KV and object-store APIs, `$SYS`, `$NEX`...): a caller could otherwise make the
+/// node write there with its own permissions. One byte is read; this runs on every call.
+#[inline]
+pub fn reply_refused(reply: &str) -> bool {
+    reply.as_bytes().first() == Some(&b'$')
+}
+
+/// Is there a concrete subject that both patterns match? `*` matches one token, `>` one or
+/// more, on either side (`secret.*` and `secret.x` collide; `a.>` and `a` do not).
+pub fn subjects_collide(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(x), Some(y)) => {
+                if x != "*" && y != "*" && x != y {
+                    return false;
+                }
+            }
         }
     }
-    for denied in deny {
-        let denied_prefix = denied.trim_end_matches(".>");
-        if overlaps_prefix(value, denied_prefix) {
-            return Err(format!(
-                "trigger subject `{value}` overlaps `{denied}`, which this node denies"
-            ));
+}
+
+/// Does `outer` match every subject `inner` matches? (`shop.>` covers `shop.*.new`; `shop.*`
+/// does not cover `shop.>`.)
+pub fn subject_covers(outer: &str, inner: &str) -> bool {
+    let (mut o, mut i) = (outer.split('.'), inner.split('.'));
+    loop {
+        match (o.next(), i.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(t)) if t != ">" => {}
+            (Some(x), Some(y)) if x != "*" && x != ">" && x == y => {}
+            _ => return false,
         }
+    }
+}
+
+/// One trigger subject: a valid subject, beginning with a literal token outside reserved space,
+/// colliding with nothing in `deny`.
+pub fn trigger_subject(value: &str, deny: &[String]) -> Result<(), TriggerError> {
+    subject(value).map_err(TriggerError::Invalid)?;
+    let first = value.split('.').next().unwrap_or_default();
+    if first == "*" || first == ">" {
+        return Err(TriggerError::LeadingWildcard {
+            subject: value.to_owned(),
+        });
+    }
+    if is_reserved(value) {
+        return Err(TriggerError::Reserved {
+            subject: value.to_owned(),
+        });
+    }
+    if let Some(denied) = deny.iter().find(|d| subjects_collide(value, d)) {
+        return Err(TriggerError::Denied {
+            subject: value.to_owned(),
+            denied: denied.clone(),
+        });
     }
     Ok(())
+}
+
+/// A deploy's trigger subjects: one to [`MAX_TRIGGERS`], each passing [`trigger_subject`].
+pub fn trigger_subjects(values: &[String], deny: &[String]) -> Result<(), TriggerError> {
+    if values.is_empty() {
+        return Err(TriggerError::Missing);
+    }
+    if values.len() > MAX_TRIGGERS {
+        return Err(TriggerError::TooMany {
+            count: values.len(),
+            max: MAX_TRIGGERS,
+        });
+    }
+    values.iter().try_for_each(|v| trigger_subject(v, deny))
 }
 
 #[cfg(test)]
@@ -103,25 +186,145 @@ mod tests {
     }
 
     #[test]
-    fn reserved_trigger_subjects_are_refused() {
+    fn collisions_follow_nats_wildcards() {
+        for (a, b, want) in [
+            ("secret.x", "secret.*", true),
+            ("secret.a.b", "secret.>", true),
+            ("secret.x", "*.x", true),
+            ("*.x", "secret.*", true),
+            ("a.>", "a", false),
+            ("a.>", "a.b.c", true),
+            ("a.*", "a.b.c", false),
+            ("a.*.c", "a.b.>", true),
+            ("a.b", "a.c", false),
+            (">", "x", true),
+            (">", ">", true),
+            ("*", "a.b", false),
+            ("a.*.c", "a.b.d", false),
+            ("shop.*.new", "shop.>", true),
+            ("a", "a", true),
+        ] {
+            assert_eq!(subjects_collide(a, b), want, "{a} vs {b}");
+            assert_eq!(subjects_collide(b, a), want, "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn covering_means_every_match_is_inside() {
+        for (outer, inner, want) in [
+            ("shop.>", "shop.x", true),
+            ("shop.>", "shop.*.new", true),
+            ("shop.>", "shop.>", true),
+            ("shop.>", "shop", false),
+            ("shop.*", "shop.x", true),
+            ("shop.*", "shop.*", true),
+            ("shop.*", "shop.>", false),
+            ("shop.*", "shop.x.y", false),
+            ("shop.x", "shop.*", false),
+            ("shop.x", "shop.x", true),
+            ("shop.>", "*.x", false),
+            ("shop.>", "other.x", false),
+            ("*.x", "shop.x", true),
+        ] {
+            assert_eq!(subject_covers(outer, inner), want, "{outer} covers {inner}");
+        }
+    }
+
+    #[test]
+    fn reserved_and_wildcard_led_triggers_are_refused() {
         for bad in [
             "$NEX.PING",
             "$JS.API.>",
             "$SYS.>",
-            ">",
-            "*.>",
             "$KV.x.y",
-            "a..b",
-            "a b",
+            "$O.x",
+            "$SRV.PING",
+            "$SRV.>",
+            "$MQTT.sub.x",
+            "$G",
+            "$anything.else",
+            "_INBOX.>",
+            "_INBOX.abc.def",
+            "_R_.>",
+            "_R_.x",
         ] {
-            assert!(trigger_subject(bad, &[]).is_err(), "{bad} accepted");
+            assert!(
+                matches!(
+                    trigger_subject(bad, &[]),
+                    Err(TriggerError::Reserved { .. })
+                ),
+                "{bad} accepted"
+            );
+            assert!(is_reserved(bad), "{bad}");
         }
-        for good in ["echo", "orders.*", "orders.>", "a.b.c"] {
+        for bad in [">", "*", "*.>", "*.x", ">.x", "*.*"] {
+            let e = trigger_subject(bad, &[]);
+            assert!(
+                matches!(e, Err(TriggerError::LeadingWildcard { .. }))
+                    || matches!(e, Err(TriggerError::Invalid(_))),
+                "{bad}: {e:?}"
+            );
+        }
+        for bad in ["a..b", "a b", "", "a.>.b", "a.b*"] {
+            assert!(
+                matches!(trigger_subject(bad, &[]), Err(TriggerError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        for good in [
+            "echo", "orders.*", "orders.>", "a.b.c", "INBOX.x", "x._INBOX", "a.$b",
+        ] {
             assert!(trigger_subject(good, &[]).is_ok(), "{good} refused");
         }
-        let deny = vec!["internal.>".to_string()];
-        assert!(trigger_subject("internal.x", &deny).is_err());
-        assert!(trigger_subject("*.x", &deny).is_err());
-        assert!(trigger_subject("public.x", &deny).is_ok());
+    }
+
+    #[test]
+    fn the_deny_list_uses_collisions() {
+        let deny = vec!["internal.>".to_string(), "secret.*".to_string()];
+        for bad in [
+            "internal.x",
+            "internal.>",
+            "internal.*.y",
+            "secret.x",
+            "secret.*",
+            "secret.>",
+        ] {
+            assert!(
+                matches!(
+                    trigger_subject(bad, &deny),
+                    Err(TriggerError::Denied { .. })
+                ),
+                "{bad} accepted"
+            );
+        }
+        for good in ["public.x", "secret.x.y", "secret", "internal"] {
+            assert!(trigger_subject(good, &deny).is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn a_deploy_has_one_to_thirty_two_triggers() {
+        assert_eq!(trigger_subjects(&[], &[]), Err(TriggerError::Missing));
+        let many: Vec<String> = (0..=MAX_TRIGGERS).map(|i| format!("t.{i}")).collect();
+        assert_eq!(
+            trigger_subjects(&many, &[]),
+            Err(TriggerError::TooMany { count: 33, max: 32 })
+        );
+        assert!(trigger_subjects(&many[..MAX_TRIGGERS], &[]).is_ok());
+    }
+
+    #[test]
+    fn replies_to_dollar_subjects_are_refused() {
+        for bad in [
+            "$KV.hs_1_b_f_kv.secret",
+            "$JS.API.STREAM.DELETE.KV_x",
+            "$SYS.x",
+            "$",
+        ] {
+            assert!(reply_refused(bad), "{bad}");
+        }
+        for good in ["_INBOX.abc", "_R_.x.y", "my.inbox", ""] {
+            assert!(!reply_refused(good), "{good}");
+        }
     }
 }

@@ -79,8 +79,7 @@ async fn bad_deploys_are_refused_clearly_and_nothing_else_breaks() {
     // Straight to the control subject: wrong hash, unknown type, missing object, malformed JSON.
     let location = w
         .control()
-        .upload(
-            "NEXCLIFILES",
+        .upload_artifact(
             "echo-direct",
             &std::fs::read(guest("echofunction")).unwrap(),
         )
@@ -115,7 +114,7 @@ async fn bad_deploys_are_refused_clearly_and_nothing_else_breaks() {
     let e = deploy_err(
         &w,
         &DeployRequest {
-            location: "nats://NEXCLIFILES/missing".into(),
+            location: "nats://NEXCLIFILES/default/missing".into(),
             ..good.clone()
         },
     )

@@ -302,7 +302,7 @@ async fn a_webassembly_handler_keeps_its_instance_and_survives_its_failures() {
     assert_eq!(w.call("wh.kv", b"").await, b"2");
     // The bucket is the function's own (named after it); what is put there, it reads.
     async_nats::jetstream::new(w.client.clone())
-        .get_key_value("hs_default_nex_handler_fixture_kv")
+        .get_key_value(nex_proto::names::workload_buckets("default", "nex_handler_fixture").kv)
         .await
         .unwrap()
         .put("k", "from outside".into())

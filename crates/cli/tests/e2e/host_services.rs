@@ -50,9 +50,15 @@ async fn kv_counter_is_isolated_per_function_and_namespace() {
 
     // The buckets are real JetStream KV buckets with the documented names.
     let js = async_nats::jetstream::new(w.client.clone());
-    let kv = js.get_key_value("hs_default_counter1_kv").await.unwrap();
+    let kv = js
+        .get_key_value(nex_proto::names::workload_buckets("default", "counter1").kv)
+        .await
+        .unwrap();
     assert_eq!(kv.get("count.a").await.unwrap().unwrap(), "3");
-    let other = js.get_key_value("hs_other_counter1_kv").await.unwrap();
+    let other = js
+        .get_key_value(nex_proto::names::workload_buckets("other", "counter1").kv)
+        .await
+        .unwrap();
     assert_eq!(other.get("count.c").await.unwrap().unwrap(), "1");
 }
 
@@ -74,7 +80,7 @@ async fn object_store_put_get_list_delete_and_large_objects() {
     assert_eq!(big["last"], 7);
     let js = async_nats::jetstream::new(w.client.clone());
     let store = js
-        .get_object_store("hs_default_object-store_obj")
+        .get_object_store(nex_proto::names::workload_buckets("default", "object-store").object)
         .await
         .unwrap();
     assert_eq!(store.info("big").await.unwrap().size, 20 * 1024 * 1024);
@@ -441,7 +447,10 @@ async fn webassembly_functions_use_every_host_service_through_the_guest_library(
     assert_eq!(w.call("wasm.other", b"count").await, b"1");
     assert_eq!(call("keys".into()).await, "count");
     let js = async_nats::jetstream::new(w.client.clone());
-    let kv = js.get_key_value("hs_default_wasmhs_kv").await.unwrap();
+    let kv = js
+        .get_key_value(nex_proto::names::workload_buckets("default", "wasmhs").kv)
+        .await
+        .unwrap();
     assert_eq!(kv.get("count").await.unwrap().unwrap(), "2");
     assert_eq!(call("forget".into()).await, "None");
     assert_eq!(call("count".into()).await, "1");

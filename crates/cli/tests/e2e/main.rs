@@ -13,3 +13,4 @@ mod logs_events;
 mod nodes;
 mod ownership;
 mod security;
+mod tenancy;

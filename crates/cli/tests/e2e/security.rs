@@ -12,11 +12,7 @@ use crate::harness::*;
 
 async fn echo_request(w: &World, name: &str, subject: &str) -> DeployRequest {
     let bytes = std::fs::read(guest("echofunction")).unwrap();
-    let location = w
-        .control()
-        .upload("NEXCLIFILES", name, &bytes)
-        .await
-        .unwrap();
+    let location = w.control().upload_artifact(name, &bytes).await.unwrap();
     DeployRequest {
         workload_name: name.into(),
         workload_type: "wasm".into(),

@@ -22,10 +22,8 @@ use super::read::host_memory_mb;
 use crate::Node;
 use crate::agent::AgentSpec;
 use crate::artifact;
+use crate::tenancy;
 use crate::workload::{Workload, WorkloadMeta};
-
-/// Most trigger subjects one function may have.
-pub(crate) const MAX_TRIGGERS: usize = 32;
 
 /// A deploy admitted but not yet running: it counts toward every quota, and holds its name so
 /// that two racing deploys of one name have one clear winner.
@@ -36,6 +34,7 @@ pub(crate) struct Reservation {
     pub name: String,
     pub memory_mb: u64,
     pub bytes: u64,
+    pub triggers: Vec<String>,
 }
 
 /// Removes its reservation when the deploy ends, however it ends.
@@ -87,7 +86,7 @@ pub(crate) async fn deploy(
             node.identity.open_environment(sealed, sender)?
         }
     };
-    let (bytes, hash) = fetch_artifact(node, &req, local).await?;
+    let (bytes, hash) = fetch_artifact(node, ns, &req, local).await?;
 
     let id = signed_id
         .or_else(|| req.id.clone().filter(|i| !i.is_empty()))
@@ -99,6 +98,7 @@ pub(crate) async fn deploy(
         name: req.workload_name.clone(),
         memory_mb: u64::from(limits.memory_mb),
         bytes: bytes.len() as u64,
+        triggers: req.trigger_subjects.clone(),
     };
     let _reserved = admit(node, reservation, &issuer, local)?;
 
@@ -156,20 +156,7 @@ fn check_request(node: &Node, ns: &str, req: &DeployRequest) -> Result<WorkloadT
                 .join(", ")
         )));
     }
-    if req.trigger_subjects.is_empty() {
-        return Err(ControlError::Invalid(
-            "a function needs at least one trigger subject".into(),
-        ));
-    }
-    if req.trigger_subjects.len() > MAX_TRIGGERS {
-        return Err(ControlError::Invalid(format!(
-            "a function may have at most {MAX_TRIGGERS} trigger subjects; this one has {}",
-            req.trigger_subjects.len()
-        )));
-    }
-    for s in &req.trigger_subjects {
-        validate::trigger_subject(s, &node.config.deny_trigger_subjects)?;
-    }
+    validate::trigger_subjects(&req.trigger_subjects, &node.config.deny_trigger_subjects)?;
     if let Some(t) = req.target_node.as_deref().filter(|t| !t.is_empty())
         && t != node.node_id
     {
@@ -199,9 +186,13 @@ fn check_owner(node: &Node, ns: &str, name: &str, issuer: &str, local: bool) -> 
 /// Stage 3: the artifact, checked against the signed hash.
 async fn fetch_artifact(
     node: &Node,
+    ns: &str,
     req: &DeployRequest,
     local: bool,
 ) -> Result<(Vec<u8>, String)> {
+    if !local {
+        tenancy::check_location(&node.config.namespaces, ns, &req.location)?;
+    }
     let bytes = artifact::fetch(
         &node.js,
         &req.location,
@@ -247,6 +238,22 @@ fn admit<'a>(node: &'a Node, r: Reservation, issuer: &str, local: bool) -> Resul
     {
         auth::owns(node, issuer, old)?;
     }
+    // Under the admission lock: no other deploy can take a colliding subject between this
+    // check and its start. Pending deploys count as running.
+    let in_use = running
+        .iter()
+        .map(|w| {
+            (
+                w.meta.namespace.as_str(),
+                w.meta.trigger_subjects.as_slice(),
+            )
+        })
+        .chain(
+            pending
+                .iter()
+                .map(|p| (p.namespace.as_str(), p.triggers.as_slice())),
+        );
+    tenancy::check_triggers(&node.config.namespaces, &r.namespace, &r.triggers, in_use)?;
     // (namespace, memory_mb, bytes) of everything that will run besides the new workload.
     let others: Vec<(&str, u64, u64)> = running
         .iter()

@@ -39,6 +39,12 @@ pub(crate) enum ControlError {
     /// A node or namespace quota would be exceeded.
     #[error("{0}")]
     Quota(String),
+    /// A trigger subject is invalid, reserved, denied, or too many are given.
+    #[error(transparent)]
+    Trigger(#[from] nex_proto::validate::TriggerError),
+    /// A trigger or artifact location lies in another namespace's space.
+    #[error(transparent)]
+    Tenancy(#[from] crate::tenancy::TenancyError),
     /// The artifact cannot be had or does not match.
     #[error("{0}")]
     Artifact(String),
@@ -57,6 +63,9 @@ impl ControlError {
             | ControlError::Token(_)
             | ControlError::Unauthorized(_) => ErrorCode::Unauthorized,
             ControlError::Forbidden(_) => ErrorCode::Forbidden,
+            ControlError::Trigger(_) => ErrorCode::BadRequest,
+            ControlError::Tenancy(crate::tenancy::TenancyError::Config(_)) => ErrorCode::BadRequest,
+            ControlError::Tenancy(_) => ErrorCode::Forbidden,
             ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict(_) => ErrorCode::Conflict,
             ControlError::Quota(_) => ErrorCode::QuotaExceeded,
