@@ -1,161 +1,125 @@
-//! Landlock (Linux 5.13+) through its three system calls: the agent gives up the file system
-//! except one directory, TCP bind/connect, and (ABI 6+) signals to and abstract Unix sockets of
-//! processes outside itself. Each ABI version handles more rights; we ask for what the running
-//! kernel knows.
+//! Landlock (Linux 5.13+) through the `landlock` crate: the agent gives up the file system
+//! except one directory, TCP bind/connect (ABI 4+), and signals to and abstract Unix sockets of
+//! processes outside itself (ABI 6+). The crate asks for what the running kernel knows
+//! (best effort) and reports how much of it is enforced.
+//!
+//! `landlock_restrict_self` restricts the calling thread and every thread or process it starts
+//! later, not threads that already run. The agent calls [`restrict`] while it has one thread
+//! (see `run` in the crate root), so the whole process is restricted.
 
-use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-const CREATE_RULESET_VERSION: libc::c_uint = 1;
-const RULE_PATH_BENEATH: libc::c_int = 1;
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, LandlockStatus, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
 
-const FS_EXECUTE: u64 = 1 << 0;
-const FS_WRITE_FILE: u64 = 1 << 1;
-const FS_READ_FILE: u64 = 1 << 2;
-const FS_READ_DIR: u64 = 1 << 3;
-const FS_REMOVE_FILE: u64 = 1 << 5;
-const FS_MAKE_REG: u64 = 1 << 8;
-/// Every file-system right of ABI 1 (bits 0..=12).
-const FS_ABI1: u64 = (1 << 13) - 1;
-const FS_REFER: u64 = 1 << 13;
-const FS_TRUNCATE: u64 = 1 << 14;
-const FS_IOCTL_DEV: u64 = 1 << 15;
-const NET_BIND_TCP: u64 = 1 << 0;
-const NET_CONNECT_TCP: u64 = 1 << 1;
-const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
-const SCOPE_SIGNAL: u64 = 1 << 1;
+/// The newest ABI whose rights we ask for. Rights of newer ABIs (e.g. the audit flags of 7) add
+/// nothing the agent needs.
+const TARGET: ABI = ABI::V6;
 
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-    handled_access_net: u64,
-    scoped: u64,
+/// Why Landlock could not be put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    /// The module-cache directory could not be opened.
+    #[error("landlock: cannot open {dir}: {source}")]
+    Dir {
+        dir: String,
+        source: landlock::PathFdError,
+    },
+    /// A ruleset step failed (the kernel refused, or the request was inconsistent).
+    #[error("landlock: {0}")]
+    Ruleset(#[from] landlock::RulesetError),
+    /// The kernel has no Landlock, or it is disabled at boot.
+    #[error("landlock: not enforced by this kernel")]
+    NotEnforced,
 }
 
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
+/// What is in force after [`restrict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enforced {
+    /// The ABI the kernel and the crate agree on.
+    pub abi: i32,
+    /// Every right we asked for is enforced (false: a best-effort subset on an older kernel).
+    pub fully: bool,
 }
 
-fn last_error(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
+/// The rights the module-cache directory keeps: files in it may be read, written, made,
+/// truncated and removed; nothing in it may be executed.
+fn cache_rights() -> landlock::BitFlags<AccessFs> {
+    AccessFs::ReadFile
+        | AccessFs::WriteFile
+        | AccessFs::ReadDir
+        | AccessFs::MakeReg
+        | AccessFs::RemoveFile
+        | AccessFs::Truncate
 }
 
-/// The Landlock ABI version of the running kernel.
-pub fn abi_version() -> Result<i64, String> {
-    // SAFETY: with a null attribute, size 0 and the VERSION flag the call only returns a number.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<RulesetAttr>(),
-            0usize,
-            CREATE_RULESET_VERSION,
-        )
-    };
-    if v < 0 {
-        return Err(last_error("landlock"));
-    }
-    Ok(v)
-}
-
-/// Restricts this process (all its threads, and everything started later) as described in the
-/// module docs, allowing `dir` for reading and writing files. Returns the ABI version used.
-pub fn restrict(dir: Option<&Path>) -> Result<i64, String> {
-    let abi = abi_version()?;
-    let mut fs = FS_ABI1;
-    if abi >= 2 {
-        fs |= FS_REFER;
-    }
-    if abi >= 3 {
-        fs |= FS_TRUNCATE;
-    }
-    if abi >= 5 {
-        fs |= FS_IOCTL_DEV;
-    }
-    let attr = RulesetAttr {
-        handled_access_fs: fs,
-        handled_access_net: if abi >= 4 {
-            NET_BIND_TCP | NET_CONNECT_TCP
-        } else {
-            0
-        },
-        scoped: if abi >= 6 {
-            SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-        } else {
-            0
-        },
-    };
-    // Older kernels reject fields they do not know: pass only the size of their struct.
-    let size = match abi {
-        1..=3 => 8,
-        4 | 5 => 16,
-        _ => std::mem::size_of::<RulesetAttr>(),
-    };
-    // SAFETY: `attr` is a live, initialized struct of at least `size` bytes.
-    let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr, size, 0) };
-    if fd < 0 {
-        return Err(last_error("landlock_create_ruleset"));
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    let ruleset = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+/// Restricts this process as the module docs describe, allowing `dir` (created if missing) for
+/// files. Must be called while the process has one thread.
+pub fn restrict(dir: Option<&Path>) -> Result<Enforced, LandlockError> {
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET))?
+        .handle_access(AccessNet::from_all(TARGET))?
+        .scope(Scope::from_all(TARGET))?
+        .create()?;
     if let Some(dir) = dir {
-        allow_dir(&ruleset, dir, fs)?;
+        let _ = std::fs::create_dir_all(dir);
+        let fd = PathFd::new(dir).map_err(|source| LandlockError::Dir {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, cache_rights()))?;
     }
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only; Landlock requires it (or CAP_SYS_ADMIN).
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(last_error("no_new_privs"));
+    let status = ruleset.restrict_self()?;
+    let abi = match status.landlock {
+        LandlockStatus::Available { effective_abi, .. } => effective_abi as i32,
+        _ => return Err(LandlockError::NotEnforced),
+    };
+    match status.ruleset {
+        RulesetStatus::NotEnforced => Err(LandlockError::NotEnforced),
+        s => Ok(Enforced {
+            abi,
+            fully: s == RulesetStatus::FullyEnforced,
+        }),
     }
-    use std::os::fd::AsRawFd;
-    // SAFETY: restricts the calling process with a ruleset descriptor we own.
-    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0) };
-    if r != 0 {
-        return Err(last_error("landlock_restrict_self"));
-    }
-    Ok(abi)
 }
 
-fn allow_dir(ruleset: &OwnedFd, dir: &Path, handled: u64) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let _ = std::fs::create_dir_all(dir);
-    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: `c` is a NUL-terminated path; O_PATH opens a handle without reading anything.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY,
-        )
-    };
-    if fd < 0 {
-        return Err(last_error(&format!("open {}", dir.display())));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Landlock restricts the calling thread (and what it starts later): a thread of its own
+    /// keeps the test harness unrestricted, and must see only the cache directory.
+    #[test]
+    fn only_the_cache_directory_is_left() {
+        let cache = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), b"secret").unwrap();
+        let (dir, file) = (cache.path().to_owned(), outside.path().to_owned());
+        let seen = std::thread::spawn(move || {
+            let enforced = match restrict(Some(&dir)) {
+                Err(LandlockError::NotEnforced) => return None,
+                r => r.expect("restrict"),
+            };
+            let inside = dir.join("module.bin");
+            std::fs::write(&inside, b"code").expect("write in the cache");
+            assert_eq!(std::fs::read(&inside).unwrap(), b"code");
+            let read_outside = std::fs::read(&file).map_err(|e| e.kind());
+            let listed_root = std::fs::read_dir("/").map(|_| ()).map_err(|e| e.kind());
+            Some((enforced, read_outside, listed_root))
+        })
+        .join()
+        .unwrap();
+        let Some((enforced, read_outside, listed_root)) = seen else {
+            eprintln!("skipped: this kernel does not enforce Landlock");
+            return;
+        };
+        assert!(enforced.abi >= 1);
+        let denied = Err(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(read_outside.map(|_| ()), denied);
+        assert_eq!(listed_root, denied);
+        // The harness thread was not restricted.
+        assert_eq!(std::fs::read(outside.path()).unwrap(), b"secret");
     }
-    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-    let dir_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let rule = PathBeneathAttr {
-        allowed_access: (FS_READ_FILE
-            | FS_WRITE_FILE
-            | FS_READ_DIR
-            | FS_MAKE_REG
-            | FS_REMOVE_FILE
-            | FS_TRUNCATE)
-            & handled
-            & !FS_EXECUTE,
-        parent_fd: dir_fd.as_raw_fd(),
-    };
-    // SAFETY: `rule` is a live, initialized path-beneath attribute; both descriptors are ours.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset.as_raw_fd(),
-            RULE_PATH_BENEATH,
-            &rule,
-            0,
-        )
-    };
-    if r != 0 {
-        return Err(last_error("landlock_add_rule"));
-    }
-    Ok(())
 }

@@ -503,16 +503,17 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
 /// Are bytes (or the end of input) waiting on stdin, or do they arrive within `wait`? A zero
 /// `wait` is one cheap syscall that never blocks.
 fn stdin_readable(wait: std::time::Duration) -> bool {
-    let mut fds = libc::pollfd {
-        fd: 0,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let timeout_ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: `poll` reads and writes exactly the one `pollfd` we pass, which lives on our stack
-    // for the duration of the call.
-    let n = unsafe { libc::poll(&mut fds, 1, timeout_ms) };
-    n > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
 }
 
 fn fail_init(writer: &FrameWriter, message: String) -> i32 {

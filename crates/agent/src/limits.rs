@@ -23,14 +23,14 @@
 
 use std::collections::BTreeMap;
 
-fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> bool {
-    let lim = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
+use rustix::process::{Resource, Rlimit};
+
+fn set_rlimit(resource: Resource, value: u64) -> bool {
+    let lim = Rlimit {
+        current: Some(value),
+        maximum: Some(value),
     };
-    // SAFETY: `setrlimit` reads a fully initialized `rlimit` struct we own; it has no other
-    // memory effects.
-    unsafe { libc::setrlimit(resource, &lim) == 0 }
+    rustix::process::setrlimit(resource, lim).is_ok()
 }
 
 fn state(ok: bool) -> String {
@@ -242,35 +242,31 @@ pub fn apply_seccomp() -> Result<(), String> {
 /// Moves the agent into new user, network, IPC and UTS namespaces. Must run while the process
 /// has a single thread (a multi-threaded process cannot enter a new user namespace).
 fn enter_namespaces() -> Result<(), String> {
-    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    // SAFETY: `unshare` takes flags only and changes this process's namespaces; no memory of
-    // ours is involved.
-    if unsafe { libc::unshare(flags) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().to_string())
-    }
+    use rustix::thread::UnshareFlags;
+    let flags =
+        UnshareFlags::NEWUSER | UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    // SAFETY: the hazard of `unshare` is `FILES` (threads seeing descriptors from another
+    // table); these flags only move the process into new namespaces.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| e.to_string())
 }
 
 /// Applies what this platform allows and reports each measure. `sandbox = false` is the node's
 /// development mode: only the parent-death signal is set.
 pub fn apply_process_limits(sandbox: bool) -> BTreeMap<String, String> {
     let mut report = BTreeMap::new();
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
-    let pdeath = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 };
+    let pdeath =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .is_ok();
     report.insert("parent_death_signal".into(), state(pdeath));
     if !sandbox {
         report.insert("seccomp".into(), "off (no_sandbox)".into());
         return report;
     }
     // No core dumps of tenant memory; a small descriptor table.
-    report.insert(
-        "rlimit_core".into(),
-        state(set_rlimit(libc::RLIMIT_CORE, 0)),
-    );
+    report.insert("rlimit_core".into(), state(set_rlimit(Resource::Core, 0)));
     report.insert(
         "rlimit_nofile".into(),
-        state(set_rlimit(libc::RLIMIT_NOFILE, 64)),
+        state(set_rlimit(Resource::Nofile, 64)),
     );
     report.insert(
         "namespaces".into(),
@@ -306,9 +302,11 @@ pub struct WorkloadLimits<'a> {
 /// `report`. Called after the init frame and before any tenant code is loaded.
 pub fn apply_workload_limits(limits: &WorkloadLimits, report: &mut BTreeMap<String, String>) {
     let landlock = match crate::landlock::restrict(limits.cache_dir) {
-        Ok(abi) => format!(
-            "active (abi {abi}: no files but the module cache, no tcp{})",
-            if abi >= 6 {
+        Ok(e) => format!(
+            "active (abi {}{}: no files but the module cache, no tcp{})",
+            e.abi,
+            if e.fully { "" } else { ", best effort" },
+            if e.abi >= 6 {
                 ", signals and abstract sockets scoped"
             } else {
                 ""
@@ -318,7 +316,7 @@ pub fn apply_workload_limits(limits: &WorkloadLimits, report: &mut BTreeMap<Stri
     };
     report.insert("landlock".into(), landlock);
     let address_space = match limits.address_space_bytes {
-        Some(bytes) if set_rlimit(libc::RLIMIT_AS, bytes) => {
+        Some(bytes) if set_rlimit(Resource::As, bytes) => {
             format!("active ({} MiB)", bytes >> 20)
         }
         Some(_) => "unavailable".into(),

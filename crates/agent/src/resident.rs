@@ -76,9 +76,13 @@ impl Trim {
             // SAFETY: these mappings are private, read-only and had no written (anonymous) pages:
             // every page equals the file's, so zapping the page-table entries loses nothing and
             // the next access maps the same page-cache page again.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-            }
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    start as *mut std::ffi::c_void,
+                    end - start,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
         }
     }
 

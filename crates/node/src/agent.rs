@@ -79,11 +79,8 @@ impl Started {
         let pid = child.id().unwrap_or_default();
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
-        {
-            use std::os::fd::AsRawFd;
-            enlarge_pipe(stdin.as_raw_fd());
-            enlarge_pipe(stdout.as_raw_fd());
-        }
+        enlarge_pipe(&stdin);
+        enlarge_pipe(&stdout);
         Ok(Started {
             child,
             stdin,
@@ -502,25 +499,21 @@ impl AgentConn {
 
 /// Pipe buffer size asked for; Linux allows up to `/proc/sys/fs/pipe-max-size` (1 MiB by
 /// default) without privileges.
-const PIPE_BYTES: libc::c_int = 1 << 20;
+const PIPE_BYTES: usize = 1 << 20;
 
 /// Grows a pipe to [`PIPE_BYTES`] so a frame with a large payload (64 KiB and more) is written
 /// in one go: with the default 64 KiB buffer the writer blocks mid-frame and both processes
 /// wake several times per request. Best effort: a smaller pipe still works.
-fn enlarge_pipe(fd: std::os::fd::RawFd) {
-    // SAFETY: F_SETPIPE_SZ changes the capacity of the pipe behind `fd`, a descriptor we own for
-    // the duration of the call; it touches no memory of ours.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_BYTES);
-    }
+fn enlarge_pipe(fd: impl std::os::fd::AsFd) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_BYTES);
 }
 
 fn kill_agent(dead: &AtomicBool, pid: u32) {
     if !dead.load(Ordering::Acquire) && pid != 0 {
-        // SAFETY: `kill` sends a signal to a pid; the process is our un-reaped child (the read
-        // loop reaps it only after marking it dead), so the pid cannot have been reused.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        // The process is our un-reaped child (the read loop reaps it only after marking it
+        // dead), so the pid cannot have been reused.
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
 }

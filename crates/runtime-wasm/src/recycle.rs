@@ -291,8 +291,7 @@ impl Snapshot {
 
 fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
-    // SAFETY: sysconf has no preconditions.
-    *PAGE.get_or_init(|| (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as usize)
+    *PAGE.get_or_init(|| rustix::param::page_size().max(4096))
 }
 
 /// `/proc/self/pagemap`, opened before the sandbox closes the file system.
