@@ -13,6 +13,7 @@ use nex_hostapi::Call;
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_js::{ConsoleLevel, InvokeError, JsConfig, JsFunction};
 
+use crate::logs::LogGate;
 use crate::{
     BATCH_FRAMES, BATCH_WINDOW, Executor, FrameWriter, HostLink, Inbox, Job, outcome, run_batch,
 };
@@ -102,6 +103,8 @@ struct Instances {
     started: AtomicUsize,
     max: usize,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The function's log budget, shared by every instance.
+    gate: Arc<LogGate>,
 }
 
 /// Replies of calls run on the reader, held back while more requests wait to be read so that
@@ -151,6 +154,7 @@ impl JsExecutor {
         let inv = home.function.invoke(job.id, &job.subject, &job.payload);
         let mut replies = home.replies.borrow_mut();
         home.logs.borrow_mut().take_into(&mut replies.frames);
+        replies.frames.extend(self.instances.gate.flush());
         replies
             .frames
             .push(outcome(job.id, inv.elapsed, inv.result, code_of));
@@ -259,18 +263,22 @@ fn start_instance(instances: &Arc<Instances>) {
 }
 
 /// Where an instance's console output goes: held with its call's reply, see [`HeldLogs`].
-fn console_sink(logs: &Rc<RefCell<HeldLogs>>, writer: &FrameWriter) -> nex_runtime_js::ConsoleSink {
+/// Lines beyond the function's log budget are dropped (and counted) here.
+fn console_sink(
+    logs: &Rc<RefCell<HeldLogs>>,
+    writer: &FrameWriter,
+    gate: &Arc<LogGate>,
+) -> nex_runtime_js::ConsoleSink {
     let logs = logs.clone();
     let writer = writer.clone();
+    let gate = gate.clone();
     Box::new(move |id: u64, l: ConsoleLevel, text: String| {
-        logs.borrow_mut().push(
-            FromAgent::Log {
-                id,
-                level: level(l),
-                text,
-            },
-            &writer,
-        );
+        let mut frames = Vec::new();
+        gate.line(id, level(l), text, &mut frames);
+        let mut held = logs.borrow_mut();
+        for frame in frames {
+            held.push(frame, &writer);
+        }
     })
 }
 
@@ -291,7 +299,7 @@ fn serve(i: &Arc<Instances>) {
             result
         })
     };
-    let console = console_sink(&logs, &i.writer);
+    let console = console_sink(&logs, &i.writer, &i.gate);
     match JsFunction::load(&i.source, i.config.clone(), console, Some(host_fn)) {
         Ok(function) => {
             let mut frames = Vec::new();
@@ -308,6 +316,7 @@ fn serve(i: &Arc<Instances>) {
                         logs.borrow_mut().call_started = Some(Instant::now());
                         let inv = function.invoke(job.id, &job.subject, &job.payload);
                         logs.borrow_mut().take_into(frames);
+                        frames.extend(i.gate.flush());
                         frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
                     },
                     &mut frames,
@@ -326,6 +335,7 @@ pub(crate) fn load(
     writer: FrameWriter,
     host: Arc<HostLink>,
     inbox: Rc<Inbox>,
+    gate: Arc<LogGate>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     let started = Instant::now();
     let source = String::from_utf8(artifact)
@@ -348,6 +358,7 @@ pub(crate) fn load(
         started: AtomicUsize::new(1),
         max: instances_for(init.limits.max_concurrency),
         threads: Mutex::default(),
+        gate,
     });
     let logs = Rc::new(RefCell::new(HeldLogs::default()));
     let replies = Rc::new(RefCell::new(HeldReplies::default()));
@@ -370,7 +381,7 @@ pub(crate) fn load(
             result
         })
     };
-    let console = console_sink(&logs, &instances.writer);
+    let console = console_sink(&logs, &instances.writer, &instances.gate);
     let function = JsFunction::load(
         &instances.source,
         instances.config.clone(),

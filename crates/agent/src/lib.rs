@@ -14,6 +14,7 @@
 mod js;
 pub mod landlock;
 pub mod limits;
+pub mod logs;
 mod resident;
 mod wasm;
 
@@ -22,9 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use nex_hostapi::{Call, CallResult, GuestError, Op};
-use nex_proto::agent_wire::{
-    self, AgentInit, AgentReady, FailureCode, FromAgent, LogLevel, ToAgent,
-};
+use nex_proto::agent_wire::{self, AgentInit, AgentReady, FailureCode, FromAgent, ToAgent};
 use nex_proto::control::WorkloadType;
 
 /// Writes frames to the node; shared by all worker threads. Frames are appended whole to a
@@ -238,19 +237,6 @@ impl HostLink {
     }
 }
 
-/// Turns guest stderr (or console output) into log frames, one per line.
-pub fn log_frames(id: u64, level: LogLevel, text: &[u8], out: &mut Vec<FromAgent>) {
-    for line in String::from_utf8_lossy(text).lines() {
-        if !line.is_empty() {
-            out.push(FromAgent::Log {
-                id,
-                level,
-                text: line.to_owned(),
-            });
-        }
-    }
-}
-
 /// One invocation handed to a worker.
 pub struct Job {
     pub id: u64,
@@ -372,10 +358,11 @@ fn load(
     writer: FrameWriter,
     host: Arc<HostLink>,
     inbox: &std::rc::Rc<Inbox>,
+    gate: Arc<logs::LogGate>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     match init.workload_type {
-        WorkloadType::Wasm => wasm::load(init, artifact, writer, host),
-        WorkloadType::Javascript => js::load(init, artifact, writer, host, inbox.clone()),
+        WorkloadType::Wasm => wasm::load(init, artifact, writer, host, gate),
+        WorkloadType::Javascript => js::load(init, artifact, writer, host, inbox.clone(), gate),
     }
 }
 
@@ -431,7 +418,19 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         );
     }
     let host = Arc::new(HostLink::new(writer.clone()));
-    let (executor, mut ready) = match load(&init, artifact, writer.clone(), host.clone(), &inbox) {
+    let gate = Arc::new(logs::LogGate::new(
+        init.log_bytes_per_sec,
+        init.log_burst_bytes,
+    ));
+    let loaded = load(
+        &init,
+        artifact,
+        writer.clone(),
+        host.clone(),
+        &inbox,
+        gate.clone(),
+    );
+    let (executor, mut ready) = match loaded {
         Ok(x) => x,
         Err(e) => return fail_init(&writer, e),
     };
@@ -496,6 +495,9 @@ pub fn run(sandbox: bool, escape_payload: Option<Vec<u8>>) -> i32 {
         executor.flush();
     }
     executor.finish();
+    if let Some(dropped) = gate.flush() {
+        writer.send(&[dropped]);
+    }
     let _ = io::stdout().flush();
     0
 }

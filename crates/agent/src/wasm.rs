@@ -6,7 +6,8 @@ use std::time::Duration;
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
 use nex_runtime_wasm::{HostServices, InvokeError, Spent, WasmConfig, WasmFunction};
 
-use crate::{Executor, FrameWriter, HostLink, Job, Pool, log_frames, outcome};
+use crate::logs::{LogGate, log_frames};
+use crate::{Executor, FrameWriter, HostLink, Job, Pool, outcome};
 
 struct WasmExecutor {
     pool: Pool,
@@ -76,6 +77,7 @@ pub(crate) fn load(
     artifact: Vec<u8>,
     writer: FrameWriter,
     host: Arc<HostLink>,
+    gate: Arc<LogGate>,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     // Two threads per core: a call waiting on a host service leaves its core to another, and
     // under full load the agent gets a fair share of the CPU next to the node and nats-server
@@ -121,7 +123,8 @@ pub(crate) fn load(
     let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
         let previous = SPENT.with_borrow_mut(Option::take);
         let inv = function.invoke_after(previous, &job.subject, job.payload);
-        log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
+        log_frames(&gate, job.id, LogLevel::Info, &inv.stderr, frames);
+        frames.extend(gate.flush());
         frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
         // This instance is torn down after the write (a call that runs alone, the latency path,
         // is answered before its teardown), or under load, when its store is full.

@@ -22,6 +22,7 @@ pub mod http;
 pub mod kv;
 pub mod messaging;
 pub mod object_store;
+pub mod rate;
 
 use serde::{Deserialize, Serialize};
 

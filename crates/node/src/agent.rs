@@ -21,7 +21,7 @@ use nex_proto::events::{self, LogsDropped};
 use crate::answer::{Answerer, Call, Outcome};
 use crate::config::RateLimits;
 use crate::emitter::Emitter;
-use crate::rate::{LogBudget, TokenBucket};
+use nex_hostapi::rate::{LogBudget, TokenBucket};
 
 /// Extra time the node waits beyond a function's own limit before declaring the agent stuck.
 const GRACE: Duration = Duration::from_secs(2);
@@ -224,6 +224,18 @@ impl AgentContext {
         }
     }
 
+    /// Counts the lines the agent's own log budget dropped; reported like the node's drops.
+    async fn dropped_by_agent(&self, lines: u64, bytes: u64) {
+        let report = {
+            let mut b = self.budgets.logs.lock().unwrap_or_else(|p| p.into_inner());
+            b.add_dropped(lines, bytes);
+            b.report(Instant::now(), false)
+        };
+        if let Some((lines, bytes)) = report {
+            self.logs_dropped(lines, bytes).await;
+        }
+    }
+
     /// Reports what the log budget dropped and has not reported yet (when an agent ends).
     async fn flush_dropped(&self) {
         let report = self
@@ -380,6 +392,9 @@ impl AgentConn {
                 // may log and call host services: both are served until the agent is ready.
                 match agent_wire::decode_from_agent(&buf) {
                     Ok(FromAgent::Log { level, text, .. }) => logs.log(level, &text).await,
+                    Ok(FromAgent::LogsDropped { lines, bytes }) => {
+                        logs.dropped_by_agent(lines, bytes).await
+                    }
                     Ok(FromAgent::HostCall { id, call }) => {
                         let frame = host_reply_frame(&logs, id, &call).await;
                         stdin.write_all(&frame).await?;
@@ -634,6 +649,10 @@ async fn read_loop(
             } => (id, Outcome::Failed { code, message }),
             FromAgent::Log { level, text, .. } => {
                 logs.log(level, &text).await;
+                continue;
+            }
+            FromAgent::LogsDropped { lines, bytes } => {
+                logs.dropped_by_agent(lines, bytes).await;
                 continue;
             }
             FromAgent::HostCall { id, call } => {

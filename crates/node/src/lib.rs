@@ -22,7 +22,6 @@ pub mod config;
 mod control;
 mod emitter;
 pub mod identity;
-mod rate;
 mod tenancy;
 mod workload;
 

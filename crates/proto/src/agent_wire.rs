@@ -52,6 +52,12 @@ pub struct AgentInit {
     /// (code pages, free heap); 0 never does. `None`: the agent's default.
     #[serde(default)]
     pub idle_trim_millis: Option<u64>,
+    /// The function's log budget (bytes per second, burst), applied by the agent before it
+    /// frames a line; 0 is no limit. The node applies the same budget again.
+    #[serde(default)]
+    pub log_bytes_per_sec: u64,
+    #[serde(default)]
+    pub log_burst_bytes: u64,
 }
 
 /// What the agent reports once loaded.
@@ -171,6 +177,8 @@ pub enum FromAgent {
     /// A host-service call `id` made by the function, encoded by `nex-hostapi`
     /// (`encode_call`), carried as is (the node decodes and checks it).
     HostCall { id: u64, call: Vec<u8> },
+    /// Log lines the agent's budget dropped since its last such frame.
+    LogsDropped { lines: u64, bytes: u64 },
 }
 
 mod tag {
@@ -184,6 +192,7 @@ mod tag {
     pub const FAILED: u8 = 13;
     pub const LOG: u8 = 14;
     pub const HOST_CALL: u8 = 15;
+    pub const LOGS_DROPPED: u8 = 16;
 }
 
 fn put_header(out: &mut Vec<u8>, tag: u8, id: u64, body_len: usize) {
@@ -263,6 +272,11 @@ pub fn encode_from_agent(msg: &FromAgent, out: &mut Vec<u8>) {
         FromAgent::HostCall { id, call } => {
             put_header(out, tag::HOST_CALL, *id, call.len());
             out.extend_from_slice(call);
+        }
+        FromAgent::LogsDropped { lines, bytes } => {
+            put_header(out, tag::LOGS_DROPPED, 0, 16);
+            out.extend_from_slice(&lines.to_le_bytes());
+            out.extend_from_slice(&bytes.to_le_bytes());
         }
     }
 }
@@ -375,6 +389,10 @@ pub fn decode_from_agent(frame: &[u8]) -> Result<FromAgent, WireError> {
             id,
             call: body.to_vec(),
         }),
+        tag::LOGS_DROPPED => Ok(FromAgent::LogsDropped {
+            lines: take_u64(&mut body, "dropped lines")?,
+            bytes: take_u64(&mut body, "dropped bytes")?,
+        }),
         other => Err(WireError::UnknownTag(other)),
     }
 }
@@ -463,6 +481,10 @@ mod tests {
         round_trip_to(ToAgent::HostReply {
             id: 5,
             result: vec![],
+        });
+        round_trip_from(FromAgent::LogsDropped {
+            lines: 7,
+            bytes: u64::MAX,
         });
         round_trip_from(FromAgent::HostCall {
             id: 6,

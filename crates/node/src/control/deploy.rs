@@ -132,6 +132,8 @@ pub(crate) async fn deploy(
             .as_ref()
             .map(|d| d.join(ns).to_string_lossy().into_owned()),
         idle_trim_millis: Some(node.config.idle_trim_after.as_millis() as u64),
+        log_bytes_per_sec: node.config.rate_limits.log_bytes_per_sec,
+        log_burst_bytes: node.config.rate_limits.log_burst_bytes,
     };
     let wl = start(node, meta, init, bytes).await?;
     commit(node, wl, &issuer).await

@@ -1,5 +1,7 @@
-//! Token buckets that bound what one function's agent may make the node do: log bytes per second
-//! and host-service calls per second. A bucket holds up to `burst` tokens and refills at `rate`
+//! Token buckets that bound what one function may make the node do: log bytes per second and
+//! host-service calls per second. The node enforces both; the agent applies the same log budget
+//! before it frames a line, so a flood is dropped where it starts and costs the node nothing (the
+//! node's own budget still holds an agent that does not). A bucket holds up to `burst` tokens and refills at `rate`
 //! per second; what finds it empty is refused (a log line dropped and counted, a host call failed
 //! with a rate-limit error). Time is passed in, so the tests need no clock.
 
@@ -7,7 +9,7 @@ use std::time::Instant;
 
 /// One bucket.
 #[derive(Debug)]
-pub(crate) struct TokenBucket {
+pub struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -47,7 +49,7 @@ impl TokenBucket {
 
 /// The log budget of one function, and what it dropped since it last said so.
 #[derive(Debug)]
-pub(crate) struct LogBudget {
+pub struct LogBudget {
     bucket: TokenBucket,
     pub dropped_lines: u64,
     pub dropped_bytes: u64,
@@ -55,7 +57,7 @@ pub(crate) struct LogBudget {
 }
 
 /// How often, at most, a function's dropped log lines are reported.
-pub(crate) const DROP_REPORT_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+pub const DROP_REPORT_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl LogBudget {
     pub fn new(rate: u64, burst: u64, now: Instant) -> Self {
@@ -76,6 +78,12 @@ impl LogBudget {
         self.dropped_lines += 1;
         self.dropped_bytes += len as u64;
         false
+    }
+
+    /// Counts lines dropped elsewhere (by the agent, before they were framed).
+    pub fn add_dropped(&mut self, lines: u64, bytes: u64) {
+        self.dropped_lines = self.dropped_lines.saturating_add(lines);
+        self.dropped_bytes = self.dropped_bytes.saturating_add(bytes);
     }
 
     /// `(lines, bytes)` dropped since the last report, when there are some and the last report
