@@ -81,6 +81,7 @@ pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
 pub type HostFn = Box<dyn Fn(&Call) -> CallResult>;
 
 mod host_services;
+mod web;
 
 /// Limits and settings of one function.
 #[derive(Debug, Clone)]
@@ -221,6 +222,9 @@ fn install_env<'js>(
         obj.set(k.as_str(), v.as_str())?;
     }
     this.set("env", obj.clone())?;
+    // An arrow function's `this` is the script's: the global object. `this.env` works there too,
+    // as `this.hostServices` does.
+    ctx.globals().set("env", obj.clone())?;
     let process = Object::new(ctx.clone())?;
     process.set("env", obj)?;
     ctx.globals().set("process", process)
@@ -287,7 +291,9 @@ impl JsFunction {
         deadline.set(Some(Instant::now() + config.timeout));
         let loaded = context.with(|ctx| -> Result<_, LoadError> {
             install_console(&ctx, sink.clone(), current.clone())
-                .map_err(|e| LoadError::Runtime(e.to_string()))?;
+                .and_then(|()| web::install(&ctx, Instant::now()))
+                .catch(&ctx)
+                .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
             let hs = host_services::install(&ctx, host)
                 .catch(&ctx)

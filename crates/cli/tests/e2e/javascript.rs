@@ -66,3 +66,47 @@ async fn loading_code_may_log_and_call_host_services() {
     let v = next_log_line(&mut logs).await;
     assert_eq!(v["text"], "loading");
 }
+
+/// Issue 20, first part: the Web platform globals a Workers or Deno user writes first, inside the
+/// sandboxed agent (randomness comes through the seccomp allow list), and `this.env` in the arrow
+/// form every doc uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_platform_globals_work_in_the_sandbox() {
+    let w = World::start().await;
+    let (_d, path) = temp_file(
+        "web.js",
+        br#"(subject, payload) => {
+  const text = new TextDecoder().decode(payload);
+  this.hostServices.kv.set('last', new TextEncoder().encode(text.toUpperCase()));
+  const stored = new TextDecoder('utf-8', { fatal: true }).decode(this.hostServices.kv.get('last'));
+  return JSON.stringify({
+    stored,
+    b64: btoa(text.length + ':' + subject),
+    back: atob(btoa('x')),
+    uuid: crypto.randomUUID(),
+    random: crypto.getRandomValues(new Uint8Array(16)).some((b) => b !== 0),
+    region: this.env.REGION,
+    clock: performance.now() >= 0,
+  });
+}"#,
+    );
+    let out = w.nex_ok(&[
+        "devrun",
+        path.to_str().unwrap(),
+        "REGION=eu-west",
+        "--trigger_subject",
+        "js.web",
+    ]);
+    assert!(out.contains("Deployed"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&w.call("js.web", "héllo".as_bytes()).await).unwrap();
+    assert_eq!(v["stored"], "HÉLLO");
+    assert_eq!(v["b64"], "NTpqcy53ZWI=");
+    assert_eq!(v["back"], "x");
+    assert_eq!(v["uuid"].as_str().unwrap().len(), 36);
+    assert_eq!(v["random"], true);
+    assert_eq!(v["region"], "eu-west");
+    assert_eq!(v["clock"], true);
+    let again: serde_json::Value = serde_json::from_slice(&w.call("js.web", b"x").await).unwrap();
+    assert_ne!(again["uuid"], v["uuid"]);
+}

@@ -1,0 +1,142 @@
+// The WinterTC Minimum Common API, first part: what a function needs to turn bytes into text and
+// back, encode base64, make random ids and read a clock. Installed before the function's code;
+// `native` holds the Rust helpers (utf-8, randomness, the clock) and is not visible afterwards.
+(function (native) {
+  'use strict';
+  const g = globalThis;
+  const define = (name, value) =>
+    Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
+
+  function bytesOf(input) {
+    if (input === undefined || input === null) return new Uint8Array(0);
+    if (input instanceof ArrayBuffer) return new Uint8Array(input);
+    if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+    throw new TypeError('The "input" argument must be an ArrayBuffer or an ArrayBufferView');
+  }
+
+  class DOMException extends Error {
+    constructor(message = '', name = 'Error') {
+      super(message);
+      Object.defineProperty(this, 'name', { value: name, configurable: true, writable: true });
+    }
+  }
+
+  const wellFormed = (s) => (typeof s.toWellFormed === 'function' ? s.toWellFormed() : s);
+
+  class TextEncoder {
+    get encoding() { return 'utf-8'; }
+    encode(input = '') { return native.utf8Encode(wellFormed(String(input))); }
+    encodeInto(input, dest) {
+      if (!(dest instanceof Uint8Array)) throw new TypeError('The destination must be a Uint8Array');
+      const s = wellFormed(String(input));
+      let read = 0, written = 0;
+      for (const ch of s) {
+        const bytes = native.utf8Encode(ch);
+        if (written + bytes.length > dest.length) break;
+        dest.set(bytes, written);
+        written += bytes.length;
+        read += ch.length;
+      }
+      return { read, written };
+    }
+  }
+
+  const UTF8_LABELS = ['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8'];
+
+  class TextDecoder {
+    #fatal; #ignoreBOM;
+    constructor(label = 'utf-8', options = {}) {
+      if (!UTF8_LABELS.includes(String(label).trim().toLowerCase())) {
+        throw new RangeError(`The encoding label provided ('${label}') is not supported: nex decodes utf-8`);
+      }
+      this.#fatal = Boolean(options && options.fatal);
+      this.#ignoreBOM = Boolean(options && options.ignoreBOM);
+    }
+    get encoding() { return 'utf-8'; }
+    get fatal() { return this.#fatal; }
+    get ignoreBOM() { return this.#ignoreBOM; }
+    decode(input, options) {
+      if (options && options.stream) {
+        throw new TypeError('TextDecoder: streaming decode is not supported yet');
+      }
+      const text = native.utf8Decode(bytesOf(input), this.#fatal);
+      return !this.#ignoreBOM && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    }
+  }
+
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const B64_INDEX = new Map([...B64].map((c, i) => [c, i]));
+
+  function btoa(data) {
+    if (arguments.length === 0) throw new TypeError('btoa: 1 argument required');
+    const s = String(data);
+    let out = '';
+    for (let i = 0; i < s.length; i += 3) {
+      const c = [s.charCodeAt(i), s.charCodeAt(i + 1), s.charCodeAt(i + 2)];
+      for (const x of c) if (x > 0xff) throw new DOMException('btoa: the string has a character outside Latin-1', 'InvalidCharacterError');
+      const n = (c[0] << 16) | ((c[1] || 0) << 8) | (c[2] || 0);
+      out += B64[(n >> 18) & 63] + B64[(n >> 12) & 63] +
+        (i + 1 < s.length ? B64[(n >> 6) & 63] : '=') + (i + 2 < s.length ? B64[n & 63] : '=');
+    }
+    return out;
+  }
+
+  function atob(data) {
+    if (arguments.length === 0) throw new TypeError('atob: 1 argument required');
+    let s = String(data).replace(/[\t\n\f\r ]/g, '');
+    if (s.length % 4 === 0) s = s.replace(/==?$/, '');
+    if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) {
+      throw new DOMException('atob: the string is not valid base64', 'InvalidCharacterError');
+    }
+    let out = '', bits = 0, acc = 0;
+    for (const ch of s) {
+      acc = (acc << 6) | B64_INDEX.get(ch);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out += String.fromCharCode((acc >> bits) & 0xff);
+      }
+    }
+    return out;
+  }
+
+  const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array,
+    Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
+
+  const crypto = {
+    getRandomValues(array) {
+      if (!INTEGER_ARRAYS.some((T) => array instanceof T)) {
+        throw new DOMException('getRandomValues: an integer typed array is required', 'TypeMismatchError');
+      }
+      if (array.byteLength > 65536) {
+        throw new DOMException('getRandomValues: at most 65536 bytes at a time', 'QuotaExceededError');
+      }
+      new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(native.randomBytes(array.byteLength));
+      return array;
+    },
+    randomUUID() {
+      const b = native.randomBytes(16);
+      b[6] = (b[6] & 0x0f) | 0x40;
+      b[8] = (b[8] & 0x3f) | 0x80;
+      const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+      return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    },
+  };
+
+  const timeOrigin = Date.now() - native.now();
+  const performance = { now: () => native.now(), timeOrigin, toJSON: () => ({ timeOrigin }) };
+
+  function queueMicrotask(callback) {
+    if (typeof callback !== 'function') throw new TypeError('queueMicrotask: the callback must be a function');
+    Promise.resolve().then(() => callback());
+  }
+
+  define('DOMException', DOMException);
+  define('TextEncoder', TextEncoder);
+  define('TextDecoder', TextDecoder);
+  define('btoa', btoa);
+  define('atob', atob);
+  define('crypto', crypto);
+  define('performance', performance);
+  define('queueMicrotask', queueMicrotask);
+})
