@@ -33,7 +33,11 @@ impl World {
     }
 
     pub async fn start_with(extra: &[&str]) -> World {
-        let nats = nex_test_support::nats();
+        Self::start_on(nex_test_support::nats(), extra).await
+    }
+
+    /// A world on a server the test started (say, with a config of its own).
+    pub async fn start_on(nats: nex_test_support::NatsServer, extra: &[&str]) -> World {
         let home = tempfile::tempdir().unwrap();
         let node = NodeProcess::start(Path::new(NEX), &nats.url(), home.path(), extra)
             .expect("node starts");
@@ -264,4 +268,15 @@ pub fn thread_names(pid: u32) -> Vec<String> {
         .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
         .map(|n| n.trim().to_owned())
         .collect()
+}
+
+/// A file of `examples/`.
+pub fn example(name: &str) -> std::path::PathBuf {
+    nex_test_support::repo_root().join("examples").join(name)
+}
+
+/// A reply parsed as JSON (the reply in the panic message when it is not).
+pub fn json(bytes: Vec<u8>) -> serde_json::Value {
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&bytes)))
 }

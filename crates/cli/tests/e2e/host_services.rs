@@ -7,15 +7,6 @@ use futures::StreamExt;
 
 use crate::harness::*;
 
-fn example(name: &str) -> std::path::PathBuf {
-    nex_test_support::repo_root().join("examples").join(name)
-}
-
-fn json(bytes: Vec<u8>) -> serde_json::Value {
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&bytes)))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kv_counter_is_isolated_per_function_and_namespace() {
     let w = World::start().await;

@@ -3,7 +3,7 @@
 //! locations, deny-list wildcards, reserved triggers) attacked the way the attack pass did, and
 //! each ends with the victim's function still answering.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use nex_client::NexClient;
 use nex_client::keys::SenderKeys;
 use nex_proto::control::{DeployRequest, RunResponse};
 use nex_proto::names;
-use nex_test_support::{NatsServer, NodeProcess, Options, guest};
+use nex_test_support::{NatsServer, Options, guest};
 
 use crate::bad_input::devrun_err;
 use crate::harness::*;
@@ -82,15 +82,6 @@ impl Tenant {
             .await
             .map_err(|e| e.to_string())
     }
-}
-
-fn example(name: &str) -> PathBuf {
-    nex_test_support::repo_root().join("examples").join(name)
-}
-
-fn json(bytes: Vec<u8>) -> serde_json::Value {
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&bytes)))
 }
 
 /// Hole 3: namespace `a` with function `b_c` and namespace `a_b` with function `c` used to share
@@ -437,16 +428,7 @@ no_auth_user: node
         ..Default::default()
     })
     .expect("nats-server with a permissions config");
-    let home = tempfile::tempdir().unwrap();
-    let node =
-        NodeProcess::start(Path::new(NEX), &nats.url(), home.path(), &[]).expect("node starts");
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    World {
-        nats,
-        home,
-        node,
-        client,
-    }
+    World::start_on(nats, &[]).await
 }
 
 /// Hole 5: a caller allowed only `a.>` calls its own function with a reply subject in JetStream's
