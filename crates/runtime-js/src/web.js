@@ -131,6 +131,107 @@
     Promise.resolve().then(() => callback());
   }
 
+  class URLSearchParams {
+    #pairs = [];
+    #onChange = null;
+    constructor(init = '') {
+      if (typeof init === 'object' && init !== null) {
+        const entries = typeof init[Symbol.iterator] === 'function' ? init : Object.entries(init);
+        for (const pair of entries) {
+          const p = [...pair];
+          if (p.length !== 2) throw new TypeError('URLSearchParams: each pair needs a name and a value');
+          this.#pairs.push([String(p[0]), String(p[1])]);
+        }
+      } else {
+        const s = String(init);
+        this.#pairs = native.formParse(s.startsWith('?') ? s.slice(1) : s);
+      }
+    }
+    static _bound(query, onChange) {
+      const p = new URLSearchParams(query);
+      p.#onChange = onChange;
+      return p;
+    }
+    _reset(query) { this.#pairs = native.formParse(query.startsWith('?') ? query.slice(1) : query); }
+    #changed() { if (this.#onChange) this.#onChange(this.toString()); }
+    get size() { return this.#pairs.length; }
+    append(name, value) { this.#pairs.push([String(name), String(value)]); this.#changed(); }
+    delete(name, value) {
+      this.#pairs = this.#pairs.filter(([k, v]) => !(k === String(name) && (value === undefined || v === String(value))));
+      this.#changed();
+    }
+    get(name) { const p = this.#pairs.find(([k]) => k === String(name)); return p ? p[1] : null; }
+    getAll(name) { return this.#pairs.filter(([k]) => k === String(name)).map(([, v]) => v); }
+    has(name, value) {
+      return this.#pairs.some(([k, v]) => k === String(name) && (value === undefined || v === String(value)));
+    }
+    set(name, value) {
+      name = String(name); value = String(value);
+      const i = this.#pairs.findIndex(([k]) => k === name);
+      if (i < 0) this.#pairs.push([name, value]);
+      else this.#pairs = this.#pairs.filter(([k], j) => j <= i || k !== name).map((p, j) => (j === i ? [name, value] : p));
+      this.#changed();
+    }
+    sort() {
+      this.#pairs = this.#pairs.map((p, i) => [p, i]).sort((a, b) => (a[0][0] < b[0][0] ? -1 : a[0][0] > b[0][0] ? 1 : a[1] - b[1])).map(([p]) => p);
+      this.#changed();
+    }
+    forEach(callback, thisArg) { for (const [k, v] of this.#pairs) callback.call(thisArg, v, k, this); }
+    *entries() { for (const [k, v] of this.#pairs) yield [k, v]; }
+    *keys() { for (const [k] of this.#pairs) yield k; }
+    *values() { for (const [, v] of this.#pairs) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return native.formSerialize(this.#pairs); }
+  }
+
+  class URL {
+    #parts;
+    #params = null;
+    constructor(url, base) {
+      this.#parts = native.urlParse(String(url), base === undefined ? undefined : String(base));
+    }
+    static canParse(url, base) {
+      try { native.urlParse(String(url), base === undefined ? undefined : String(base)); return true; } catch { return false; }
+    }
+    static parse(url, base) { try { return new URL(url, base); } catch { return null; } }
+    #set(part, value) {
+      this.#parts = native.urlSet(this.#parts[0], part, String(value));
+      if (this.#params) this.#params._reset(this.search);
+    }
+    get searchParams() {
+      if (!this.#params) {
+        this.#params = URLSearchParams._bound(this.search, (q) => {
+          this.#parts = native.urlSet(this.#parts[0], 'search', q);
+        });
+      }
+      return this.#params;
+    }
+    get href() { return this.#parts[0]; }
+    set href(v) { this.#set('href', v); }
+    get origin() { return this.#parts[1]; }
+    get protocol() { return this.#parts[2]; }
+    set protocol(v) { this.#set('protocol', v); }
+    get username() { return this.#parts[3]; }
+    set username(v) { this.#set('username', v); }
+    get password() { return this.#parts[4]; }
+    set password(v) { this.#set('password', v); }
+    get host() { return this.#parts[5]; }
+    set host(v) { this.#set('host', v); }
+    get hostname() { return this.#parts[6]; }
+    set hostname(v) { this.#set('hostname', v); }
+    get port() { return this.#parts[7]; }
+    set port(v) { this.#set('port', v); }
+    get pathname() { return this.#parts[8]; }
+    set pathname(v) { this.#set('pathname', v); }
+    get search() { return this.#parts[9]; }
+    set search(v) { this.#set('search', v); }
+    get hash() { return this.#parts[10]; }
+    set hash(v) { this.#set('hash', v); }
+    toString() { return this.#parts[0]; }
+    toJSON() { return this.#parts[0]; }
+  }
+  define('URL', URL);
+  define('URLSearchParams', URLSearchParams);
   define('DOMException', DOMException);
   define('TextEncoder', TextEncoder);
   define('TextDecoder', TextDecoder);

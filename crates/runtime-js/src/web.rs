@@ -56,12 +56,101 @@ fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<TypedArray<'js
     TypedArray::new(ctx, buf)
 }
 
+/// The parts of a parsed URL, in the order `web.js` reads them.
+fn url_parts(u: &url::Url) -> Vec<String> {
+    use url::quirks as q;
+    [
+        q::href(u).to_owned(),
+        q::origin(u),
+        q::protocol(u).to_owned(),
+        q::username(u).to_owned(),
+        q::password(u).to_owned(),
+        q::host(u).to_owned(),
+        q::hostname(u).to_owned(),
+        q::port(u).to_owned(),
+        q::pathname(u).to_owned(),
+        q::search(u).to_owned(),
+        q::hash(u).to_owned(),
+    ]
+    .into()
+}
+
+/// `new URL(input, base)`: the parts, or a `TypeError` (WHATWG parsing, by the `url` crate).
+fn url_parse(ctx: Ctx<'_>, input: String, base: Option<String>) -> rquickjs::Result<Vec<String>> {
+    let parsed = match base {
+        Some(base) => url::Url::parse(&base).and_then(|b| b.join(&input)),
+        None => url::Url::parse(&input),
+    };
+    match parsed {
+        Ok(u) => Ok(url_parts(&u)),
+        Err(e) => Err(Exception::throw_type(
+            &ctx,
+            &format!("Invalid URL '{input}': {e}"),
+        )),
+    }
+}
+
+/// A URL setter: `href` with `part` set to `value`, as the URL standard's setters do (a value
+/// a setter refuses leaves the URL as it was; only `href` throws).
+fn url_set(
+    ctx: Ctx<'_>,
+    href: String,
+    part: String,
+    value: String,
+) -> rquickjs::Result<Vec<String>> {
+    use url::quirks as q;
+    let mut u = url::Url::parse(&href)
+        .map_err(|e| Exception::throw_type(&ctx, &format!("Invalid URL '{href}': {e}")))?;
+    match part.as_str() {
+        "href" => q::set_href(&mut u, &value)
+            .map_err(|e| Exception::throw_type(&ctx, &format!("Invalid URL '{value}': {e}")))?,
+        "protocol" => drop(q::set_protocol(&mut u, &value)),
+        "username" => drop(q::set_username(&mut u, &value)),
+        "password" => drop(q::set_password(&mut u, &value)),
+        "host" => drop(q::set_host(&mut u, &value)),
+        "hostname" => drop(q::set_hostname(&mut u, &value)),
+        "port" => drop(q::set_port(&mut u, &value)),
+        "pathname" => q::set_pathname(&mut u, &value),
+        "search" => q::set_search(&mut u, &value),
+        "hash" => q::set_hash(&mut u, &value),
+        other => {
+            return Err(Exception::throw_type(
+                &ctx,
+                &format!("URL has no part {other}"),
+            ));
+        }
+    }
+    Ok(url_parts(&u))
+}
+
+/// `application/x-www-form-urlencoded` parsing: the pairs of `query` (without its `?`).
+fn form_parse(query: String) -> Vec<Vec<String>> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| vec![k.into_owned(), v.into_owned()])
+        .collect()
+}
+
+/// ... and serializing.
+fn form_serialize(pairs: Vec<Vec<String>>) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for pair in &pairs {
+        if let [k, v] = pair.as_slice() {
+            out.append_pair(k, v);
+        }
+    }
+    out.finish()
+}
+
 /// Installs the globals on `ctx`. `started` is the origin of `performance.now()`.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result<()> {
     let native = Object::new(ctx.clone())?;
     native.set("utf8Encode", Func::from(utf8_encode))?;
     native.set("utf8Decode", Func::from(utf8_decode))?;
     native.set("randomBytes", Func::from(random_bytes))?;
+    native.set("urlParse", Func::from(url_parse))?;
+    native.set("urlSet", Func::from(url_set))?;
+    native.set("formParse", Func::from(form_parse))?;
+    native.set("formSerialize", Func::from(form_serialize))?;
     native.set(
         "now",
         Func::from(move || started.elapsed().as_secs_f64() * 1000.0),
@@ -71,11 +160,11 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use crate::{JsConfig, JsFunction};
 
     /// Runs `body` (a function body over `p`, the payload) and returns its reply as text.
-    fn run(body: &str, payload: &[u8]) -> String {
+    pub fn run_with(body: &str, payload: &[u8]) -> String {
         let src = format!("(s, p) => {{ {body} }}");
         let mut config = JsConfig::default();
         config.env.insert("REGION".into(), "eu".into());
@@ -83,6 +172,15 @@ mod tests {
         let r = f.invoke(1, "subj", payload).result;
         String::from_utf8(r.unwrap_or_else(|e| panic!("{body}: {e}"))).unwrap()
     }
+
+    pub fn run(body: &str) -> String {
+        run_with(body, b"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::run_with as run;
 
     fn throws(body: &str) -> String {
         run(
@@ -206,6 +304,75 @@ mod tests {
         assert_eq!(
             run("return this.env.REGION + process.env.REGION", b""),
             "eueu"
+        );
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    fn run(body: &str) -> String {
+        super::tests_support::run(body)
+    }
+
+    #[test]
+    fn url_parses_resolves_and_sets_like_the_standard() {
+        assert_eq!(
+            run(
+                "const u = new URL('https://user:pw@Example.COM:8443/a/./b/../c?x=1&y=%20#frag'); \
+                 return [u.protocol, u.username, u.password, u.host, u.hostname, u.port, u.pathname, u.search, u.hash, u.origin].join('|')"
+            ),
+            "https:|user|pw|example.com:8443|example.com|8443|/a/c|?x=1&y=%20|#frag|https://example.com:8443"
+        );
+        assert_eq!(
+            run("return new URL('../d?q', 'http://h/a/b/c').href"),
+            "http://h/a/d?q"
+        );
+        assert_eq!(run("return new URL('http://h:80/').port"), "");
+        assert_eq!(
+            run("try { new URL('not a url'); return 'parsed'; } catch (e) { return e.name; }"),
+            "TypeError"
+        );
+        assert_eq!(
+            run("return [URL.canParse('x:'), URL.canParse('/x'), URL.parse('/x')].join()"),
+            "true,false,"
+        );
+        assert_eq!(
+            run(
+                "const u = new URL('http://h/p'); u.pathname = '/a b'; u.hash = 'x'; u.port = 'nope'; u.host = 'k:81'; return u.href"
+            ),
+            "http://k:81/a%20b#x"
+        );
+        assert_eq!(
+            run("return JSON.stringify({u: new URL('http://h')})"),
+            r#"{"u":"http://h/"}"#
+        );
+    }
+
+    #[test]
+    fn search_params_parse_edit_and_follow_their_url() {
+        assert_eq!(
+            run(
+                "const q = new URLSearchParams('?a=1&b=x+y&a=%C3%A9'); return [q.get('a'), q.get('b'), q.getAll('a').join('/'), q.get('z'), q.size].join('|')"
+            ),
+            "1|x y|1/é||3"
+        );
+        assert_eq!(
+            run(
+                "const q = new URLSearchParams({q: 'a&b', n: 1}); q.append('e', 'é ~'); return q.toString()"
+            ),
+            "q=a%26b&n=1&e=%C3%A9+%7E"
+        );
+        assert_eq!(
+            run(
+                "const q = new URLSearchParams([['b','2'],['a','1'],['b','3']]); q.sort(); q.set('b', 'x'); return [...q].join(';')"
+            ),
+            "a,1;b,x"
+        );
+        assert_eq!(
+            run(
+                "const u = new URL('http://h/?a=1'); u.searchParams.append('b', '2 3'); u.searchParams.delete('a'); const s1 = u.href; u.search = '?c=4'; return s1 + ' ' + u.searchParams.get('c')"
+            ),
+            "http://h/?b=2+3 4"
         );
     }
 }

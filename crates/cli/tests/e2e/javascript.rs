@@ -87,6 +87,7 @@ async fn web_platform_globals_work_in_the_sandbox() {
     random: crypto.getRandomValues(new Uint8Array(16)).some((b) => b !== 0),
     region: this.env.REGION,
     clock: performance.now() >= 0,
+    query: new URL('/p?q=' + encodeURIComponent(text), 'https://h.example').searchParams.get('q'),
   });
 }"#,
     );
@@ -107,6 +108,7 @@ async fn web_platform_globals_work_in_the_sandbox() {
     assert_eq!(v["random"], true);
     assert_eq!(v["region"], "eu-west");
     assert_eq!(v["clock"], true);
+    assert_eq!(v["query"], "héllo");
     let again: serde_json::Value = serde_json::from_slice(&w.call("js.web", b"x").await).unwrap();
     assert_ne!(again["uuid"], v["uuid"]);
 }
