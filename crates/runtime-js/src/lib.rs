@@ -120,6 +120,8 @@ pub struct JsFunction {
     // runtime, or QuickJS aborts on leaked objects.
     function: Persistent<Function<'static>>,
     this: Persistent<Object<'static>>,
+    /// `wait`/`fire`/`clear` of the function's timers (`web.js`).
+    timers: Persistent<Object<'static>>,
     context: Context,
     _runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
@@ -291,7 +293,8 @@ impl JsFunction {
         deadline.set(Some(Instant::now() + config.timeout));
         let loaded = context.with(|ctx| -> Result<_, LoadError> {
             install_console(&ctx, sink.clone(), current.clone())
-                .and_then(|()| web::install(&ctx, Instant::now()))
+                .map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let timers = web::install(&ctx, Instant::now())
                 .catch(&ctx)
                 .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
@@ -314,18 +317,24 @@ impl JsFunction {
             let Some(function) = value.as_function().cloned() else {
                 return Err(LoadError::NotAFunction(type_name(&value)));
             };
+            // Timers the top level set do not outlive it.
+            let _ = timers
+                .get::<_, Function>("clear")
+                .and_then(|f| f.call::<_, ()>(()));
             Ok((
                 Persistent::save(&ctx, function),
                 Persistent::save(&ctx, this),
+                Persistent::save(&ctx, timers),
             ))
         });
         deadline.set(None);
-        let (function, this) = loaded?;
+        let (function, this, timers) = loaded?;
         Ok(Self {
             _runtime: runtime,
             context,
             function,
             this,
+            timers,
             deadline,
             current,
             config,
@@ -378,31 +387,59 @@ impl JsFunction {
             .call((This(this), subject, payload))
             .catch(ctx)
             .map_err(exc)?;
+        let timers = self.timers.clone().restore(ctx).catch(ctx).map_err(exc)?;
         let value = match value.as_promise() {
-            Some(p) => self.settle(ctx, p.clone())?,
-            None => value,
+            Some(p) => self.settle(ctx, p.clone(), &timers),
+            None => Ok(value),
         };
-        reply_bytes(ctx, value)
+        // Timers belong to their call: what is left is dropped (as a Worker's are when it has
+        // answered and nothing waits on them).
+        let _ = timers
+            .get::<_, Function>("clear")
+            .and_then(|f| f.call::<_, ()>(()));
+        reply_bytes(ctx, value?)
     }
 
-    /// Runs queued jobs until `promise` settles.
+    /// Runs queued jobs, and timers when no job is left, until `promise` settles or the call's
+    /// deadline passes.
     fn settle<'js>(
         &self,
         ctx: &Ctx<'js>,
         promise: Promise<'js>,
+        timers: &Object<'js>,
     ) -> Result<Value<'js>, InvokeError> {
+        let exc = |e| InvokeError::Exception(describe(ctx, e));
         loop {
             if let Some(r) = promise.result::<Value>() {
-                return r
-                    .catch(ctx)
-                    .map_err(|e| InvokeError::Exception(describe(ctx, e)));
+                return r.catch(ctx).map_err(exc);
             }
             // The runtime is locked while inside `Context::with`: run jobs through the context.
-            if !ctx.execute_pending_job() {
+            if ctx.execute_pending_job() {
+                continue;
+            }
+            let wait: f64 = timers
+                .get::<_, Function>("wait")
+                .and_then(|f| f.call(()))
+                .catch(ctx)
+                .map_err(exc)?;
+            if wait < 0.0 {
                 return Err(InvokeError::Exception(
                     "the returned Promise never settles (nothing left to run)".into(),
                 ));
             }
+            let due = Instant::now() + Duration::from_secs_f64(wait / 1000.0);
+            if let Some(deadline) = self.deadline.get()
+                && due >= deadline
+            {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                return Err(InvokeError::Timeout(self.config.timeout));
+            }
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            timers
+                .get::<_, Function>("fire")
+                .and_then(|f| f.call::<_, ()>(()))
+                .catch(ctx)
+                .map_err(exc)?;
         }
     }
 }

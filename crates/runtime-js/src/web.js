@@ -230,6 +230,40 @@
     toString() { return this.#parts[0]; }
     toJSON() { return this.#parts[0]; }
   }
+  // Timers live within one call: the runtime fires them while the call's Promise is pending
+  // (see `settle` in lib.rs), never past the call's deadline, and clears what is left when the
+  // call ends.
+  const timers = new Map();
+  let nextTimer = 1;
+  function schedule(callback, delay, args, repeat) {
+    if (typeof callback !== 'function') throw new TypeError('the timer callback must be a function');
+    const id = nextTimer++;
+    const ms = Math.max(0, Number(delay) || 0);
+    timers.set(id, { at: native.now() + ms, callback, args, every: repeat ? Math.max(ms, 1) : 0 });
+    return id;
+  }
+  const timerControl = {
+    // Milliseconds until the earliest timer is due, or -1 when there is none.
+    wait() {
+      let at = Infinity;
+      for (const t of timers.values()) at = Math.min(at, t.at);
+      return at === Infinity ? -1 : Math.max(0, at - native.now());
+    },
+    // Runs the earliest timer (in the order they were set, among equals).
+    fire() {
+      let id = 0, first = null;
+      for (const [k, t] of timers) if (first === null || t.at < first.at) { first = t; id = k; }
+      if (first === null) return;
+      if (first.every) first.at = native.now() + first.every; else timers.delete(id);
+      first.callback(...first.args);
+    },
+    clear() { timers.clear(); },
+  };
+
+  define('setTimeout', (callback, delay, ...args) => schedule(callback, delay, args, false));
+  define('setInterval', (callback, delay, ...args) => schedule(callback, delay, args, true));
+  define('clearTimeout', (id) => { timers.delete(id); });
+  define('clearInterval', (id) => { timers.delete(id); });
   define('URL', URL);
   define('URLSearchParams', URLSearchParams);
   define('DOMException', DOMException);
@@ -240,4 +274,5 @@
   define('crypto', crypto);
   define('performance', performance);
   define('queueMicrotask', queueMicrotask);
+  return timerControl;
 })

@@ -141,8 +141,9 @@ fn form_serialize(pairs: Vec<Vec<String>>) -> String {
     out.finish()
 }
 
-/// Installs the globals on `ctx`. `started` is the origin of `performance.now()`.
-pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result<()> {
+/// Installs the globals on `ctx`. `started` is the origin of `performance.now()`. Returns the
+/// timer control (`wait`, `fire`, `clear`) the runtime drives.
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result<Object<'js>> {
     let native = Object::new(ctx.clone())?;
     native.set("utf8Encode", Func::from(utf8_encode))?;
     native.set("utf8Decode", Func::from(utf8_decode))?;
@@ -156,7 +157,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result
         Func::from(move || started.elapsed().as_secs_f64() * 1000.0),
     )?;
     let setup: Function = ctx.eval(JS)?;
-    setup.call::<_, ()>((native,))
+    setup.call((native,))
 }
 
 #[cfg(test)]
@@ -373,6 +374,57 @@ mod url_tests {
                 "const u = new URL('http://h/?a=1'); u.searchParams.append('b', '2 3'); u.searchParams.delete('a'); const s1 = u.href; u.search = '?c=4'; return s1 + ' ' + u.searchParams.get('c')"
             ),
             "http://h/?b=2+3 4"
+        );
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use std::time::{Duration, Instant};
+
+    use super::tests_support::run;
+    use crate::{InvokeError, JsConfig, JsFunction};
+
+    #[test]
+    fn timers_fire_in_order_while_the_call_waits() {
+        assert_eq!(
+            run("return new Promise(r => { const seen = []; \
+                 setTimeout(() => seen.push('b'), 20); setTimeout((x) => seen.push(x), 5, 'a'); \
+                 const t = setTimeout(() => seen.push('never'), 10); clearTimeout(t); \
+                 let n = 0; const i = setInterval(() => { seen.push('i' + n); if (++n === 3) clearInterval(i); }, 1); \
+                 setTimeout(() => r(seen.join()), 40); })"),
+            "i0,i1,i2,a,b"
+        );
+        let t = Instant::now();
+        assert_eq!(
+            run("return new Promise(r => setTimeout(() => r('late'), 50))"),
+            "late"
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn timers_end_with_their_call_and_never_pass_its_deadline() {
+        let config = JsConfig {
+            timeout: Duration::from_millis(100),
+            ..JsConfig::default()
+        };
+        let src = "(s) => s === 'wait' ? new Promise(r => setTimeout(r, 10000)) \
+                   : s === 'leave' ? (setTimeout(() => { throw new Error('left over'); }, 0), 'left') \
+                   : 'next'";
+        let f = JsFunction::load(src, config, Box::new(|_, _, _| {}), None).unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            f.invoke(1, "wait", b"").result,
+            Err(InvokeError::Timeout(Duration::from_millis(100)))
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert_eq!(f.invoke(2, "leave", b"").result.unwrap(), b"left");
+        // The timer the last call left was dropped with it.
+        assert_eq!(f.invoke(3, "next", b"").result.unwrap(), b"next");
+        assert_eq!(
+            run("try { setTimeout('code', 1); } catch (e) { return e.name; }"),
+            "TypeError"
         );
     }
 }

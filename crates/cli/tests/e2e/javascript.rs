@@ -75,8 +75,10 @@ async fn web_platform_globals_work_in_the_sandbox() {
     let w = World::start().await;
     let (_d, path) = temp_file(
         "web.js",
-        br#"(subject, payload) => {
+        br#"async (subject, payload) => {
   const text = new TextDecoder().decode(payload);
+  const slept = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, 20));
   this.hostServices.kv.set('last', new TextEncoder().encode(text.toUpperCase()));
   const stored = new TextDecoder('utf-8', { fatal: true }).decode(this.hostServices.kv.get('last'));
   return JSON.stringify({
@@ -86,7 +88,7 @@ async fn web_platform_globals_work_in_the_sandbox() {
     uuid: crypto.randomUUID(),
     random: crypto.getRandomValues(new Uint8Array(16)).some((b) => b !== 0),
     region: this.env.REGION,
-    clock: performance.now() >= 0,
+    clock: performance.now() - slept >= 20,
     query: new URL('/p?q=' + encodeURIComponent(text), 'https://h.example').searchParams.get('q'),
   });
 }"#,
