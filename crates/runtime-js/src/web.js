@@ -123,6 +123,69 @@
     },
   };
 
+  // crypto.subtle: digests and HMAC (webhook signatures), the everyday part of Web Crypto.
+  const hashName = (alg) => (typeof alg === 'string' ? alg : alg && alg.name);
+  class CryptoKey {
+    #raw;
+    constructor(raw, algorithm, extractable, usages) {
+      this.#raw = raw;
+      Object.defineProperties(this, {
+        type: { value: 'secret', enumerable: true },
+        algorithm: { value: algorithm, enumerable: true },
+        extractable: { value: extractable, enumerable: true },
+        usages: { value: usages, enumerable: true },
+      });
+    }
+    static _raw(key, usage) {
+      if (!(key instanceof CryptoKey)) throw new TypeError('the key must be a CryptoKey');
+      if (!key.usages.includes(usage)) throw new DOMException(`the key may not be used to ${usage}`, 'InvalidAccessError');
+      return key.#raw;
+    }
+    static _export(key) {
+      if (!key.extractable) throw new DOMException('the key is not extractable', 'InvalidAccessError');
+      return key.#raw;
+    }
+  }
+  const asPromise = (f) => new Promise((resolve) => resolve(f()));
+  const toBuffer = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
+  const copyOf = (input) => new Uint8Array(bytesOf(input));
+  const subtle = {
+    digest(algorithm, data) {
+      return asPromise(() => toBuffer(native.digest(String(hashName(algorithm)), copyOf(data))));
+    },
+    importKey(format, keyData, algorithm, extractable, usages) {
+      return asPromise(() => {
+        if (format !== 'raw') throw new DOMException(`key format ${format} is not supported: use 'raw'`, 'NotSupportedError');
+        if (hashName(algorithm) !== 'HMAC') throw new DOMException(`algorithm ${hashName(algorithm)} is not supported: use HMAC`, 'NotSupportedError');
+        const hash = String(hashName(algorithm.hash));
+        native.digest(hash, new Uint8Array(0));
+        const raw = copyOf(keyData);
+        const bad = [...usages].filter((u) => u !== 'sign' && u !== 'verify');
+        if (bad.length) throw new SyntaxError(`HMAC keys cannot be used to ${bad.join(', ')}`);
+        return new CryptoKey(raw, { name: 'HMAC', hash: { name: hash.toUpperCase() }, length: raw.length * 8 }, Boolean(extractable), [...usages]);
+      });
+    },
+    exportKey(format, key) {
+      return asPromise(() => {
+        if (format !== 'raw') throw new DOMException(`key format ${format} is not supported: use 'raw'`, 'NotSupportedError');
+        return toBuffer(new Uint8Array(CryptoKey._export(key)));
+      });
+    },
+    sign(algorithm, key, data) {
+      return asPromise(() => {
+        const raw = CryptoKey._raw(key, 'sign');
+        return toBuffer(native.hmacSign(key.algorithm.hash.name, raw, copyOf(data)));
+      });
+    },
+    verify(algorithm, key, signature, data) {
+      return asPromise(() => {
+        const raw = CryptoKey._raw(key, 'verify');
+        return native.hmacVerify(key.algorithm.hash.name, raw, copyOf(signature), copyOf(data));
+      });
+    },
+  };
+  crypto.subtle = subtle;
+
   const timeOrigin = Date.now() - native.now();
   const performance = { now: () => native.now(), timeOrigin, toJSON: () => ({ timeOrigin }) };
 
@@ -272,6 +335,7 @@
   define('btoa', btoa);
   define('atob', atob);
   define('crypto', crypto);
+  define('CryptoKey', CryptoKey);
   define('performance', performance);
   define('queueMicrotask', queueMicrotask);
   return timerControl;

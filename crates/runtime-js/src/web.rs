@@ -141,6 +141,99 @@ fn form_serialize(pairs: Vec<Vec<String>>) -> String {
     out.finish()
 }
 
+/// The digest algorithms of `crypto.subtle`, by their Web Crypto names.
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn named(ctx: &Ctx<'_>, name: &str) -> rquickjs::Result<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "SHA-1" => Ok(Hash::Sha1),
+            "SHA-256" => Ok(Hash::Sha256),
+            "SHA-384" => Ok(Hash::Sha384),
+            "SHA-512" => Ok(Hash::Sha512),
+            _ => Err(Exception::throw_message(
+                ctx,
+                &format!("NotSupportedError: unrecognized algorithm name {name}"),
+            )),
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        match self {
+            Hash::Sha1 => sha1::Sha1::digest(data).to_vec(),
+            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
+                .expect("HMAC takes any key length");
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Hash::Sha1 => run::<Hmac<sha1::Sha1>>(key, data),
+            Hash::Sha256 => run::<Hmac<sha2::Sha256>>(key, data),
+            Hash::Sha384 => run::<Hmac<sha2::Sha384>>(key, data),
+            Hash::Sha512 => run::<Hmac<sha2::Sha512>>(key, data),
+        }
+    }
+}
+
+fn digest<'js>(
+    ctx: Ctx<'js>,
+    alg: String,
+    data: TypedArray<'js, u8>,
+) -> rquickjs::Result<TypedArray<'js, u8>> {
+    let out = Hash::named(&ctx, &alg)?.digest(&crate::copy_raw(data.as_raw()));
+    TypedArray::new(ctx, out)
+}
+
+fn hmac_sign<'js>(
+    ctx: Ctx<'js>,
+    alg: String,
+    key: TypedArray<'js, u8>,
+    data: TypedArray<'js, u8>,
+) -> rquickjs::Result<TypedArray<'js, u8>> {
+    let out = Hash::named(&ctx, &alg)?.hmac(
+        &crate::copy_raw(key.as_raw()),
+        &crate::copy_raw(data.as_raw()),
+    );
+    TypedArray::new(ctx, out)
+}
+
+/// Compares in constant time, as a signature check must.
+fn hmac_verify<'js>(
+    ctx: Ctx<'js>,
+    alg: String,
+    key: TypedArray<'js, u8>,
+    signature: TypedArray<'js, u8>,
+    data: TypedArray<'js, u8>,
+) -> rquickjs::Result<bool> {
+    let expected = Hash::named(&ctx, &alg)?.hmac(
+        &crate::copy_raw(key.as_raw()),
+        &crate::copy_raw(data.as_raw()),
+    );
+    let signature = crate::copy_raw(signature.as_raw());
+    // Every byte is looked at whatever the others hold.
+    let differing = expected
+        .iter()
+        .zip(&signature)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    Ok(expected.len() == signature.len() && differing == 0)
+}
+
 /// Installs the globals on `ctx`. `started` is the origin of `performance.now()`. Returns the
 /// timer control (`wait`, `fire`, `clear`) the runtime drives.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result<Object<'js>> {
@@ -149,6 +242,9 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result
     native.set("utf8Decode", Func::from(utf8_decode))?;
     native.set("randomBytes", Func::from(random_bytes))?;
     native.set("urlParse", Func::from(url_parse))?;
+    native.set("digest", Func::from(digest))?;
+    native.set("hmacSign", Func::from(hmac_sign))?;
+    native.set("hmacVerify", Func::from(hmac_verify))?;
     native.set("urlSet", Func::from(url_set))?;
     native.set("formParse", Func::from(form_parse))?;
     native.set("formSerialize", Func::from(form_serialize))?;
@@ -425,6 +521,51 @@ mod timer_tests {
         assert_eq!(
             run("try { setTimeout('code', 1); } catch (e) { return e.name; }"),
             "TypeError"
+        );
+    }
+}
+
+#[cfg(test)]
+mod subtle_tests {
+    use super::tests_support::run;
+
+    const HEX: &str = "const hex = (b) => [...new Uint8Array(b)].map(x => x.toString(16).padStart(2, '0')).join('');";
+
+    #[test]
+    fn digests_match_the_standard_vectors() {
+        let body = format!(
+            "{HEX} const d = async (a) => hex(await crypto.subtle.digest(a, new TextEncoder().encode('abc'))); \
+             return Promise.all(['SHA-1', 'SHA-256', {{name: 'sha-384'}}, 'SHA-512'].map(d)).then(r => r.map(x => x.slice(0, 16)).join())"
+        );
+        assert_eq!(
+            run(&body),
+            "a9993e364706816a,ba7816bf8f01cfea,cb00753f45a35e8b,ddaf35a193617aba"
+        );
+        assert_eq!(
+            run(
+                "return crypto.subtle.digest('MD5', new Uint8Array(1)).then(() => 'ok', e => e.message)"
+            ),
+            "NotSupportedError: unrecognized algorithm name MD5"
+        );
+    }
+
+    #[test]
+    fn hmac_signs_and_verifies_a_webhook() {
+        // RFC 4231, test case 2.
+        let body = format!(
+            "{HEX} const enc = new TextEncoder(); \
+             const key = await crypto.subtle.importKey('raw', enc.encode('Jefe'), {{name: 'HMAC', hash: 'SHA-256'}}, false, ['sign', 'verify']); \
+             const data = enc.encode('what do ya want for nothing?'); \
+             const sig = await crypto.subtle.sign('HMAC', key, data); \
+             const ok = await crypto.subtle.verify('HMAC', key, sig, data); \
+             const forged = await crypto.subtle.verify('HMAC', key, new Uint8Array(32), data); \
+             const exported = await crypto.subtle.exportKey('raw', key).then(() => 'exported', e => e.name); \
+             return [hex(sig), ok, forged, exported, key.algorithm.hash.name].join();"
+        );
+        let src = format!("return (async () => {{ {body} }})()");
+        assert_eq!(
+            run(&src),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843,true,false,InvalidAccessError,SHA-256"
         );
     }
 }
