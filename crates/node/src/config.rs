@@ -188,6 +188,10 @@ pub struct NodeConfig {
     /// `nkey`, `tls_cert`/`tls_key`/`tls_ca`. `nex node up` puts its flags on top and stores the
     /// result here, so the node can open further connections with [`nex_connect::connect`].
     pub nats: nex_connect::ConnectSpec,
+    /// Copies of the JetStream buckets the node creates (functions' key-value buckets and object
+    /// stores): `"auto"` (default) is `min(3, cluster size)`, else 1 to 5 exactly, failing the
+    /// creation while JetStream cannot place that many (see `nex_connect::replicas`).
+    pub bucket_replicas: nex_connect::Replicas,
 }
 
 /// `host_services.services.http.config`: where functions' HTTP requests may go. Decisions are
@@ -242,6 +246,7 @@ impl Default for NodeConfig {
             idle_trim_after: Duration::from_secs(5),
             machine_pool_size: 1,
             nats: nex_connect::ConnectSpec::default(),
+            bucket_replicas: nex_connect::Replicas::Auto,
         }
     }
 }
@@ -306,6 +311,19 @@ mod tests {
         .unwrap();
         assert_eq!(ok.node_limits.max_workloads, 3);
         assert_eq!(ok.heartbeat_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bucket_replicas_are_auto_or_one_to_five() {
+        use nex_connect::Replicas;
+        let with = |v: &str| NodeConfig::from_json(&format!(r#"{{"bucket_replicas": {v}}}"#));
+        assert_eq!(NodeConfig::default().bucket_replicas, Replicas::Auto);
+        assert_eq!(with("3").unwrap().bucket_replicas, Replicas::Exactly(3));
+        assert_eq!(with(r#""auto""#).unwrap().bucket_replicas, Replicas::Auto);
+        for bad in ["0", "10000", r#""many""#] {
+            let err = with(bad).unwrap_err();
+            assert!(err.contains("bucket replicas must be 1 to 5"), "{err}");
+        }
     }
 
     #[test]

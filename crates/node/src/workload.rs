@@ -58,13 +58,13 @@ pub struct Workload {
 
 impl Workload {
     /// Starts the agent, waits until it has loaded the artifact, then subscribes to the triggers.
+    /// `host` performs the workload's host-service calls.
     pub async fn start(
         meta: WorkloadMeta,
         spec: AgentSpec,
         client: async_nats::Client,
-        host_client: async_nats::Client,
+        host: nex_hostservices::HostServices,
         emitter: Arc<Emitter>,
-        http: nex_hostservices::HttpPolicy,
         rates: RateLimits,
     ) -> Result<Arc<Workload>, SpawnError> {
         let answerer = Arc::new(Answerer::new(
@@ -80,10 +80,7 @@ impl Workload {
             id: meta.id.clone(),
             log_subject: subjects::log(&meta.namespace, emitter.node_id(), &meta.name, &meta.id)
                 .into(),
-            host: Arc::new(
-                nex_hostservices::HostServices::new(host_client, &meta.namespace, &meta.name)
-                    .with_http_policy(http),
-            ),
+            host: Arc::new(host),
             budgets: Arc::new(Budgets::new(&rates, &meta.namespace, &meta.name)),
         };
         let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone()).await?;
