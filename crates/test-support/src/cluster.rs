@@ -145,6 +145,14 @@ impl NatsCluster {
         Ok(())
     }
 
+    /// The server name of the JetStream meta leader, as the first running member knows it.
+    pub fn meta_leader(&self) -> Option<String> {
+        let i = (0..self.size()).find(|&i| self.is_running(i))?;
+        let jsz = self.monitor(i, "/jsz").ok()?;
+        let leader = jsz["meta_cluster"]["leader"].as_str()?;
+        (!leader.is_empty()).then(|| leader.to_owned())
+    }
+
     /// GET `path` from member `i`'s monitoring port, as JSON.
     fn monitor(&self, i: usize, path: &str) -> Result<serde_json::Value, String> {
         let port = self.members[i].opts.monitor_port.expect("monitor port");
