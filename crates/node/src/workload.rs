@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{AgentConn, AgentContext, AgentSpec, Budgets, Exit, SpawnError};
 use crate::answer::{Answerer, Call, Outcome};
-use crate::config::RateLimits;
+use crate::config::{CallEvents, RateLimits};
 use crate::emitter::Emitter;
 
 /// What a workload is, fixed at deploy.
@@ -66,6 +66,7 @@ impl Workload {
         host: nex_hostservices::HostServices,
         emitter: Arc<Emitter>,
         rates: RateLimits,
+        call_events: CallEvents,
     ) -> Result<Arc<Workload>, SpawnError> {
         let answerer = Arc::new(Answerer::new(
             client.clone(),
@@ -73,6 +74,7 @@ impl Workload {
             &meta.namespace,
             &meta.name,
             &meta.id,
+            call_events,
         ));
         let logs = AgentContext {
             answerer: answerer.clone(),
@@ -189,6 +191,8 @@ impl Workload {
                 trigger_subjects: self.meta.trigger_subjects.clone(),
             },
             refused_calls: self.refused_calls.load(Ordering::Relaxed),
+            succeeded_calls: self.answerer.counts().0,
+            failed_calls: self.answerer.counts().1,
         }
     }
 

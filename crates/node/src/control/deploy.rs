@@ -348,6 +348,7 @@ async fn start(
         host,
         node.emitter.clone(),
         node.config.rate_limits,
+        node.config.call_events,
     )
     .await
     .map_err(|source| ControlError::Spawn { name, source })
