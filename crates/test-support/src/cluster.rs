@@ -160,8 +160,9 @@ impl NatsCluster {
     }
 }
 
-/// A plain HTTP/1.0 GET on 127.0.0.1 (nats-server's monitoring endpoint), parsed as JSON.
-fn http_get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
+/// A plain HTTP/1.0 GET on 127.0.0.1 (nats-server's monitoring endpoint, e.g. `/connz`),
+/// parsed as JSON.
+pub fn http_get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -120,11 +120,12 @@ async fn step_down(
 /// Each call: when it was sent (since the start) and whether it succeeded.
 type Outcomes = Vec<(Duration, bool)>;
 
-/// Calls `subject` from `workers` tasks until `stop`, each call with a 2 s limit.
+/// Calls `subject` from `workers` tasks until `stop`, each call with limit `limit`.
 async fn load(
     client: async_nats::Client,
     subject: &'static str,
     workers: usize,
+    limit: Duration,
     start: Instant,
     stop: Arc<AtomicBool>,
 ) -> Outcomes {
@@ -137,7 +138,7 @@ async fn load(
                 let sent = start.elapsed();
                 let req = async_nats::Request::new()
                     .payload(Bytes::new())
-                    .timeout(Some(Duration::from_secs(2)));
+                    .timeout(Some(limit));
                 let good = match client.send_request(subject, req).await {
                     Ok(m) => service_error(&m).is_none(),
                     Err(_) => false,
@@ -222,7 +223,14 @@ async fn kv_host_calls_and_deploys_survive_a_nats_server_loss() {
     let follower = follower.expect("a server leading nothing");
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(load(client.clone(), "count.x", 4, start, stop.clone()));
+    let calls = tokio::spawn(load(
+        client.clone(),
+        "count.x",
+        4,
+        Duration::from_secs(2),
+        start,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = start.elapsed();
     w.cluster.kill(follower);
@@ -263,7 +271,14 @@ async fn kv_host_calls_and_deploys_survive_a_nats_server_loss() {
     let victim = (1..3).find(|&i| w.cluster.name(i) == leader).unwrap();
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(load(client.clone(), "count.x", 4, start, stop.clone()));
+    let calls = tokio::spawn(load(
+        client.clone(),
+        "count.x",
+        4,
+        Duration::from_secs(2),
+        start,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = start.elapsed();
     w.cluster.kill(victim);
@@ -315,4 +330,112 @@ async fn kv_host_calls_and_deploys_survive_a_nats_server_loss() {
         after > 20,
         "the load ran after the election ({after} calls)"
     );
+}
+
+/// Sends `sig` (e.g. `-STOP`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// What bounds how long a hung node (SIGSTOP) keeps getting calls, measured with the server's
+/// ping settings (`ping_interval` 1 s, `ping_max` 2: `Liveness::bound()`, 4 s). A connection
+/// that is silent both ways (the node's host-service connection) is closed within the bound.
+/// The connection holding the trigger's queue subscription is not: nats-server 2.9 counts the
+/// messages it delivers as activity and never pings it while calls flow, so the hung node keeps
+/// its share until the socket's buffers fill and the server finds a slow consumer. The test
+/// asserts the first and prints the second (docs/scale-out.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_node_is_cut_off_by_pings_only_when_silent() {
+    let monitor = nex_embedded_nats::free_port().unwrap();
+    let nats = nex_test_support::NatsServer::start(nex_test_support::Options {
+        monitor_port: Some(monitor),
+        ..Default::default()
+    })
+    .unwrap();
+    let echo = nex_test_support::guest("echofunction");
+    let config = format!(
+        r#"{{"allow_file_locations": true, "autostart": {{"workloads": [
+            {{"name": "pinned", "type": "wasm", "location": "file://{}", "trigger_subjects": ["hung.echo"]}}
+        ]}}}}"#,
+        echo.display()
+    );
+    let homes = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut nodes = Vec::new();
+    for home in &homes {
+        let path = home.path().join("node.json");
+        std::fs::write(&path, &config).unwrap();
+        nodes.push(
+            NodeProcess::start(
+                Path::new(NEX),
+                &nats.url(),
+                home.path(),
+                &["--config", path.to_str().unwrap()],
+            )
+            .expect("node starts"),
+        );
+    }
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    for _ in 0..20 {
+        let m = client.request("hung.echo", Bytes::from("x")).await.unwrap();
+        assert!(service_error(&m).is_none());
+    }
+    // Connections by name (`nex-node`: control and triggers, `nex-node-host`: host services).
+    let count = |name: &str| {
+        let connz = nex_test_support::http_get_json(monitor, "/connz").unwrap();
+        connz["connections"]
+            .as_array()
+            .map(|a| a.iter().filter(|c| c["name"] == name).count())
+            .unwrap_or_default()
+    };
+    assert_eq!((count("nex-node"), count("nex-node-host")), (2, 2));
+
+    // Calls get 300 ms, so that a worker whose call went to the hung node tries again soon.
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = tokio::spawn(load(
+        client.clone(),
+        "hung.echo",
+        8,
+        Duration::from_millis(300),
+        start,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let hung_at = start.elapsed();
+    signal(nodes[1].pid(), "-STOP");
+    let (mut silent_cut, mut trigger_cut) = (None, None);
+    while start.elapsed() < hung_at + Duration::from_secs(9) {
+        let since = start.elapsed() - hung_at;
+        if silent_cut.is_none() && count("nex-node-host") < 2 {
+            silent_cut = Some(since);
+        }
+        if trigger_cut.is_none() && count("nex-node") < 2 {
+            trigger_cut = Some(since);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let out = calls.await.unwrap();
+    signal(nodes[1].pid(), "-CONT");
+
+    let bound = nex_test_support::Liveness::default().bound();
+    let failures = failures_around(&out, hung_at);
+    let (good, all) = window(&out, hung_at, start.elapsed());
+    eprintln!(
+        "hung node: silent connection closed +{silent_cut:?}, trigger connection closed \
+         +{trigger_cut:?} (ping bound {bound:?}); {good} of {all} calls in the 9 s after the \
+         hang succeeded, failed ones sent from +{:?} to +{:?}",
+        failures.map(|f| f.0),
+        failures.map(|f| f.1),
+    );
+    let silent_cut = silent_cut.expect("the silent connection was closed");
+    assert!(
+        silent_cut <= bound + Duration::from_secs(1),
+        "the silent connection stayed open {silent_cut:?}, beyond the ping bound {bound:?}"
+    );
+    assert!(failures.is_some(), "the hung node got calls");
 }
