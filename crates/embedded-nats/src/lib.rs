@@ -5,9 +5,10 @@
 //! and the test suites use it for a real server on a free loopback port. It knows nothing of nex.
 //!
 //! Every server it starts gets a small config file (`nex-nats.conf` in the store directory) with
-//! the [`Liveness`] settings, which bound how long a client that hangs without closing its
-//! socket (a stopped or wedged process) keeps receiving messages: the server pings a silent
-//! client every `ping_interval` and closes it when `ping_max` pings are unanswered. A server can
+//! the [`Liveness`] settings: the server pings a silent client every `ping_interval` and closes
+//! it when `ping_max` pings are unanswered, so a client that hangs without closing its socket
+//! (a stopped or wedged process) is cut off within seconds, as long as nothing is being sent to
+//! it (see [`Liveness`]). A server can
 //! also be one member of a cluster with routes ([`ClusterOptions`]); JetStream then runs
 //! clustered (replicated streams, a meta leader).
 
@@ -39,12 +40,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How quickly the server gives up on a client (or route) that stopped answering.
 ///
-/// The server sends a `PING` to a connection it has heard nothing from for `ping_interval` and
-/// closes it ("Stale Connection") when a ping would make more than `ping_max` outstanding. A hung
-/// client is therefore cut off between `ping_interval * (ping_max + 1)` and
-/// `ping_interval * (ping_max + 2)` after it last sent anything; until then it keeps getting its
-/// share of queue-group messages. nats-server's own defaults are 2 minutes and 2 (6 to 8
-/// minutes); nex uses 1 s and 2 (3 to 4 s).
+/// The server sends a `PING` to a connection without activity for `ping_interval` and closes it
+/// ("Stale Connection") when a ping would make more than `ping_max` outstanding. A hung client
+/// that nothing is sent to is therefore cut off within `ping_interval * (ping_max + 2)` (measured:
+/// 2.2 s with nex's 1 s and 2; nats-server's defaults are 2 minutes and 2). But nats-server 2.9
+/// counts messages it delivers as activity, so a hung subscriber that keeps being sent messages
+/// (a queue-group member under load) is never pinged, and keeps its share until the server finds
+/// it a slow consumer (docs/scale-out.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
     /// How long a connection may be silent before the server pings it (`ping_interval`).
