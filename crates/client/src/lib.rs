@@ -272,19 +272,16 @@ impl NexClient {
     /// `nats://BUCKET/key` location.
     pub async fn upload(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<String> {
         let js = async_nats::jetstream::new(self.client.clone());
-        let store = match js.get_object_store(bucket).await {
-            Ok(s) => s,
-            Err(_) => {
-                let mut config = nex_connect::replicas::object_store_stream(bucket);
-                config.description = Some("artifacts uploaded by nex".into());
-                nex_connect::replicas::get_or_create_stream(&js, config, self.bucket_replicas)
-                    .await
-                    .map_err(|e| Error::Nats(format!("creating object store {bucket}: {e}")))?;
-                js.get_object_store(bucket)
-                    .await
-                    .map_err(|e| Error::Nats(format!("opening object store {bucket}: {e}")))?
-            }
-        };
+        // Created, or its copies raised, with this client's replica policy.
+        let mut config = nex_connect::replicas::object_store_stream(bucket);
+        config.description = Some("artifacts uploaded by nex".into());
+        nex_connect::replicas::get_or_create_stream(&js, config, self.bucket_replicas)
+            .await
+            .map_err(|e| Error::Nats(format!("creating object store {bucket}: {e}")))?;
+        let store = js
+            .get_object_store(bucket)
+            .await
+            .map_err(|e| Error::Nats(format!("opening object store {bucket}: {e}")))?;
         let mut reader = bytes;
         store
             .put(key, &mut reader)

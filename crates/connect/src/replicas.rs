@@ -8,8 +8,8 @@
 //! system-account access and stays right with `no_advertise` (which hides the other servers'
 //! URLs from clients). A stream created while servers are down gets fewer copies; a fixed
 //! count ([`Replicas::Exactly`]) never gets fewer: its creation fails until JetStream can place
-//! it. A stream that exists already is used as it is (JetStream can change its replicas with a
-//! stream update, e.g. `nats stream edit KV_<bucket> --replicas 3`).
+//! it. A stream that exists already with fewer copies is raised by a stream update (never
+//! lowered), so buckets made with one copy by older versions get three on first use.
 
 use std::fmt;
 
@@ -107,17 +107,20 @@ fn too_many_copies(e: &jetstream::context::CreateStreamError) -> bool {
 }
 
 /// The stream `config` names, created with the copies `replicas` asks for when it does not
-/// exist yet (its `num_replicas` is ignored); an existing stream is returned as it is.
+/// exist yet (its `num_replicas` is ignored). An existing stream with fewer copies than
+/// `replicas` asks for is raised (a stream update; an `Auto` stream on a cluster to the most of
+/// 3, 2 that JetStream can place); when that fails it is used as it is. Copies are never lowered.
 pub async fn get_or_create_stream(
     js: &jetstream::Context,
     mut config: stream::Config,
     replicas: Replicas,
 ) -> Result<stream::Stream, jetstream::context::CreateStreamError> {
-    if let Ok(s) = js.get_stream(&config.name).await {
-        return Ok(s);
-    }
     let clustered = js.client().server_info().cluster.is_some();
     let candidates = replicas.candidates(clustered);
+    if let Ok(s) = js.get_stream(&config.name).await {
+        raise(js, &s, &candidates).await;
+        return Ok(s);
+    }
     let last = candidates.len() - 1;
     for (i, n) in candidates.into_iter().enumerate() {
         config.num_replicas = n;
@@ -131,6 +134,42 @@ pub async fn get_or_create_stream(
         }
     }
     unreachable!("at least one candidate")
+}
+
+/// Waits (up to 5 s) until stream `name` has a leader again: a stream whose copies were just
+/// raised takes no messages while its new group elects one.
+async fn wait_for_leader(js: &jetstream::Context, name: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(mut s) = js.get_stream(name).await
+            && let Ok(info) = s.info().await
+            && info.cluster.as_ref().is_some_and(|c| c.leader.is_some())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Raises existing stream `s` to the first of `candidates` above its copies that JetStream
+/// accepts; keeps it as it is when none is.
+async fn raise(js: &jetstream::Context, s: &stream::Stream, candidates: &[usize]) {
+    let info = s.cached_info();
+    let now = info.config.num_replicas.max(1);
+    for &n in candidates.iter().filter(|&&n| n > now) {
+        let mut config = info.config.clone();
+        config.num_replicas = n;
+        match js.update_stream(config).await {
+            Ok(_) => {
+                tracing::info!(stream = %info.config.name, from = now, to = n, "stream copies raised");
+                wait_for_leader(js, &info.config.name).await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(stream = %info.config.name, to = n, error = %e, "stream copies not raised");
+            }
+        }
+    }
 }
 
 /// The stream behind JetStream object store `bucket`, as async-nats's `create_object_store`

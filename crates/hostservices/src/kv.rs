@@ -52,11 +52,9 @@ impl NatsKv {
     async fn store(&self) -> Result<&async_nats::jetstream::kv::Store, GuestError> {
         self.store
             .get_or_try_init(|| async {
-                if let Ok(s) = self.js.get_key_value(&self.bucket).await {
-                    return Ok(s);
-                }
-                // The stream a KV bucket is, made directly: `create_key_value` first asks for
-                // account info, whose shape older servers (2.9) answer differently.
+                // The stream a KV bucket is, made directly (or its copies raised, see
+                // `nex_connect::replicas`): `create_key_value` first asks for account info,
+                // whose shape older servers (2.9) answer differently.
                 use async_nats::jetstream::stream;
                 let unavailable = |e: &dyn std::fmt::Display| {
                     GuestError::unavailable(format!(

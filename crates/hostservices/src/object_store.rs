@@ -74,17 +74,14 @@ impl NatsObjectStore {
     async fn store(&self) -> Result<&async_nats::jetstream::object_store::ObjectStore, GuestError> {
         self.store
             .get_or_try_init(|| async {
-                if let Ok(s) = self.js.get_object_store(&self.bucket).await {
-                    return Ok(s);
-                }
                 let unavailable = |e: &dyn std::fmt::Display| {
                     GuestError::unavailable(format!(
                         "object store {} is not available: {e}",
                         self.bucket
                     ))
                 };
-                // The stream an object store is, made as `create_object_store` makes it, with
-                // the node's replica policy.
+                // The stream an object store is, made as `create_object_store` makes it (or
+                // its copies raised), with the node's replica policy.
                 nex_connect::replicas::get_or_create_stream(
                     &self.js,
                     object_store_stream(&self.bucket),

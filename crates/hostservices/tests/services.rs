@@ -245,7 +245,8 @@ async fn replicas_of(js: &async_nats::jetstream::Context, name: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn buckets_get_three_copies_on_a_cluster_one_alone_or_what_the_node_says() {
+async fn buckets_get_three_copies_on_a_cluster_one_alone_or_what_the_node_says_and_one_copy_is_raised()
+ {
     let cluster = nex_test_support::NatsCluster::start().unwrap();
     let client = async_nats::connect(cluster.url(0)).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
@@ -269,6 +270,29 @@ async fn buckets_get_three_copies_on_a_cluster_one_alone_or_what_the_node_says()
     assert_eq!(
         replicas_of(&js, &format!("KV_{}", two.kv_bucket())).await,
         2
+    );
+    // Buckets made with one copy (by older versions) get three on first use.
+    let one = nex_connect::Replicas::exactly(1).unwrap();
+    put(&HostServices::with_replicas(
+        client.clone(),
+        "ns",
+        "old",
+        one,
+    ))
+    .await;
+    let old = HostServices::new(client.clone(), "ns", "old");
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", old.kv_bucket())).await,
+        1
+    );
+    put(&old).await;
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", old.kv_bucket())).await,
+        3
+    );
+    assert_eq!(
+        replicas_of(&js, &format!("OBJ_{}", old.object_bucket())).await,
+        3
     );
 
     let nats = nex_test_support::nats();
