@@ -178,9 +178,9 @@ fn failures_around(out: &Outcomes, at: Duration) -> Option<(Duration, Duration)>
 #[tokio::test(flavor = "multi_thread")]
 async fn kv_host_calls_and_deploys_survive_a_nats_server_loss() {
     let mut w = ClusterWorld::start();
-    // examples/kv-counter.js without `kv.keys()`: each `keys()` makes a JetStream consumer,
-    // which on a cluster takes ~200 ms and, with 4 callers at once, stalled calls past their
-    // time limit even with every server up (an open problem, see docs/scale-out.md).
+    // examples/kv-counter.js without `kv.keys()`: with 4 callers at once, kv-counter.js has
+    // calls stall past their time limit with every server up, on one server as on a cluster
+    // (the agent's JavaScript path; see docs/scale-out.md), which would hide what this measures.
     let (_dir, counter) = crate::harness::temp_file(
         "counter.js",
         br#"(subject, payload) => {
