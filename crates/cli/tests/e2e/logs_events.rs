@@ -170,5 +170,10 @@ async fn call_events_off_or_failures_only_still_count_calls() {
         };
         assert_eq!(count("echofunction"), (5, 0), "{setting}");
         assert_eq!(count("trap"), (0, 1), "{setting}");
+        let table = w.nex_ok(&["node", "info", &w.node.node_id]);
+        assert!(table.contains("CALLS OK"), "{table}");
+        let echo_row = table.lines().find(|l| l.contains("echofunction")).unwrap();
+        let cols: Vec<&str> = echo_row.split_whitespace().collect();
+        assert!(cols.windows(2).any(|c| c == ["5", "0"]), "{echo_row}");
     }
 }
