@@ -68,6 +68,9 @@ pub struct DevrunArgs {
     /// Deploy on this node instead of auctioning.
     #[arg(long)]
     pub node: Option<String>,
+    /// Copies of `NEXCLIFILES` when this upload creates it: auto (min(3, cluster size)) or 1-5.
+    #[arg(long = "bucket-replicas", default_value = "auto")]
+    pub bucket_replicas: nex_client::connect::Replicas,
 }
 
 /// Parses `KEY=VALUE` pairs.
@@ -82,7 +85,9 @@ pub fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
-    let client = common::client(cli).await?;
+    let client = common::client(cli)
+        .await?
+        .with_bucket_replicas(args.bucket_replicas);
     let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
     let opts = DevrunOptions {
         name: args.workload.name.clone(),

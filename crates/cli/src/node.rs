@@ -278,6 +278,8 @@ async fn info(cli: &Cli, node: &str) -> anyhow::Result<()> {
                 m.workload.workload_type.to_string(),
                 if m.healthy { "yes" } else { "no" }.into(),
                 m.uptime.clone(),
+                m.succeeded_calls.to_string(),
+                m.failed_calls.to_string(),
                 m.workload.trigger_subjects.join(","),
             ]
         })
@@ -289,6 +291,8 @@ async fn info(cli: &Cli, node: &str) -> anyhow::Result<()> {
             "TYPE",
             "HEALTHY",
             "UPTIME",
+            "CALLS OK",
+            "FAILED",
             "TRIGGERS",
         ],
         &rows,

@@ -58,6 +58,8 @@ pub struct NexClient {
     /// Signs reads (info, workload ping) and lame-duck requests; without keys, reads get the
     /// public node summary only.
     keys: Option<Arc<SenderKeys>>,
+    /// Copies of the buckets this client creates (`NEXCLIFILES`).
+    bucket_replicas: nex_connect::Replicas,
 }
 
 impl NexClient {
@@ -72,12 +74,19 @@ impl NexClient {
             namespace: namespace.into(),
             timeout,
             keys: None,
+            bucket_replicas: nex_connect::Replicas::Auto,
         }
     }
 
     /// The same client, signing with `keys` the requests that need a signature.
     pub fn with_keys(mut self, keys: Arc<SenderKeys>) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Copies of the buckets this client creates (default: `min(3, cluster size)`).
+    pub fn with_bucket_replicas(mut self, replicas: nex_connect::Replicas) -> Self {
+        self.bucket_replicas = replicas;
         self
     }
 
@@ -258,21 +267,21 @@ impl NexClient {
             .await
     }
 
-    /// Uploads `bytes` as `key` in object-store `bucket` (created when missing) and returns the
+    /// Uploads `bytes` as `key` in object-store `bucket` (created when missing, with this
+    /// client's bucket replicas, by default `min(3, cluster size)`) and returns the
     /// `nats://BUCKET/key` location.
     pub async fn upload(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<String> {
         let js = async_nats::jetstream::new(self.client.clone());
-        let store = match js.get_object_store(bucket).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_object_store(async_nats::jetstream::object_store::Config {
-                    bucket: bucket.to_owned(),
-                    description: Some("artifacts uploaded by nex".into()),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| Error::Nats(format!("creating object store {bucket}: {e}")))?,
-        };
+        // Created, or its copies raised, with this client's replica policy.
+        let mut config = nex_connect::replicas::object_store_stream(bucket);
+        config.description = Some("artifacts uploaded by nex".into());
+        nex_connect::replicas::get_or_create_stream(&js, config, self.bucket_replicas)
+            .await
+            .map_err(|e| Error::Nats(format!("creating object store {bucket}: {e}")))?;
+        let store = js
+            .get_object_store(bucket)
+            .await
+            .map_err(|e| Error::Nats(format!("opening object store {bucket}: {e}")))?;
         let mut reader = bytes;
         store
             .put(key, &mut reader)

@@ -17,6 +17,12 @@
 //! the node config's `nats` section (this type, deserialized) with the flags on top
 //! ([`ConnectSpec::overridden_by`]). A node may open further connections with the same spec
 //! ([`connect`] is cheap to call again).
+//!
+//! [`replicas`] decides how many copies the JetStream streams nex creates get (`min(3, cluster
+//! size)` by default), the one JetStream policy every nex program shares.
+
+pub mod replicas;
+pub use replicas::Replicas;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,14 @@
 //! This crate owns the child process: finding the binary, choosing a port, waiting until the
 //! server accepts clients, and killing it on drop. `nex node up` uses it for the embedded default
 //! and the test suites use it for a real server on a free loopback port. It knows nothing of nex.
+//!
+//! Every server it starts gets a small config file (`nex-nats.conf` in the store directory) with
+//! the [`Liveness`] settings: the server pings a silent client every `ping_interval` and closes
+//! it when `ping_max` pings are unanswered, so a client that hangs without closing its socket
+//! (a stopped or wedged process) is cut off within seconds, as long as nothing is being sent to
+//! it (see [`Liveness`]). A server can
+//! also be one member of a cluster with routes ([`ClusterOptions`]); JetStream then runs
+//! clustered (replicated streams, a meta leader).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,6 +38,52 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How quickly the server gives up on a client (or route) that stopped answering.
+///
+/// The server sends a `PING` to a connection without activity for `ping_interval` and closes it
+/// ("Stale Connection") when a ping would make more than `ping_max` outstanding. A hung client
+/// that nothing is sent to is therefore cut off within `ping_interval * (ping_max + 2)` (measured:
+/// 2.2 s with nex's 1 s and 2; nats-server's defaults are 2 minutes and 2). But nats-server 2.9
+/// counts messages it delivers as activity, so a hung subscriber that keeps being sent messages
+/// (a queue-group member under load) is never pinged, and keeps its share until the server finds
+/// it a slow consumer (docs/scale-out.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// How long a connection may be silent before the server pings it (`ping_interval`).
+    pub ping_interval: Duration,
+    /// How many unanswered pings the server allows before it closes the connection (`ping_max`).
+    pub ping_max: u32,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(1),
+            ping_max: 2,
+        }
+    }
+}
+
+impl Liveness {
+    /// The longest a silent connection stays open: `ping_interval * (ping_max + 2)`.
+    pub fn bound(&self) -> Duration {
+        self.ping_interval * (self.ping_max + 2)
+    }
+}
+
+/// One member of a cluster of servers joined by routes.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The cluster's name; every member uses the same.
+    pub name: String,
+    /// This server's name, unique in the cluster (JetStream peers are known by it).
+    pub server_name: String,
+    /// The port this server listens on for routes from the other members.
+    pub route_port: u16,
+    /// Route ports of the other members on 127.0.0.1 (this server's own may be in the list).
+    pub routes: Vec<u16>,
+}
+
 /// How to start the server.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -39,8 +93,39 @@ pub struct Options {
     pub store_dir: Option<PathBuf>,
     /// Path of the binary; `None` uses `$NEX_NATS_SERVER` or `nats-server` on PATH.
     pub binary: Option<PathBuf>,
-    /// Extra command-line arguments.
+    /// Extra command-line arguments. A config file given here (`-c FILE`) is used instead of
+    /// the generated one, so `liveness` and `cluster` are then the file's business.
     pub extra_args: Vec<String>,
+    /// Ping settings that bound how long a hung client keeps receiving messages.
+    pub liveness: Liveness,
+    /// Join a cluster of servers; `None` runs alone.
+    pub cluster: Option<ClusterOptions>,
+    /// Port of the HTTP monitoring endpoint (`/varz`, `/routez`, `/jsz`); `None` has none.
+    pub monitor_port: Option<u16>,
+}
+
+/// The config file for `opts`: liveness and, for a cluster member, its name and routes.
+fn config_text(opts: &Options) -> String {
+    let mut c = format!(
+        "ping_interval: \"{}ms\"\nping_max: {}\n",
+        opts.liveness.ping_interval.as_millis().max(1),
+        opts.liveness.ping_max
+    );
+    if let Some(cl) = &opts.cluster {
+        let routes: Vec<String> = cl
+            .routes
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect();
+        c.push_str(&format!(
+            "server_name: {:?}\ncluster {{\n  name: {:?}\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+            cl.server_name,
+            cl.name,
+            cl.route_port,
+            routes.join(", ")
+        ));
+    }
+    c
 }
 
 /// A running `nats-server`; killed when dropped.
@@ -98,10 +183,24 @@ impl NatsServer {
             None => free_port()?,
         };
         let log_path = store_dir.join("nats-server.log");
-        let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store_dir)
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut cmd = Command::new(&binary);
+        // A config file of the caller's own (`-c` in `extra_args`) replaces the generated one.
+        let own_config = opts.extra_args.iter().any(|a| a == "-c" || a == "--config");
+        if !own_config {
+            let config_path = store_dir.join("nex-nats.conf");
+            std::fs::write(&config_path, config_text(&opts))?;
+            cmd.arg("-c").arg(&config_path);
+        }
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store_dir);
+        if let Some(m) = opts.monitor_port {
+            cmd.args(["-m", &m.to_string()]);
+        }
+        let child = cmd
             .args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -200,6 +299,29 @@ mod tests {
         let port = s.port();
         s.stop();
         assert!(!is_listening(port));
+    }
+
+    #[test]
+    fn config_carries_liveness_and_routes() {
+        let opts = Options {
+            cluster: Some(ClusterOptions {
+                name: "c".into(),
+                server_name: "s1".into(),
+                route_port: 7001,
+                routes: vec![7002, 7003],
+            }),
+            ..Default::default()
+        };
+        let c = config_text(&opts);
+        assert!(c.contains("ping_interval: \"1000ms\""), "{c}");
+        assert!(c.contains("ping_max: 2"), "{c}");
+        assert!(c.contains("server_name: \"s1\""), "{c}");
+        assert!(c.contains("listen: \"127.0.0.1:7001\""), "{c}");
+        assert!(
+            c.contains("\"nats-route://127.0.0.1:7002\", \"nats-route://127.0.0.1:7003\""),
+            "{c}"
+        );
+        assert_eq!(Liveness::default().bound(), Duration::from_secs(4));
     }
 
     #[test]

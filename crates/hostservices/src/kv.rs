@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use futures::StreamExt;
+use nex_connect::Replicas;
 use nex_hostapi::GuestError;
 use tokio::sync::OnceCell;
 
@@ -24,18 +25,21 @@ pub trait KeyValue {
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, GuestError>> + Send;
 }
 
-/// [`KeyValue`] over the JetStream KV bucket `bucket`, created on first use.
+/// [`KeyValue`] over the JetStream KV bucket `bucket`, created on first use with `replicas`
+/// copies ([`nex_connect::replicas`]).
 pub struct NatsKv {
     js: async_nats::jetstream::Context,
     bucket: String,
+    replicas: Replicas,
     store: OnceCell<async_nats::jetstream::kv::Store>,
 }
 
 impl NatsKv {
-    pub fn new(js: async_nats::jetstream::Context, bucket: String) -> Self {
+    pub fn new(js: async_nats::jetstream::Context, bucket: String, replicas: Replicas) -> Self {
         Self {
             js,
             bucket,
+            replicas,
             store: OnceCell::new(),
         }
     }
@@ -48,11 +52,9 @@ impl NatsKv {
     async fn store(&self) -> Result<&async_nats::jetstream::kv::Store, GuestError> {
         self.store
             .get_or_try_init(|| async {
-                if let Ok(s) = self.js.get_key_value(&self.bucket).await {
-                    return Ok(s);
-                }
-                // The stream a KV bucket is, made directly: `create_key_value` first asks for
-                // account info, whose shape older servers (2.9) answer differently.
+                // The stream a KV bucket is, made directly (or its copies raised, see
+                // `nex_connect::replicas`): `create_key_value` first asks for account info,
+                // whose shape older servers (2.9) answer differently.
                 use async_nats::jetstream::stream;
                 let unavailable = |e: &dyn std::fmt::Display| {
                     GuestError::unavailable(format!(
@@ -60,8 +62,9 @@ impl NatsKv {
                         self.bucket
                     ))
                 };
-                self.js
-                    .get_or_create_stream(stream::Config {
+                nex_connect::replicas::get_or_create_stream(
+                    &self.js,
+                    stream::Config {
                         name: format!("KV_{}", self.bucket),
                         subjects: vec![format!("$KV.{}.>", self.bucket)],
                         max_messages_per_subject: 1,
@@ -70,9 +73,11 @@ impl NatsKv {
                         allow_direct: true,
                         discard: stream::DiscardPolicy::New,
                         ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| unavailable(&e))?;
+                    },
+                    self.replicas,
+                )
+                .await
+                .map_err(|e| unavailable(&e))?;
                 self.js
                     .get_key_value(&self.bucket)
                     .await

@@ -3,7 +3,8 @@
 //!
 //! This crate owns the semantics of each operation and its per-workload scope: a key-value
 //! bucket `hs_<len(ns)>_<ns>_<name>_kv` and an object store
-//! `hs_<len(ns)>_<ns>_<name>_obj` (`nex_proto::names`), both created on first use, core messaging outside the
+//! `hs_<len(ns)>_<ns>_<name>_obj` (`nex_proto::names`), both created on first use with
+//! `min(3, cluster size)` copies unless the node says otherwise (`nex_connect::replicas`), core messaging outside the
 //! reserved subjects, and an HTTP client within the node's policy. The calls, replies, errors and
 //! argument rules are `nex-hostapi`'s; this crate performs them. It is plain async Rust over
 //! async-nats and knows nothing of QuickJS, wasmtime or the agent protocol.
@@ -41,13 +42,24 @@ pub struct HostServices {
 }
 
 impl HostServices {
-    /// Host services for workload `name` in `namespace`.
+    /// Host services for workload `name` in `namespace`; its buckets, created on first use, get
+    /// `min(3, cluster size)` copies ([`nex_connect::Replicas::Auto`]).
     pub fn new(client: async_nats::Client, namespace: &str, name: &str) -> Self {
+        Self::with_replicas(client, namespace, name, nex_connect::Replicas::Auto)
+    }
+
+    /// Host services whose buckets, created on first use, get `replicas` copies.
+    pub fn with_replicas(
+        client: async_nats::Client,
+        namespace: &str,
+        name: &str,
+        replicas: nex_connect::Replicas,
+    ) -> Self {
         let js = async_nats::jetstream::new(client.clone());
         let buckets = nex_proto::names::workload_buckets(namespace, name);
         Self {
-            kv: kv::NatsKv::new(js.clone(), buckets.kv),
-            obj: object_store::NatsObjectStore::new(js, buckets.object),
+            kv: kv::NatsKv::new(js.clone(), buckets.kv, replicas),
+            obj: object_store::NatsObjectStore::new(js, buckets.object, replicas),
             messaging: messaging::NatsMessaging::new(client),
             http: http_service::HttpClient {
                 policy: HttpPolicy::default(),

@@ -3,6 +3,8 @@
 use std::future::Future;
 
 use futures::StreamExt;
+use nex_connect::Replicas;
+use nex_connect::replicas::object_store_stream;
 use nex_hostapi::GuestError;
 use nex_hostapi::object_store::ObjectInfo;
 use tokio::io::AsyncReadExt;
@@ -28,10 +30,12 @@ pub trait ObjectStore {
     fn list(&self) -> impl Future<Output = Result<Vec<ObjectInfo>, GuestError>> + Send;
 }
 
-/// [`ObjectStore`] over the JetStream object store `bucket`, created on first use.
+/// [`ObjectStore`] over the JetStream object store `bucket`, created on first use with
+/// `replicas` copies ([`nex_connect::replicas`]).
 pub struct NatsObjectStore {
     js: async_nats::jetstream::Context,
     bucket: String,
+    replicas: Replicas,
     store: OnceCell<async_nats::jetstream::object_store::ObjectStore>,
 }
 
@@ -53,10 +57,11 @@ fn info(i: async_nats::jetstream::object_store::ObjectInfo) -> ObjectInfo {
 }
 
 impl NatsObjectStore {
-    pub fn new(js: async_nats::jetstream::Context, bucket: String) -> Self {
+    pub fn new(js: async_nats::jetstream::Context, bucket: String, replicas: Replicas) -> Self {
         Self {
             js,
             bucket,
+            replicas,
             store: OnceCell::new(),
         }
     }
@@ -69,21 +74,25 @@ impl NatsObjectStore {
     async fn store(&self) -> Result<&async_nats::jetstream::object_store::ObjectStore, GuestError> {
         self.store
             .get_or_try_init(|| async {
-                if let Ok(s) = self.js.get_object_store(&self.bucket).await {
-                    return Ok(s);
-                }
+                let unavailable = |e: &dyn std::fmt::Display| {
+                    GuestError::unavailable(format!(
+                        "object store {} is not available: {e}",
+                        self.bucket
+                    ))
+                };
+                // The stream an object store is, made as `create_object_store` makes it (or
+                // its copies raised), with the node's replica policy.
+                nex_connect::replicas::get_or_create_stream(
+                    &self.js,
+                    object_store_stream(&self.bucket),
+                    self.replicas,
+                )
+                .await
+                .map_err(|e| unavailable(&e))?;
                 self.js
-                    .create_object_store(async_nats::jetstream::object_store::Config {
-                        bucket: self.bucket.clone(),
-                        ..Default::default()
-                    })
+                    .get_object_store(&self.bucket)
                     .await
-                    .map_err(|e| {
-                        GuestError::unavailable(format!(
-                            "object store {} is not available: {e}",
-                            self.bucket
-                        ))
-                    })
+                    .map_err(|e| unavailable(&e))
             })
             .await
     }

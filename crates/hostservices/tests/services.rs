@@ -217,3 +217,91 @@ async fn encoded_calls_in_encoded_results_out_and_garbage_is_an_invalid_argument
         assert_eq!(kind(out), ErrorKind::InvalidArgument);
     }
 }
+
+/// Sets a key and puts an object, so both buckets exist.
+async fn put(hs: &HostServices) {
+    let set = Call::Kv(kv::Call::Set {
+        key: "k".into(),
+        value: b"v".to_vec(),
+    });
+    assert_eq!(hs.call(set).await, Ok(Reply::Done));
+    let obj = Call::ObjectStore(object_store::Call::Put {
+        name: "o".into(),
+        data: b"x".to_vec(),
+    });
+    assert!(hs.call(obj).await.is_ok());
+}
+
+/// Replicas of the stream `name`.
+async fn replicas_of(js: &async_nats::jetstream::Context, name: &str) -> usize {
+    js.get_stream(name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .num_replicas
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_get_three_copies_on_a_cluster_one_alone_or_what_the_node_says_and_one_copy_is_raised()
+ {
+    let cluster = nex_test_support::NatsCluster::start().unwrap();
+    let client = async_nats::connect(cluster.url(0)).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let auto = HostServices::new(client.clone(), "ns", "auto");
+    put(&auto).await;
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", auto.kv_bucket())).await,
+        3
+    );
+    assert_eq!(
+        replicas_of(&js, &format!("OBJ_{}", auto.object_bucket())).await,
+        3
+    );
+    let two = HostServices::with_replicas(
+        client.clone(),
+        "ns",
+        "two",
+        nex_connect::Replicas::exactly(2).unwrap(),
+    );
+    put(&two).await;
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", two.kv_bucket())).await,
+        2
+    );
+    // Buckets made with one copy (by older versions) get three on first use.
+    let one = nex_connect::Replicas::exactly(1).unwrap();
+    put(&HostServices::with_replicas(
+        client.clone(),
+        "ns",
+        "old",
+        one,
+    ))
+    .await;
+    let old = HostServices::new(client.clone(), "ns", "old");
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", old.kv_bucket())).await,
+        1
+    );
+    put(&old).await;
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", old.kv_bucket())).await,
+        3
+    );
+    assert_eq!(
+        replicas_of(&js, &format!("OBJ_{}", old.object_bucket())).await,
+        3
+    );
+
+    let nats = nex_test_support::nats();
+    let client = connect(&nats).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let alone = HostServices::new(client, "ns", "alone");
+    put(&alone).await;
+    assert_eq!(
+        replicas_of(&js, &format!("KV_{}", alone.kv_bucket())).await,
+        1
+    );
+}

@@ -4,9 +4,12 @@
 //! A call is a small record ([`Call`]) kept in the agent connection's pending table; the task that
 //! reads the agent's frames answers it as soon as its reply frame arrives. No task, future or
 //! channel is made per call, and the per-call event is encoded from a template fixed at deploy.
+//! The node's `call_events` setting decides which calls publish an event; every call is counted
+//! (`succeeded_calls`, `failed_calls` in node info) either way.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use bytes::Bytes;
@@ -15,6 +18,7 @@ use nex_proto::events::{self, ExecSucceededEncoder, FunctionExecFailed};
 use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE, subjects};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::config::CallEvents;
 use crate::emitter::Emitter;
 
 /// Outcome of one invocation.
@@ -52,6 +56,9 @@ pub struct Answerer {
     id: String,
     succeeded: ExecSucceededEncoder,
     succeeded_subject: Subject,
+    events: CallEvents,
+    succeeded_calls: AtomicU64,
+    failed_calls: AtomicU64,
 }
 
 impl Answerer {
@@ -61,8 +68,12 @@ impl Answerer {
         namespace: &str,
         name: &str,
         id: &str,
+        events: CallEvents,
     ) -> Self {
         Self {
+            events,
+            succeeded_calls: AtomicU64::new(0),
+            failed_calls: AtomicU64::new(0),
             succeeded: ExecSucceededEncoder::new(
                 emitter.id_prefix(),
                 emitter.node_id(),
@@ -79,7 +90,15 @@ impl Answerer {
         }
     }
 
-    /// Sends the caller its answer and emits the call's event.
+    /// Calls answered with a reply, and calls that failed (including refused ones), so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.succeeded_calls.load(Ordering::Relaxed),
+            self.failed_calls.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sends the caller its answer, counts the call and emits its event if `call_events` says so.
     pub async fn answer(&self, call: Call, outcome: Outcome) {
         let Call {
             trigger,
@@ -101,17 +120,20 @@ impl Answerer {
                         .publish_with_headers(to, headers, Bytes::from(reply))
                         .await;
                 }
-                let mut body = Vec::new();
-                self.succeeded.encode(
-                    self.emitter.next_id(),
-                    std::time::SystemTime::now(),
-                    &trigger,
-                    elapsed_nanos,
-                    &mut body,
-                );
-                self.emitter
-                    .publish_encoded(self.succeeded_subject.clone(), Bytes::from(body))
-                    .await;
+                self.succeeded_calls.fetch_add(1, Ordering::Relaxed);
+                if self.events.on_success() {
+                    let mut body = Vec::new();
+                    self.succeeded.encode(
+                        self.emitter.next_id(),
+                        std::time::SystemTime::now(),
+                        &trigger,
+                        elapsed_nanos,
+                        &mut body,
+                    );
+                    self.emitter
+                        .publish_encoded(self.succeeded_subject.clone(), Bytes::from(body))
+                        .await;
+                }
             }
             Outcome::Failed { code, message } => {
                 if let Some(to) = reply_to {
@@ -139,6 +161,10 @@ impl Answerer {
     }
 
     async fn failed_event(&self, trigger: &str, code: FailureCode, message: String) {
+        self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        if !self.events.on_failure() {
+            return;
+        }
         self.emitter
             .event(
                 &self.namespace,

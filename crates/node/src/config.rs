@@ -67,6 +67,32 @@ impl Default for NamespaceDefaults {
     }
 }
 
+/// Which calls publish a per-call event (`function_exec_succeeded` / `function_exec_failed`).
+/// Every call is counted in node info either way (`succeeded_calls`, `failed_calls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallEvents {
+    /// Every call (upstream's behaviour): one more NATS message per call.
+    #[default]
+    All,
+    /// Failed and refused calls only.
+    Failures,
+    /// None.
+    Off,
+}
+
+impl CallEvents {
+    /// Does a succeeded call publish `function_exec_succeeded`?
+    pub fn on_success(self) -> bool {
+        self == Self::All
+    }
+
+    /// Does a failed or refused call publish `function_exec_failed`?
+    pub fn on_failure(self) -> bool {
+        self != Self::Off
+    }
+}
+
 /// Per-function rates the node enforces on what an agent sends it.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -188,6 +214,12 @@ pub struct NodeConfig {
     /// `nkey`, `tls_cert`/`tls_key`/`tls_ca`. `nex node up` puts its flags on top and stores the
     /// result here, so the node can open further connections with [`nex_connect::connect`].
     pub nats: nex_connect::ConnectSpec,
+    /// Copies of the JetStream buckets the node creates (functions' key-value buckets and object
+    /// stores): `"auto"` (default) is `min(3, cluster size)`, else 1 to 5 exactly, failing the
+    /// creation while JetStream cannot place that many (see `nex_connect::replicas`).
+    pub bucket_replicas: nex_connect::Replicas,
+    /// Which calls publish a per-call event: `"all"` (default), `"failures"` or `"off"`.
+    pub call_events: CallEvents,
 }
 
 /// `host_services.services.http.config`: where functions' HTTP requests may go. Decisions are
@@ -242,6 +274,8 @@ impl Default for NodeConfig {
             idle_trim_after: Duration::from_secs(5),
             machine_pool_size: 1,
             nats: nex_connect::ConnectSpec::default(),
+            bucket_replicas: nex_connect::Replicas::Auto,
+            call_events: CallEvents::All,
         }
     }
 }
@@ -306,6 +340,34 @@ mod tests {
         .unwrap();
         assert_eq!(ok.node_limits.max_workloads, 3);
         assert_eq!(ok.heartbeat_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bucket_replicas_are_auto_or_one_to_five() {
+        use nex_connect::Replicas;
+        let with = |v: &str| NodeConfig::from_json(&format!(r#"{{"bucket_replicas": {v}}}"#));
+        assert_eq!(NodeConfig::default().bucket_replicas, Replicas::Auto);
+        assert_eq!(with("3").unwrap().bucket_replicas, Replicas::Exactly(3));
+        assert_eq!(with(r#""auto""#).unwrap().bucket_replicas, Replicas::Auto);
+        for bad in ["0", "10000", r#""many""#] {
+            let err = with(bad).unwrap_err();
+            assert!(err.contains("bucket replicas must be 1 to 5"), "{err}");
+        }
+    }
+
+    #[test]
+    fn call_events_are_all_failures_or_off() {
+        let with = |v: &str| NodeConfig::from_json(&format!(r#"{{"call_events": {v}}}"#));
+        assert_eq!(NodeConfig::default().call_events, CallEvents::All);
+        assert_eq!(with(r#""off""#).unwrap().call_events, CallEvents::Off);
+        assert_eq!(
+            with(r#""failures""#).unwrap().call_events,
+            CallEvents::Failures
+        );
+        let err = with(r#""some""#).unwrap_err();
+        assert!(err.contains("all") && err.contains("off"), "{err}");
+        assert!(CallEvents::Failures.on_failure() && !CallEvents::Failures.on_success());
+        assert!(!CallEvents::Off.on_failure());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{AgentConn, AgentContext, AgentSpec, Budgets, Exit, SpawnError};
 use crate::answer::{Answerer, Call, Outcome};
-use crate::config::RateLimits;
+use crate::config::{CallEvents, RateLimits};
 use crate::emitter::Emitter;
 
 /// What a workload is, fixed at deploy.
@@ -58,14 +58,15 @@ pub struct Workload {
 
 impl Workload {
     /// Starts the agent, waits until it has loaded the artifact, then subscribes to the triggers.
+    /// `host` performs the workload's host-service calls.
     pub async fn start(
         meta: WorkloadMeta,
         spec: AgentSpec,
         client: async_nats::Client,
-        host_client: async_nats::Client,
+        host: nex_hostservices::HostServices,
         emitter: Arc<Emitter>,
-        http: nex_hostservices::HttpPolicy,
         rates: RateLimits,
+        call_events: CallEvents,
     ) -> Result<Arc<Workload>, SpawnError> {
         let answerer = Arc::new(Answerer::new(
             client.clone(),
@@ -73,6 +74,7 @@ impl Workload {
             &meta.namespace,
             &meta.name,
             &meta.id,
+            call_events,
         ));
         let logs = AgentContext {
             answerer: answerer.clone(),
@@ -80,10 +82,7 @@ impl Workload {
             id: meta.id.clone(),
             log_subject: subjects::log(&meta.namespace, emitter.node_id(), &meta.name, &meta.id)
                 .into(),
-            host: Arc::new(
-                nex_hostservices::HostServices::new(host_client, &meta.namespace, &meta.name)
-                    .with_http_policy(http),
-            ),
+            host: Arc::new(host),
             budgets: Arc::new(Budgets::new(&rates, &meta.namespace, &meta.name)),
         };
         let (conn, ready, exit) = AgentConn::spawn(&spec, logs.clone()).await?;
@@ -192,6 +191,8 @@ impl Workload {
                 trigger_subjects: self.meta.trigger_subjects.clone(),
             },
             refused_calls: self.refused_calls.load(Ordering::Relaxed),
+            succeeded_calls: self.answerer.counts().0,
+            failed_calls: self.answerer.counts().1,
         }
     }
 

@@ -422,6 +422,13 @@ pub struct MachineInfo {
     /// subject (nex's own field; absent when none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refused_calls: u64,
+    /// Calls answered with a reply since the workload started (nex's own field; counted
+    /// whether or not the node publishes per-call events).
+    #[serde(default)]
+    pub succeeded_calls: u64,
+    /// Calls that failed or were refused since the workload started (nex's own field).
+    #[serde(default)]
+    pub failed_calls: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -1,6 +1,8 @@
 //! Test helpers shared by nex's integration tests and benchmark.
 //!
 //! - [`nats`]: a real `nats-server` with JetStream on a free loopback port, killed on drop.
+//! - [`NatsCluster`]: three real `nats-server`s joined by routes, with clustered JetStream, each
+//!   with its own ports and store; one can be killed and restarted.
 //! - [`guest`]: paths of real `.wasm` guests built from source by this crate's `build.rs`
 //!   (the seed's echofunction and the fixtures in `guests/`).
 //! - [`NodeProcess`]: a `nex node up` child process joined to a test server, stopped on drop.
@@ -10,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use nex_embedded_nats::{NatsServer, Options};
+pub use nex_embedded_nats::{ClusterOptions, Liveness, NatsServer, Options};
+
+mod cluster;
+pub use cluster::{NatsCluster, http_get_json};
 
 /// Starts a real nats-server with JetStream on a free port and a temporary store.
 pub fn nats() -> NatsServer {

@@ -127,3 +127,53 @@ async fn node_started_and_stopped_events() {
     let v: serde_json::Value = serde_json::from_slice(&stopped.payload).unwrap();
     assert_eq!(v["data"]["graceful"], true);
 }
+
+/// `call_events` decides which calls publish an event; node info counts every call anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn call_events_off_or_failures_only_still_count_calls() {
+    for (setting, want_succeeded, want_failed) in [("off", false, false), ("failures", false, true)]
+    {
+        let w = World::start_with_config(&format!(r#"{{"call_events": "{setting}"}}"#)).await;
+        w.devrun(&guest("echofunction"), &["ev.echo"], &[]);
+        w.devrun(&guest("trap"), &["ev.trap"], &[]);
+        let mut events = collect(&w.client, "$NEX.events.default.>").await;
+        for _ in 0..5 {
+            w.call("ev.echo", b"hi").await;
+        }
+        let m = w.request("ev.trap", b"boom").await.unwrap();
+        assert!(service_error(&m).is_some());
+        let mut types = Vec::new();
+        while let Some(m) = wait_for(&mut events, Duration::from_millis(500), |_| true).await {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            types.push(v["type"].as_str().unwrap_or_default().to_owned());
+        }
+        let has = |t: &str| types.iter().any(|x| x == t);
+        assert_eq!(
+            has("function_exec_succeeded"),
+            want_succeeded,
+            "{setting}: {types:?}"
+        );
+        assert_eq!(
+            has("function_exec_failed"),
+            want_failed,
+            "{setting}: {types:?}"
+        );
+
+        let info = w.control().info(&w.node.node_id).await.unwrap();
+        let count = |name: &str| {
+            let m = info
+                .machines
+                .iter()
+                .find(|m| m.workload.name == name)
+                .unwrap();
+            (m.succeeded_calls, m.failed_calls)
+        };
+        assert_eq!(count("echofunction"), (5, 0), "{setting}");
+        assert_eq!(count("trap"), (0, 1), "{setting}");
+        let table = w.nex_ok(&["node", "info", &w.node.node_id]);
+        assert!(table.contains("CALLS OK"), "{table}");
+        let echo_row = table.lines().find(|l| l.contains("echofunction")).unwrap();
+        let cols: Vec<&str> = echo_row.split_whitespace().collect();
+        assert!(cols.windows(2).any(|c| c == ["5", "0"]), "{echo_row}");
+    }
+}

@@ -336,14 +336,21 @@ async fn start(
         agents: node.agents.clone(),
         load_timeout: node.config.load_timeout,
     };
+    let host = nex_hostservices::HostServices::with_replicas(
+        node.host_client.clone(),
+        &meta.namespace,
+        &meta.name,
+        node.config.bucket_replicas,
+    )
+    .with_http_policy(node.http_policy.clone());
     Workload::start(
         meta,
         spec,
         node.client.clone(),
-        node.host_client.clone(),
+        host,
         node.emitter.clone(),
-        node.http_policy.clone(),
         node.config.rate_limits,
+        node.config.call_events,
     )
     .await
     .map_err(|source| ControlError::Spawn { name, source })
