@@ -25,6 +25,9 @@ pub trait KeyValue {
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, GuestError>> + Send;
 }
 
+/// Entries asked for at a time when listing keys.
+const KEYS_BATCH: usize = 1024;
+
 /// [`KeyValue`] over the JetStream KV bucket `bucket`, created on first use with `replicas`
 /// copies ([`nex_connect::replicas`]).
 pub struct NatsKv {
@@ -112,14 +115,63 @@ impl KeyValue for NatsKv {
             .map_err(|e| GuestError::unavailable(format!("kv.delete {key}: {e}")))
     }
 
+    /// The bucket's keys, read with a pull consumer that delivers the last entry of each key and
+    /// is asked with `no_wait` until it has nothing more. (async-nats's `Store::keys` waits for
+    /// a 5 s idle heartbeat whenever a concurrent write overwrites an entry it had counted as
+    /// pending: four callers of a counter that lists its keys stalled for 5 s each.)
     async fn keys(&self) -> Result<Vec<String>, GuestError> {
+        use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
         let failed = |e: &dyn std::fmt::Display| GuestError::unavailable(format!("kv.keys: {e}"));
-        let mut keys = self.store().await?.keys().await.map_err(|e| failed(&e))?;
-        let mut out = Vec::new();
-        while let Some(k) = keys.next().await {
-            out.push(k.map_err(|e| failed(&e))?);
+        let store = self.store().await?;
+        let consumer = store
+            .stream
+            .create_consumer(pull::Config {
+                filter_subject: format!("{}>", store.prefix),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ack_policy: AckPolicy::None,
+                headers_only: true,
+                memory_storage: true,
+                inactive_threshold: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        // Key -> present; a later entry of a key (a write or delete meanwhile) wins.
+        let mut keys = std::collections::BTreeMap::new();
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(KEYS_BATCH)
+                .messages()
+                .await
+                .map_err(|e| failed(&e))?;
+            let mut got = 0;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| failed(&e))?;
+                got += 1;
+                let Some(key) = m.subject.strip_prefix(store.prefix.as_str()) else {
+                    continue;
+                };
+                let removed = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+                keys.insert(key.to_owned(), !removed);
+            }
+            if got < KEYS_BATCH {
+                break;
+            }
         }
-        out.sort();
-        Ok(out)
+        let name = consumer.cached_info().name.clone();
+        let stream = store.stream.clone();
+        // The consumer goes at once (it would also expire by itself when idle).
+        tokio::spawn(async move {
+            let _ = stream.delete_consumer(&name).await;
+        });
+        Ok(keys
+            .into_iter()
+            .filter_map(|(k, present)| present.then_some(k))
+            .collect())
     }
 }

@@ -112,8 +112,8 @@ impl Default for RateLimits {
         Self {
             log_bytes_per_sec: 256 * 1024,
             log_burst_bytes: 1024 * 1024,
-            host_calls_per_sec: 2_000,
-            host_call_burst: 4_000,
+            host_calls_per_sec: 10_000,
+            host_call_burst: 20_000,
         }
     }
 }

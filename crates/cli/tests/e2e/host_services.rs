@@ -621,3 +621,53 @@ async fn functions_cannot_publish_into_inboxes_or_reserved_subjects() {
         assert!(leaked.is_none(), "a reserved subject got {leaked:?}");
     }
 }
+
+/// Four callers of a counter that reads, writes and lists its keys: every call answers at once.
+/// (Listing keys with async-nats's `Store::keys` stalled 5 s whenever a concurrent write replaced
+/// an entry it had counted, and the default host-call rate refused such a counter at 700 calls/s.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kv_counter_keeps_up_with_concurrent_callers() {
+    use std::time::Instant;
+    let w = World::start().await;
+    w.devrun(&example("kv-counter.js"), &["busy.count"], &[]);
+    let stop = Instant::now() + Duration::from_secs(3);
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let c = w.client.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut worst) = (0u32, Vec::new(), Duration::ZERO);
+                while Instant::now() < stop {
+                    let t = Instant::now();
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        c.request("busy.count", bytes::Bytes::new()),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(m)) if service_error(&m).is_none() => ok += 1,
+                        Ok(Ok(m)) => failed.push(format!("{:?}", service_error(&m))),
+                        other => failed.push(format!("{other:?}")),
+                    }
+                    worst = worst.max(t.elapsed());
+                }
+                (ok, failed, worst)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for c in callers {
+        let (ok, failed, worst) = c.await.unwrap();
+        println!(
+            "caller: {ok} ok, {} failed, slowest {worst:?}",
+            failed.len()
+        );
+        assert!(failed.is_empty(), "{:?}", &failed[..failed.len().min(3)]);
+        assert!(worst < Duration::from_secs(1), "{worst:?}");
+        total += ok;
+    }
+    // get-then-set is no atomic increment: concurrent instances lose some updates, never add.
+    let last = json(w.call("busy.count", b"").await);
+    let count = last["count"].as_u64().unwrap();
+    assert!(count > 1 && count <= total as u64 + 1, "{last}");
+    assert_eq!(last["keys"], serde_json::json!(["busy.count"]));
+}
