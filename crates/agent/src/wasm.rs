@@ -1,10 +1,14 @@
-//! Adapts [`nex_runtime_wasm`] to the agent: a pool of worker threads sharing one compiled module.
+//! Adapts [`nex_runtime_wasm`] to the agent: a pool of worker threads sharing one compiled module
+//! or component (told apart by the artifact's header).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
-use nex_runtime_wasm::{HostServices, InvokeError, Spent, WasmConfig, WasmFunction};
+use nex_runtime_wasm::{
+    BinaryKind, ComponentFunction, ComponentSpent, HostServices, InvokeError, Spent, WasmConfig,
+    WasmFunction,
+};
 
 use crate::{Executor, FrameWriter, HostLink, Job, Pool, log_frames, outcome};
 
@@ -36,6 +40,14 @@ thread_local! {
     /// The last instance this thread ran, kept until its reply has been written, and while calls
     /// are queued, kept for the next call to make its instance in the same store.
     static SPENT: std::cell::RefCell<Option<Spent>> = const { std::cell::RefCell::new(None) };
+    /// The last component store this thread ran, kept until its reply has been written.
+    static SPENT_COMPONENT: std::cell::RefCell<Option<ComponentSpent>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Once a thread's replies are on their way: tears down the component store it kept.
+fn release_component(_idle: bool) {
+    SPENT_COMPONENT.with_borrow_mut(Option::take);
 }
 
 /// Once a thread's replies are on their way: tears down what it kept when it will wait for the
@@ -105,6 +117,10 @@ pub(crate) fn load(
             .collect(),
         host_services: Some(host_services(host)),
     };
+    if nex_runtime_wasm::binary_kind(&artifact).map_err(|e| e.to_string())? == BinaryKind::Component
+    {
+        return load_component(&artifact, &init.hash, config, computing, writer);
+    }
     let (function, info) =
         WasmFunction::load(&artifact, &init.hash, config).map_err(|e| e.to_string())?;
     drop(artifact);
@@ -133,6 +149,36 @@ pub(crate) fn load(
         Box::new(WasmExecutor { pool }),
         AgentReady {
             runtime: format!("wasmtime 48 (wasi preview 1, {kind})"),
+            cache_hit: info.cache_hit,
+            load_micros: info.load_time.as_micros() as u64,
+            sandbox: Default::default(),
+        },
+    ))
+}
+
+/// A component: a command (`wasi:cli/run`) gets a fresh instance per call.
+fn load_component(
+    artifact: &[u8],
+    hash: &str,
+    config: WasmConfig,
+    threads: usize,
+    writer: FrameWriter,
+) -> Result<(Box<dyn Executor>, AgentReady), String> {
+    let (function, info) =
+        ComponentFunction::load(artifact, hash, config).map_err(|e| e.to_string())?;
+    let function = Arc::new(function);
+    let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
+        SPENT_COMPONENT.with_borrow_mut(Option::take);
+        let inv = function.invoke(&job.subject, job.payload);
+        log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
+        frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
+        SPENT_COMPONENT.with_borrow_mut(|held| *held = Some(inv.spent));
+    });
+    let pool = Pool::start(threads, work, writer, release_component, true);
+    Ok((
+        Box::new(WasmExecutor { pool }),
+        AgentReady {
+            runtime: "wasmtime 48 (wasi preview 2, command component)".into(),
             cache_hit: info.cache_hit,
             load_micros: info.load_time.as_micros() as u64,
             sandbox: Default::default(),

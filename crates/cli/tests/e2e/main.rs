@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod components;
 mod embedded;
 mod functions;
 mod harness;
