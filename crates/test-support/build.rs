@@ -11,7 +11,11 @@ fn build(cargo: &str, manifest: &Path, target_dir: &Path) {
 }
 
 /// Components: `packages` of the `guests` workspace for `wasm32-wasip2`.
-const COMPONENTS: &[&str] = &["echo-component"];
+const COMPONENTS: &[&str] = &[
+    "echo-component",
+    "counter-component",
+    "unprovided-component",
+];
 
 fn build_for(cargo: &str, manifest: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
     let status = Command::new(cargo)
@@ -71,6 +75,7 @@ fn main() {
     );
     for dir in [
         "guests/components",
+        "wit",
         "guests/fixtures/src/bin",
         "guests/handler/src",
         "guests/nex-guest/src",

@@ -30,6 +30,7 @@ fn code_of(e: &InvokeError) -> FailureCode {
         InvokeError::Timeout(_) => FailureCode::Timeout,
         InvokeError::OutputTooLarge(_) => FailureCode::TooLarge,
         InvokeError::Instantiate(_) => FailureCode::Unavailable,
+        InvokeError::BadInput(_) => FailureCode::BadInput,
         InvokeError::Trap(_) | InvokeError::Exit(_) | InvokeError::Failed(_) => {
             FailureCode::FunctionError
         }
@@ -45,9 +46,14 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Once a thread's replies are on their way: tears down the component store it kept.
+/// Once a thread's replies are on their way: tears down the command component store it kept;
+/// keeps a handler component's live instance (until a call breaks it).
 fn release_component(_idle: bool) {
-    SPENT_COMPONENT.with_borrow_mut(Option::take);
+    SPENT_COMPONENT.with_borrow_mut(|held| {
+        if !held.as_ref().is_some_and(ComponentSpent::keep) {
+            held.take();
+        }
+    });
 }
 
 /// Once a thread's replies are on their way: tears down what it kept when it will wait for the
@@ -119,7 +125,7 @@ pub(crate) fn load(
     };
     if nex_runtime_wasm::binary_kind(&artifact).map_err(|e| e.to_string())? == BinaryKind::Component
     {
-        return load_component(&artifact, &init.hash, config, computing, writer);
+        return load_component(&artifact, &init.hash, config, (computing, waiting), writer);
     }
     let (function, info) =
         WasmFunction::load(&artifact, &init.hash, config).map_err(|e| e.to_string())?;
@@ -156,29 +162,39 @@ pub(crate) fn load(
     ))
 }
 
-/// A component: a command (`wasi:cli/run`) gets a fresh instance per call.
+/// A component: a command (`wasi:cli/run`) gets a fresh instance per call, a handler
+/// (`handle`) one instance per worker thread, kept until a call breaks it. `threads` are the
+/// worker threads for one that computes and for one whose calls wait on host services.
 fn load_component(
     artifact: &[u8],
     hash: &str,
     config: WasmConfig,
-    threads: usize,
+    (computing, waiting): (usize, usize),
     writer: FrameWriter,
 ) -> Result<(Box<dyn Executor>, AgentReady), String> {
     let (function, info) =
         ComponentFunction::load(artifact, hash, config).map_err(|e| e.to_string())?;
+    // A call that may wait on the node never runs on the reader, which delivers the answer.
+    let inline = !function.uses_host_services();
+    let kind = if function.is_handler() {
+        "handler component"
+    } else {
+        "command component"
+    };
     let function = Arc::new(function);
     let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
-        SPENT_COMPONENT.with_borrow_mut(Option::take);
-        let inv = function.invoke(&job.subject, job.payload);
+        let previous = SPENT_COMPONENT.with_borrow_mut(Option::take);
+        let inv = function.invoke_after(previous, &job.subject, job.payload);
         log_frames(job.id, LogLevel::Info, &inv.stderr, frames);
         frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
         SPENT_COMPONENT.with_borrow_mut(|held| *held = Some(inv.spent));
     });
-    let pool = Pool::start(threads, work, writer, release_component, true);
+    let threads = if inline { computing } else { waiting };
+    let pool = Pool::start(threads, work, writer, release_component, inline);
     Ok((
         Box::new(WasmExecutor { pool }),
         AgentReady {
-            runtime: "wasmtime 48 (wasi preview 2, command component)".into(),
+            runtime: format!("wasmtime 48 (wasi preview 2, {kind})"),
             cache_hit: info.cache_hit,
             load_micros: info.load_time.as_micros() as u64,
             sandbox: Default::default(),

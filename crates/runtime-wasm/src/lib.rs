@@ -68,10 +68,11 @@ pub enum LoadError {
          `wasi:sockets`, the last two with nothing open)"
     )]
     MissingImport(String),
-    /// The component exports neither `wasi:cli/run` nor a handler.
+    /// The component exports neither `wasi:cli/run` nor a handler's `handle`.
     #[error(
-        "the WebAssembly component exports no `wasi:cli/run@0.2.x`: build a command (a binary \
-         with `main`, `--target wasm32-wasip2`)"
+        "the WebAssembly component exports neither `wasi:cli/run@0.2.x` nor `handle`: build a \
+         command (a binary with `main`, `--target wasm32-wasip2`) or a handler of the `handler` \
+         world in nex's `wit/nex.wit`"
     )]
     NoRun,
     /// Compilation failed.
@@ -109,6 +110,9 @@ pub enum InvokeError {
     /// A handler returned an error (its instance is kept).
     #[error("the function returned an error: {0}")]
     Failed(String),
+    /// A handler component refused its input (`handle-error::bad-input`; its instance is kept).
+    #[error("the function refused its input: {0}")]
+    BadInput(String),
     /// The function wrote more output than allowed.
     #[error("the function's reply is larger than {0} bytes")]
     OutputTooLarge(usize),

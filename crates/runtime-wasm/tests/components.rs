@@ -85,3 +85,71 @@ fn a_malformed_component_is_a_compile_error() {
     let err = ComponentFunction::load(&bytes, "", WasmConfig::default()).err();
     assert!(matches!(err, Some(LoadError::Compile(_))), "{err:?}");
 }
+
+/// Host services with a key-value bucket in memory, as the node would perform them.
+fn kv_in_memory() -> nex_runtime_wasm::HostServices {
+    use nex_hostapi::{Call, Reply, kv};
+    let bucket = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
+    nex_runtime_wasm::HostServices(std::sync::Arc::new(move |call: &[u8], _deadline| {
+        let mut bucket = bucket.lock().unwrap();
+        let result = match nex_hostapi::decode_call(call).unwrap() {
+            Call::Kv(kv::Call::Get { key }) => Ok(Reply::Value(bucket.get(&key).cloned())),
+            Call::Kv(kv::Call::Set { key, value }) => {
+                bucket.insert(key, value);
+                Ok(Reply::Done)
+            }
+            other => Err(nex_hostapi::GuestError::internal(format!("{other:?}"))),
+        };
+        nex_hostapi::encode_result(&result)
+    }))
+}
+
+#[test]
+fn a_handler_component_keeps_its_instance_until_a_call_traps() {
+    let f = load(
+        "counter_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    assert!(f.is_handler() && f.uses_host_services());
+    let mut spent = None;
+    let mut call = |payload: &[u8]| {
+        let inv = f.invoke_after(spent.take(), "count.me", payload.to_vec());
+        spent = Some(inv.spent);
+        (inv.result, String::from_utf8(inv.stderr).unwrap())
+    };
+    let (reply, log) = call(b"");
+    assert_eq!(reply.unwrap(), b"count=1 calls=1");
+    assert_eq!(log, "counted 1 on count.me\n");
+    assert_eq!(call(b"").0.unwrap(), b"count=2 calls=2");
+    // A returned error keeps the instance; so does refused input.
+    assert!(matches!(call(b"fail").0, Err(InvokeError::Failed(_))));
+    assert!(matches!(call(b"bad").0, Err(InvokeError::BadInput(_))));
+    assert_eq!(call(b"").0.unwrap(), b"count=3 calls=3");
+    // A trap drops it: the next call has a fresh instance, the bucket keeps its count.
+    assert!(matches!(call(b"trap").0, Err(InvokeError::Trap(_))));
+    assert_eq!(call(b"").0.unwrap(), b"count=4 calls=1");
+}
+
+#[test]
+fn a_handler_without_host_services_gets_an_error_value() {
+    let f = load("counter_component", WasmConfig::default());
+    let out = f.invoke("s", Vec::new());
+    assert!(
+        matches!(&out.result, Err(InvokeError::Failed(why)) if why.starts_with("ErrorKind::Unavailable")),
+        "{:?}",
+        out.result
+    );
+}
+
+#[test]
+fn an_import_nex_does_not_provide_is_refused_at_load_with_its_name() {
+    let bytes = std::fs::read(component("unprovided_component")).unwrap();
+    let err = ComponentFunction::load(&bytes, "", WasmConfig::default()).err();
+    match err {
+        Some(LoadError::MissingImport(name)) => assert_eq!(name, "acme:missing/store@0.1.0"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,42 @@
+//! A handler component: counts its calls in the function's key-value bucket (`count`) and in
+//! its own instance (`calls`, a static that survives between calls until a call traps).
+//!
+//! Payload `trap` panics (a trap: the instance is dropped), `fail` returns an error (the
+//! instance is kept), `bad` refuses its input; anything else answers `count=<n> calls=<m>`.
+
+wit_bindgen::generate!({
+    path: "../../../wit/nex.wit",
+    world: "handler",
+});
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nex::function::host::{self, Level};
+
+/// Calls this instance has answered.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+struct Counter;
+
+impl Guest for Counter {
+    fn handle(subject: String, payload: Vec<u8>) -> Result<Vec<u8>, HandleError> {
+        match payload.as_slice() {
+            b"trap" => panic!("asked to trap on {subject}"),
+            b"fail" => return Err(HandleError::Failed("asked to fail".into())),
+            b"bad" => return Err(HandleError::BadInput("bad is not a number".into())),
+            _ => {}
+        }
+        let failed = |e: host::Error| HandleError::Failed(format!("{:?}: {}", e.kind, e.message));
+        let count = host::kv_get("count")
+            .map_err(failed)?
+            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        host::kv_set("count", count.to_string().as_bytes()).map_err(failed)?;
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        host::log(Level::Info, &format!("counted {count} on {subject}"));
+        Ok(format!("count={count} calls={calls}").into_bytes())
+    }
+}
+
+export!(Counter);
