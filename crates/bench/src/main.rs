@@ -41,7 +41,8 @@ struct Args {
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these targets (comma-separated: node, python, wasm, wasmh, js, rawkv, jskv, wasmkv). The floor
+    /// Only these targets (comma-separated: node, python, wasm, wasmh, wasmc, wasmhc, js, rawkv,
+    /// jskv, wasmkv). The floor
     /// always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -102,6 +103,16 @@ const TARGETS: &[Target] = &[
         key: "wasmh",
         name: "nex wasm handler echo (nex_guest::handler!, instance kept)",
         subject: "bench.wasmh",
+    },
+    Target {
+        key: "wasmc",
+        name: "nex component echo (seed echofunction, wasm32-wasip2)",
+        subject: "bench.wasmc",
+    },
+    Target {
+        key: "wasmhc",
+        name: "nex handler component echo (wit-bindgen, instance kept)",
+        subject: "bench.wasmhc.echo",
     },
     Target {
         key: "js",
@@ -514,15 +525,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    if wanted("component") {
-        skipped.push((
-            "component",
-            "nex runs WASI preview-1 modules (commands, the seed's model, and handlers); a component is refused \
-             at deploy with a clear error, so there is no component echo to measure"
-                .into(),
-        ));
-    }
-
     let home = tempfile::tempdir()?;
     let node = nex_test_support::NodeProcess::start(&nex_binary()?, &url, home.path(), &[])?;
     let client = async_nats::connect(&url).await?;
@@ -549,6 +551,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (file, subject, name) in [
         (nex_test_support::guest("echofunction"), "bench.wasm", None),
         (handler.clone(), "bench.wasmh", None),
+        (
+            nex_test_support::component("echo_component"),
+            "bench.wasmc",
+            None,
+        ),
+        (
+            nex_test_support::component("counter_component"),
+            "bench.wasmhc.echo",
+            None,
+        ),
         (
             nex_test_support::repo_root().join("examples/echo.js"),
             "bench.js",

@@ -3,6 +3,7 @@
 //!
 //! Payload `trap` panics (a trap: the instance is dropped), `fail` returns an error (the
 //! instance is kept), `bad` refuses its input; anything else answers `count=<n> calls=<m>`.
+//! A subject ending in `.echo` answers the payload as it is (the benchmark's handler echo).
 
 wit_bindgen::generate!({
     path: "../../../wit/nex.wit",
@@ -20,6 +21,9 @@ struct Counter;
 
 impl Guest for Counter {
     fn handle(subject: String, payload: Vec<u8>) -> Result<Vec<u8>, HandleError> {
+        if subject.ends_with(".echo") {
+            return Ok(payload);
+        }
         match payload.as_slice() {
             b"trap" => panic!("asked to trap on {subject}"),
             b"fail" => return Err(HandleError::Failed("asked to fail".into())),
