@@ -153,3 +153,31 @@ fn an_import_nex_does_not_provide_is_refused_at_load_with_its_name() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn deadlines_and_memory_limits_hold_for_components_and_the_next_call_works() {
+    let f = load(
+        "counter_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            timeout: Duration::from_millis(200),
+            memory_bytes: 16 << 20,
+            ..Default::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let out = f.invoke("s", b"spin".to_vec());
+    assert_eq!(
+        out.result,
+        Err(InvokeError::Timeout(Duration::from_millis(200)))
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let out = f.invoke_after(Some(out.spent), "s", b"grow".to_vec());
+    assert!(
+        matches!(&out.result, Err(InvokeError::Trap(why)) if why.contains("memory limit of 16 MiB")),
+        "{:?}",
+        out.result
+    );
+    let out = f.invoke_after(Some(out.spent), "s.echo", b"ok".to_vec());
+    assert_eq!(out.result.unwrap(), b"ok");
+}

@@ -1,8 +1,9 @@
 //! A handler component: counts its calls in the function's key-value bucket (`count`) and in
 //! its own instance (`calls`, a static that survives between calls until a call traps).
 //!
-//! Payload `trap` panics (a trap: the instance is dropped), `fail` returns an error (the
-//! instance is kept), `bad` refuses its input; anything else answers `count=<n> calls=<m>`.
+//! Payload `trap` panics (a trap: the instance is dropped), `spin` loops forever (the deadline),
+//! `grow` allocates until the memory limit, `fail` returns an error (the instance is kept),
+//! `bad` refuses its input; anything else answers `count=<n> calls=<m>`.
 //! A subject ending in `.echo` answers the payload as it is (the benchmark's handler echo).
 
 wit_bindgen::generate!({
@@ -26,6 +27,16 @@ impl Guest for Counter {
         }
         match payload.as_slice() {
             b"trap" => panic!("asked to trap on {subject}"),
+            b"spin" => loop {
+                std::hint::black_box(&subject);
+            },
+            b"grow" => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
             b"fail" => return Err(HandleError::Failed("asked to fail".into())),
             b"bad" => return Err(HandleError::BadInput("bad is not a number".into())),
             _ => {}
