@@ -20,6 +20,12 @@ async fn the_seed_echo_as_a_command_component_answers_on_every_trigger() {
     let info: serde_json::Value =
         serde_json::from_str(&w.nex_ok(&["node", "info", &w.node.node_id, "--json"])).unwrap();
     assert!(info.to_string().contains("command component"), "{info}");
+    // The agent runs them under its usual seccomp filter (wasmtime-wasi's tokio runtime needs
+    // nothing it forbids).
+    let seccomp = info["sandbox"]["agent.seccomp"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(seccomp.starts_with("active"), "{info}");
 }
 
 /// Deploys `bytes` as wasm function `name` through the control API; the refusal.
@@ -78,6 +84,11 @@ async fn a_handler_component_counts_in_its_own_bucket_and_survives_errors_but_no
     assert_eq!(code, "500");
     assert!(message.contains("trap"), "{message}");
     assert_eq!(w.call("count", b"").await, b"count=4 calls=1");
+
+    // Sleeping waits on a `wasi:clocks` pollable: wasmtime-wasi's futures, run in the sandbox.
+    let started = std::time::Instant::now();
+    assert_eq!(w.call("count", b"sleep").await, b"slept");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
 }
 
 #[tokio::test(flavor = "multi_thread")]

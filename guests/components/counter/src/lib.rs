@@ -3,7 +3,7 @@
 //!
 //! Payload `trap` panics (a trap: the instance is dropped), `spin` loops forever (the deadline),
 //! `grow` allocates until the memory limit, `fail` returns an error (the instance is kept),
-//! `bad` refuses its input; anything else answers `count=<n> calls=<m>`.
+//! `bad` refuses its input, `sleep` sleeps 20 ms (a `wasi:clocks` pollable) and answers `slept`; anything else answers `count=<n> calls=<m>`.
 //! A subject ending in `.echo` answers the payload as it is (the benchmark's handler echo).
 
 wit_bindgen::generate!({
@@ -27,6 +27,10 @@ impl Guest for Counter {
         }
         match payload.as_slice() {
             b"trap" => panic!("asked to trap on {subject}"),
+            b"sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                return Ok(b"slept".to_vec());
+            }
             b"spin" => loop {
                 std::hint::black_box(&subject);
             },
