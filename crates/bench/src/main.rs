@@ -235,6 +235,8 @@ struct World {
 
 async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
     let wasm = std::fs::read(nex_test_support::guest("echofunction"))?;
+    // The same echo as a command component (a custom section appended is valid there too).
+    let component = std::fs::read(nex_test_support::component("echo_component"))?;
     let js = std::fs::read(nex_test_support::repo_root().join("examples/echo.js"))?;
     let kinds = [
         coldstart::Artifact {
@@ -253,6 +255,18 @@ async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
             kind: "wasm-uncached",
             workload_type: "wasm",
             bytes: wasm,
+            fresh_each_time: true,
+        },
+        coldstart::Artifact {
+            kind: "component-cached",
+            workload_type: "wasm",
+            bytes: component.clone(),
+            fresh_each_time: false,
+        },
+        coldstart::Artifact {
+            kind: "component-uncached",
+            workload_type: "wasm",
+            bytes: component,
             fresh_each_time: true,
         },
     ];
