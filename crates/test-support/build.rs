@@ -1,12 +1,26 @@
 //! Builds the WebAssembly guests the tests run — the seed's `examples/echofunction`,
 //! `examples/wasm-counter`, `examples/wasm-hello` and the fixtures in `guests/` (commands and a handler) — from source for `wasm32-wasip1`, and tells the crate where they are.
+//! The components in `guests/components/` are built for `wasm32-wasip2` into the same target
+//! directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn build(cargo: &str, manifest: &Path, target_dir: &Path) {
+    build_for(cargo, manifest, target_dir, "wasm32-wasip1", &[]);
+}
+
+/// Components: `packages` of the `guests` workspace for `wasm32-wasip2`.
+const COMPONENTS: &[&str] = &[
+    "echo-component",
+    "counter-component",
+    "unprovided-component",
+];
+
+fn build_for(cargo: &str, manifest: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip1"])
+        .args(["build", "--release", "--quiet", "--target", target])
+        .args(packages.iter().flat_map(|p| ["-p", p]))
         .arg("--manifest-path")
         .arg(manifest)
         .arg("--target-dir")
@@ -22,8 +36,8 @@ fn build(cargo: &str, manifest: &Path, target_dir: &Path) {
         .expect("run cargo for the wasm guests");
     assert!(
         status.success(),
-        "building {} for wasm32-wasip1 failed; is the target installed? \
-         (rustup target add wasm32-wasip1)",
+        "building {} for {target} failed; is the target installed? \
+         (rustup target add {target})",
         manifest.display()
     );
 }
@@ -52,7 +66,16 @@ fn main() {
         );
         build(&cargo, &root.join(dir).join("Cargo.toml"), &target_dir);
     }
+    build_for(
+        &cargo,
+        &root.join("guests/Cargo.toml"),
+        &target_dir,
+        "wasm32-wasip2",
+        COMPONENTS,
+    );
     for dir in [
+        "guests/components",
+        "wit",
         "guests/fixtures/src/bin",
         "guests/handler/src",
         "guests/nex-guest/src",
@@ -63,6 +86,10 @@ fn main() {
     println!(
         "cargo:rustc-env=NEX_GUEST_WASM_DIR={}",
         target_dir.join("wasm32-wasip1/release").display()
+    );
+    println!(
+        "cargo:rustc-env=NEX_GUEST_COMPONENT_DIR={}",
+        target_dir.join("wasm32-wasip2/release").display()
     );
     println!("cargo:rustc-env=NEX_REPO_ROOT={}", root.display());
 }

@@ -1,10 +1,14 @@
-//! Adapts [`nex_runtime_wasm`] to the agent: a pool of worker threads sharing one compiled module.
+//! Adapts [`nex_runtime_wasm`] to the agent: a pool of worker threads sharing one compiled module
+//! or component (told apart by the artifact's header).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use nex_proto::agent_wire::{AgentInit, AgentReady, FailureCode, FromAgent, LogLevel};
-use nex_runtime_wasm::{HostServices, InvokeError, Spent, WasmConfig, WasmFunction};
+use nex_runtime_wasm::{
+    BinaryKind, ComponentFunction, ComponentSpent, HostServices, InvokeError, Spent, WasmConfig,
+    WasmFunction,
+};
 
 use crate::logs::{LogGate, log_frames};
 use crate::{Executor, FrameWriter, HostLink, Job, Pool, outcome};
@@ -27,6 +31,7 @@ fn code_of(e: &InvokeError) -> FailureCode {
         InvokeError::Timeout(_) => FailureCode::Timeout,
         InvokeError::OutputTooLarge(_) => FailureCode::TooLarge,
         InvokeError::Instantiate(_) => FailureCode::Unavailable,
+        InvokeError::BadInput(_) => FailureCode::BadInput,
         InvokeError::Trap(_) | InvokeError::Exit(_) | InvokeError::Failed(_) => {
             FailureCode::FunctionError
         }
@@ -37,6 +42,19 @@ thread_local! {
     /// The last instance this thread ran, kept until its reply has been written, and while calls
     /// are queued, kept for the next call to make its instance in the same store.
     static SPENT: std::cell::RefCell<Option<Spent>> = const { std::cell::RefCell::new(None) };
+    /// The last component store this thread ran, kept until its reply has been written.
+    static SPENT_COMPONENT: std::cell::RefCell<Option<ComponentSpent>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Once a thread's replies are on their way: tears down the command component store it kept;
+/// keeps a handler component's live instance (until a call breaks it).
+fn release_component(_idle: bool) {
+    SPENT_COMPONENT.with_borrow_mut(|held| {
+        if !held.as_ref().is_some_and(ComponentSpent::keep) {
+            held.take();
+        }
+    });
 }
 
 /// Once a thread's replies are on their way: tears down what it kept when it will wait for the
@@ -107,6 +125,17 @@ pub(crate) fn load(
             .collect(),
         host_services: Some(host_services(host)),
     };
+    if nex_runtime_wasm::binary_kind(&artifact).map_err(|e| e.to_string())? == BinaryKind::Component
+    {
+        return load_component(
+            &artifact,
+            &init.hash,
+            config,
+            (computing, waiting),
+            writer,
+            gate,
+        );
+    }
     let (function, info) =
         WasmFunction::load(&artifact, &init.hash, config).map_err(|e| e.to_string())?;
     drop(artifact);
@@ -136,6 +165,48 @@ pub(crate) fn load(
         Box::new(WasmExecutor { pool }),
         AgentReady {
             runtime: format!("wasmtime 48 (wasi preview 1, {kind})"),
+            cache_hit: info.cache_hit,
+            load_micros: info.load_time.as_micros() as u64,
+            sandbox: Default::default(),
+        },
+    ))
+}
+
+/// A component: a command (`wasi:cli/run`) gets a fresh instance per call, a handler
+/// (`handle`) one instance per worker thread, kept until a call breaks it. `threads` are the
+/// worker threads for one that computes and for one whose calls wait on host services.
+fn load_component(
+    artifact: &[u8],
+    hash: &str,
+    config: WasmConfig,
+    (computing, waiting): (usize, usize),
+    writer: FrameWriter,
+    gate: Arc<LogGate>,
+) -> Result<(Box<dyn Executor>, AgentReady), String> {
+    let (function, info) =
+        ComponentFunction::load(artifact, hash, config).map_err(|e| e.to_string())?;
+    // A call that may wait on the node never runs on the reader, which delivers the answer.
+    let inline = !function.uses_host_services();
+    let kind = if function.is_handler() {
+        "handler component"
+    } else {
+        "command component"
+    };
+    let function = Arc::new(function);
+    let work = Arc::new(move |job: Job, frames: &mut Vec<FromAgent>| {
+        let previous = SPENT_COMPONENT.with_borrow_mut(Option::take);
+        let inv = function.invoke_after(previous, &job.subject, job.payload);
+        log_frames(&gate, job.id, LogLevel::Info, &inv.stderr, frames);
+        frames.extend(gate.flush());
+        frames.push(outcome(job.id, inv.elapsed, inv.result, code_of));
+        SPENT_COMPONENT.with_borrow_mut(|held| *held = Some(inv.spent));
+    });
+    let threads = if inline { computing } else { waiting };
+    let pool = Pool::start(threads, work, writer, release_component, inline);
+    Ok((
+        Box::new(WasmExecutor { pool }),
+        AgentReady {
+            runtime: format!("wasmtime 48 (wasi preview 2, {kind})"),
             cache_hit: info.cache_hit,
             load_micros: info.load_time.as_micros() as u64,
             sandbox: Default::default(),

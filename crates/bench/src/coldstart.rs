@@ -1,6 +1,6 @@
 //! Deploy-to-first-reply: the time from sending a signed deploy request (artifact already in the
-//! object store) to the first reply of the new function. JavaScript, WebAssembly whose compiled
-//! module is in the node's cache, and WebAssembly never seen before (a fresh hash: the module
+//! object store) to the first reply of the new function. JavaScript, WebAssembly (modules and
+//! components) whose compiled code is in the node's cache, and WebAssembly never seen before (a fresh hash: the module
 //! with a random custom section appended, so it must be compiled).
 
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ pub struct Artifact {
     pub fresh_each_time: bool,
 }
 
-/// Appends a custom section (id 0) named `nex-bench` holding `salt`: a valid module with a new hash.
+/// Appends a custom section (id 0) named `nex-bench` holding `salt`: a valid module or component
+/// with a new hash.
 fn salted(wasm: &[u8], salt: u64) -> Vec<u8> {
     let name = b"nex-bench";
     let body_len = 1 + name.len() + 8;

@@ -41,7 +41,8 @@ struct Args {
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these targets (comma-separated: node, python, wasm, wasmh, js, rawkv, jskv, wasmkv). The floor
+    /// Only these targets (comma-separated: node, python, wasm, wasmh, wasmc, wasmhc, js, rawkv,
+    /// jskv, wasmkv). The floor
     /// always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -102,6 +103,16 @@ const TARGETS: &[Target] = &[
         key: "wasmh",
         name: "nex wasm handler echo (nex_guest::handler!, instance kept)",
         subject: "bench.wasmh",
+    },
+    Target {
+        key: "wasmc",
+        name: "nex component echo (seed echofunction, wasm32-wasip2)",
+        subject: "bench.wasmc",
+    },
+    Target {
+        key: "wasmhc",
+        name: "nex handler component echo (wit-bindgen, instance kept)",
+        subject: "bench.wasmhc.echo",
     },
     Target {
         key: "js",
@@ -224,6 +235,8 @@ struct World {
 
 async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
     let wasm = std::fs::read(nex_test_support::guest("echofunction"))?;
+    // The same echo as a command component (a custom section appended is valid there too).
+    let component = std::fs::read(nex_test_support::component("echo_component"))?;
     let js = std::fs::read(nex_test_support::repo_root().join("examples/echo.js"))?;
     let kinds = [
         coldstart::Artifact {
@@ -242,6 +255,18 @@ async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
             kind: "wasm-uncached",
             workload_type: "wasm",
             bytes: wasm,
+            fresh_each_time: true,
+        },
+        coldstart::Artifact {
+            kind: "component-cached",
+            workload_type: "wasm",
+            bytes: component.clone(),
+            fresh_each_time: false,
+        },
+        coldstart::Artifact {
+            kind: "component-uncached",
+            workload_type: "wasm",
+            bytes: component,
             fresh_each_time: true,
         },
     ];
@@ -514,15 +539,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    if wanted("component") {
-        skipped.push((
-            "component",
-            "nex runs WASI preview-1 modules (commands, the seed's model, and handlers); a component is refused \
-             at deploy with a clear error, so there is no component echo to measure"
-                .into(),
-        ));
-    }
-
     let home = tempfile::tempdir()?;
     let node = nex_test_support::NodeProcess::start(&nex_binary()?, &url, home.path(), &[])?;
     let client = async_nats::connect(&url).await?;
@@ -549,6 +565,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (file, subject, name) in [
         (nex_test_support::guest("echofunction"), "bench.wasm", None),
         (handler.clone(), "bench.wasmh", None),
+        (
+            nex_test_support::component("echo_component"),
+            "bench.wasmc",
+            None,
+        ),
+        (
+            nex_test_support::component("counter_component"),
+            "bench.wasmhc.echo",
+            None,
+        ),
         (
             nex_test_support::repo_root().join("examples/echo.js"),
             "bench.js",

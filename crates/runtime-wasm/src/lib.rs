@@ -30,14 +30,16 @@ use wasmtime::{
     ValType,
 };
 
+pub mod component;
 mod host;
 mod recycle;
 mod wasi;
+pub use component::{ComponentFunction, ComponentInvocation, ComponentSpent};
 pub use host::{HostFn, HostServices};
 use wasi::{Exit, Io, OutputTooLarge, Process};
 
 /// How often the epoch advances; deadlines are rounded up to this.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Instances one store takes before it is dropped: a store's own setup and teardown are shared
 /// by this many calls, each still in its own fresh instance.
 pub const INSTANCES_PER_STORE: u32 = 8;
@@ -45,7 +47,7 @@ pub const INSTANCES_PER_STORE: u32 = 8;
 /// never keeps much more memory than one call may use.
 const MEMORY_HELD_PER_STORE: usize = 8 << 20;
 /// Most stderr bytes kept per invocation.
-const MAX_STDERR: usize = 64 * 1024;
+pub(crate) const MAX_STDERR: usize = 64 * 1024;
 
 /// Errors loading a module.
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +55,26 @@ pub enum LoadError {
     /// The bytes are not WebAssembly at all.
     #[error("the artifact is not a WebAssembly module (it does not start with `\\0asm`)")]
     NotWasm,
-    /// The bytes are a component, which this runtime does not run yet.
-    #[error(
-        "the artifact is a WebAssembly component; nex runs WASI preview-1 modules, commands or \
-         handlers (build with `--target wasm32-wasip1`)"
-    )]
+    /// The bytes are a component, given to the loader of modules (use [`ComponentFunction`]).
+    #[error("the artifact is a WebAssembly component, not a core module")]
     Component,
+    /// The bytes are a core module, given to the loader of components (use [`WasmFunction`]).
+    #[error("the artifact is a core WebAssembly module, not a component")]
+    NotComponent,
+    /// The component imports an interface nex does not provide.
+    #[error(
+        "the WebAssembly component imports `{0}`, which nex does not provide (nex provides \
+         WASI 0.2 `wasi:cli`, `wasi:io`, `wasi:clocks`, `wasi:random`, `wasi:filesystem` and \
+         `wasi:sockets`, the last two with nothing open)"
+    )]
+    MissingImport(String),
+    /// The component exports neither `wasi:cli/run` nor a handler's `handle`.
+    #[error(
+        "the WebAssembly component exports neither `wasi:cli/run@0.2.x` nor `handle`: build a \
+         command (a binary with `main`, `--target wasm32-wasip2`) or a handler of the `handler` \
+         world in nex's `wit/nex.wit`"
+    )]
+    NoRun,
     /// Compilation failed.
     #[error("the WebAssembly module does not compile: {0}")]
     Compile(String),
@@ -94,6 +110,9 @@ pub enum InvokeError {
     /// A handler returned an error (its instance is kept).
     #[error("the function returned an error: {0}")]
     Failed(String),
+    /// A handler component refused its input (`handle-error::bad-input`; its instance is kept).
+    #[error("the function refused its input: {0}")]
+    BadInput(String),
     /// The function wrote more output than allowed.
     #[error("the function's reply is larger than {0} bytes")]
     OutputTooLarge(usize),
@@ -358,14 +377,25 @@ impl Drop for WasmFunction {
     }
 }
 
+/// Core instances, memories and tables one component instance may hold (a `wasm32-wasip2`
+/// Rust program has three or four core instances, one memory and a few tables).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+
 fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
     let mut pool = PoolingAllocationConfig::new();
     let slots = (INSTANCES_PER_STORE + 1) * config.max_concurrency.max(1) + 1;
-    pool.total_core_instances(slots)
-        .total_memories(slots)
-        .total_tables(slots)
+    // A component's core instances come from the same pool: room for `slots` modules, or for a
+    // component per call (plus one finished) at full concurrency.
+    let components = 2 * config.max_concurrency.max(1) + 1;
+    let per = CORE_INSTANCES_PER_COMPONENT;
+    pool.total_core_instances(slots.max(components * per))
+        .total_memories(slots.max(components * 2))
+        .total_tables(slots.max(components * per))
         .total_stacks(slots)
-        .total_component_instances(0)
+        .total_component_instances(components)
+        .max_core_instances_per_component(per)
+        .max_memories_per_component(2)
+        .max_tables_per_component(per)
         .max_memory_size(config.memory_bytes)
         // Reset the first pages of a slot with memset instead of giving them back to the kernel:
         // a command's hot data is small, and re-faulting it on every call costs more than zeroing.
@@ -390,16 +420,33 @@ pub fn prepare_for_sandbox() -> bool {
     recycle::available() && PoolingAllocationConfig::is_pagemap_scan_available()
 }
 
-/// Detects what kind of binary `bytes` is, before compiling.
-pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
-    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+/// What a WebAssembly binary is, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    /// A core module: [`WasmFunction`].
+    Module,
+    /// A component: [`ComponentFunction`].
+    Component,
+}
+
+/// Detects what kind of binary `bytes` is, before compiling (the header `wasmparser` reads).
+pub fn binary_kind(bytes: &[u8]) -> Result<BinaryKind, LoadError> {
+    if !wasmparser::Parser::is_core_wasm(bytes) && !wasmparser::Parser::is_component(bytes) {
         return Err(LoadError::NotWasm);
     }
-    // Core modules are version 1 (`01 00 00 00`); components use a layer-1 header (`.. .. 01 00`).
-    if bytes[4..8] != [1, 0, 0, 0] && bytes[6..8] == [1, 0] {
-        return Err(LoadError::Component);
+    Ok(if wasmparser::Parser::is_component(bytes) {
+        BinaryKind::Component
+    } else {
+        BinaryKind::Module
+    })
+}
+
+/// Checks that `bytes` is a core module, before compiling.
+pub fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    match binary_kind(bytes)? {
+        BinaryKind::Module => Ok(()),
+        BinaryKind::Component => Err(LoadError::Component),
     }
-    Ok(())
 }
 
 fn cache_path(engine: &Engine, dir: &Path, hash: &str) -> Option<PathBuf> {
@@ -419,29 +466,51 @@ fn load_module(
     hash: &str,
     cache_dir: Option<&Path>,
 ) -> Result<(Module, bool), LoadError> {
+    load_cached(
+        engine,
+        bytes,
+        hash,
+        cache_dir,
+        |e, b| Module::new(e, b),
+        // SAFETY: see `load_cached`.
+        |e, p| unsafe { Module::deserialize_file(e, p) },
+        Module::serialize,
+    )
+}
+
+/// Compiles `bytes` with `compile`, or loads what an earlier run cached on disk.
+///
+/// `deserialize` must only be called on files this crate wrote: the cache file is one this
+/// crate serialized with a compatible engine (the name carries the engine's compatibility
+/// hash) into the node's private cache directory; wasmtime checks its header and version
+/// before use, and we fall back to compiling on any error.
+pub(crate) fn load_cached<T>(
+    engine: &Engine,
+    bytes: &[u8],
+    hash: &str,
+    cache_dir: Option<&Path>,
+    compile: impl FnOnce(&Engine, &[u8]) -> wasmtime::Result<T>,
+    deserialize: impl FnOnce(&Engine, &Path) -> wasmtime::Result<T>,
+    serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
+) -> Result<(T, bool), LoadError> {
     let path = cache_dir.and_then(|d| cache_path(engine, d, hash));
     if let Some(p) = path.as_deref().filter(|p| p.is_file()) {
-        // SAFETY: the file is one this crate serialized with a compatible engine (the name carries
-        // the engine's compatibility hash) into the node's private cache directory; wasmtime
-        // checks its header and version before use, and we fall back to compiling on any error.
-        match unsafe { Module::deserialize_file(engine, p) } {
+        match deserialize(engine, p) {
             Ok(m) => return Ok((m, true)),
             Err(e) => tracing::warn!(path = %p.display(), "ignoring bad cache entry: {e:#}"),
         }
     }
-    let module = Module::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    let compiled = compile(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
     if let Some(p) = path
-        && let Err(e) = store_in_cache(&module, &p)
+        && let Err(e) = store_in_cache(serialize(&compiled), &p)
     {
         tracing::warn!(path = %p.display(), "could not write compiled-module cache: {e:#}");
     }
-    Ok((module, false))
+    Ok((compiled, false))
 }
 
-fn store_in_cache(module: &Module, path: &Path) -> std::io::Result<()> {
-    let bytes = module
-        .serialize()
-        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+fn store_in_cache(bytes: wasmtime::Result<Vec<u8>>, path: &Path) -> std::io::Result<()> {
+    let bytes = bytes.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -4,7 +4,8 @@
 //! - [`NatsCluster`]: three real `nats-server`s joined by routes, with clustered JetStream, each
 //!   with its own ports and store; one can be killed and restarted.
 //! - [`guest`]: paths of real `.wasm` guests built from source by this crate's `build.rs`
-//!   (the seed's echofunction and the fixtures in `guests/`).
+//!   (the seed's echofunction and the fixtures in `guests/`); [`component`]: the components in
+//!   `guests/components/`, built for `wasm32-wasip2`.
 //! - [`NodeProcess`]: a `nex node up` child process joined to a test server, stopped on drop.
 
 use std::io::{BufRead, BufReader};
@@ -29,6 +30,14 @@ pub fn nats() -> NatsServer {
 pub fn guest(name: &str) -> PathBuf {
     let p = Path::new(env!("NEX_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
     assert!(p.is_file(), "guest {} was not built", p.display());
+    p
+}
+
+/// Path of a component `.wasm` built from source for `wasm32-wasip2`, by file stem: the
+/// packages in `guests/components/` (`echo_component`, ...).
+pub fn component(name: &str) -> PathBuf {
+    let p = Path::new(env!("NEX_GUEST_COMPONENT_DIR")).join(format!("{name}.wasm"));
+    assert!(p.is_file(), "component {} was not built", p.display());
     p
 }
 

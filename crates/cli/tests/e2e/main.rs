@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod cluster;
+mod components;
 mod embedded;
 mod functions;
 mod harness;

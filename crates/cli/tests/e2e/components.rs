@@ -1,0 +1,113 @@
+//! WebAssembly components (`wasm32-wasip2`) end to end: the seed echo as a command component,
+//! a handler component's state in KV, traps, imports nex does not provide, malformed bytes.
+
+use crate::harness::*;
+use nex_test_support::component;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_echo_as_a_command_component_answers_on_every_trigger() {
+    let w = World::start().await;
+    w.devrun(&component("echo_component"), &["echo", "echo.second"], &[]);
+    assert_eq!(w.call("echo", b"hi").await, b"hiecho");
+    assert_eq!(w.call("echo.second", b"hi").await, b"hiecho.second");
+    let calls = (0..32).map(|i| {
+        let w = &w;
+        async move { (i, w.call("echo", format!("n{i}-").as_bytes()).await) }
+    });
+    for (i, got) in futures::future::join_all(calls).await {
+        assert_eq!(got, format!("n{i}-echo").into_bytes());
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&w.nex_ok(&["node", "info", &w.node.node_id, "--json"])).unwrap();
+    assert!(info.to_string().contains("command component"), "{info}");
+    // The agent runs them under its usual seccomp filter (wasmtime-wasi's tokio runtime needs
+    // nothing it forbids).
+    let seccomp = info["sandbox"]["agent.seccomp"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(seccomp.starts_with("active"), "{info}");
+}
+
+/// Deploys `bytes` as wasm function `name` through the control API; the refusal.
+async fn deploy_refused(w: &World, name: &str, bytes: &[u8]) -> nex_client::Error {
+    let location = w.control().upload_artifact(name, bytes).await.unwrap();
+    let req = nex_proto::control::DeployRequest {
+        workload_name: name.into(),
+        workload_type: "wasm".into(),
+        location,
+        hash: nex_client::sha256_hex(bytes),
+        trigger_subjects: vec![format!("{name}.x")],
+        ..Default::default()
+    };
+    let req = crate::bad_input::signed(w, &req);
+    w.control()
+        .deploy(&w.node.node_id, &req)
+        .await
+        .expect_err("the deploy must be refused")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_component_counts_in_its_own_bucket_and_survives_errors_but_not_traps() {
+    let w = World::start().await;
+    // One worker, so one instance: its own count (`calls`) shows when it is kept.
+    w.devrun(
+        &component("counter_component"),
+        &["count"],
+        &["--name", "counter", "--max-concurrency", "1"],
+    );
+    assert_eq!(w.call("count", b"").await, b"count=1 calls=1");
+    assert_eq!(w.call("count", b"").await, b"count=2 calls=2");
+
+    // A JavaScript function of another name sees nothing of the component's bucket.
+    let js = nex_test_support::repo_root().join("examples/kv-counter.js");
+    w.devrun(&js, &["js.count"], &["--name", "jscounter"]);
+    let got: serde_json::Value = serde_json::from_slice(&w.call("js.count", b"").await).unwrap();
+    assert_eq!(got["count"], 1);
+    assert_eq!(got["keys"], serde_json::json!(["js.count"]));
+
+    // A returned error is the caller's service error; the instance is kept.
+    let m = w.request("count", b"fail").await.unwrap();
+    assert_eq!(
+        service_error(&m).map(|(code, _)| code).as_deref(),
+        Some("500")
+    );
+    let m = w.request("count", b"bad").await.unwrap();
+    assert_eq!(
+        service_error(&m).map(|(code, _)| code).as_deref(),
+        Some("400")
+    );
+    assert_eq!(w.call("count", b"").await, b"count=3 calls=3");
+
+    // A trap: the service-error headers, and the next call works in a fresh instance.
+    let m = w.request("count", b"trap").await.unwrap();
+    let (code, message) = service_error(&m).expect("a service error");
+    assert_eq!(code, "500");
+    assert!(message.contains("trap"), "{message}");
+    assert_eq!(w.call("count", b"").await, b"count=4 calls=1");
+
+    // Sleeping waits on a `wasi:clocks` pollable: wasmtime-wasi's futures, run in the sandbox.
+    let started = std::time::Instant::now();
+    assert_eq!(w.call("count", b"sleep").await, b"slept");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unprovided_imports_and_malformed_components_are_refused_at_deploy() {
+    use nex_proto::control::ErrorCode;
+    let w = World::start().await;
+    w.devrun(&component("echo_component"), &["echo"], &[]);
+
+    let bytes = std::fs::read(component("unprovided_component")).unwrap();
+    let e = deploy_refused(&w, "unprovided", &bytes).await;
+    assert_eq!(refusal_code(&e), Some(ErrorCode::LoadFailed), "{e}");
+    assert!(e.to_string().contains("acme:missing/store@0.1.0"), "{e}");
+
+    let mut malformed = std::fs::read(component("echo_component")).unwrap();
+    malformed.truncate(malformed.len() / 3);
+    let e = deploy_refused(&w, "malformed", &malformed).await;
+    assert_eq!(refusal_code(&e), Some(ErrorCode::LoadFailed), "{e}");
+    assert!(e.to_string().contains("does not compile"), "{e}");
+
+    // The node keeps serving.
+    assert_eq!(w.call("echo", b"still").await, b"stillecho");
+}

@@ -1,0 +1,183 @@
+//! Components (`wasm32-wasip2`) against real guests compiled from source (see
+//! `nex-test-support`).
+
+use std::time::Duration;
+
+use nex_runtime_wasm::{ComponentFunction, InvokeError, LoadError, WasmConfig, WasmFunction};
+use nex_test_support::{component, guest};
+
+fn load(name: &str, config: WasmConfig) -> ComponentFunction {
+    let bytes = std::fs::read(component(name)).unwrap();
+    ComponentFunction::load(&bytes, "", config).unwrap().0
+}
+
+#[test]
+fn the_seed_echo_as_a_component_answers_payload_and_subject() {
+    let f = load("echo_component", WasmConfig::default());
+    for i in 0..5 {
+        let subject = format!("echo.{i}");
+        let out = f.invoke(&subject, b"hi".to_vec());
+        assert_eq!(out.result.unwrap(), format!("hi{subject}").into_bytes());
+    }
+}
+
+#[test]
+fn calls_run_at_once_on_many_threads() {
+    let f = load("echo_component", WasmConfig::default());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let f = &f;
+            s.spawn(move || {
+                for i in 0..20 {
+                    let payload = format!("{t}-{i}");
+                    let out = f.invoke("s", payload.clone().into_bytes());
+                    assert_eq!(out.result.unwrap(), format!("{payload}s").into_bytes());
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_reply_over_the_limit_is_too_large() {
+    let f = load(
+        "echo_component",
+        WasmConfig {
+            max_output_bytes: 1000,
+            ..Default::default()
+        },
+    );
+    let out = f.invoke("s", vec![b'x'; 5000]);
+    assert_eq!(out.result, Err(InvokeError::OutputTooLarge(1000)));
+    // The next call works.
+    assert_eq!(f.invoke("s", b"a".to_vec()).result.unwrap(), b"as");
+}
+
+#[test]
+fn the_compiled_component_is_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(component("echo_component")).unwrap();
+    let config = WasmConfig {
+        cache_dir: Some(dir.path().into()),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let (_, first) = ComponentFunction::load(&bytes, "ab12", config.clone()).unwrap();
+    let (f, second) = ComponentFunction::load(&bytes, "ab12", config).unwrap();
+    assert!(!first.cache_hit && second.cache_hit);
+    assert_eq!(f.invoke("s", b"c".to_vec()).result.unwrap(), b"cs");
+}
+
+#[test]
+fn modules_and_components_are_told_apart_by_their_header() {
+    let module = std::fs::read(guest("echofunction")).unwrap();
+    let comp = std::fs::read(component("echo_component")).unwrap();
+    let err = ComponentFunction::load(&module, "", WasmConfig::default()).err();
+    assert!(matches!(err, Some(LoadError::NotComponent)));
+    let err = WasmFunction::load(&comp, "", WasmConfig::default()).err();
+    assert!(matches!(err, Some(LoadError::Component)));
+}
+
+#[test]
+fn a_malformed_component_is_a_compile_error() {
+    let mut bytes = std::fs::read(component("echo_component")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    let err = ComponentFunction::load(&bytes, "", WasmConfig::default()).err();
+    assert!(matches!(err, Some(LoadError::Compile(_))), "{err:?}");
+}
+
+/// Host services with a key-value bucket in memory, as the node would perform them.
+fn kv_in_memory() -> nex_runtime_wasm::HostServices {
+    use nex_hostapi::{Call, Reply, kv};
+    let bucket = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
+    nex_runtime_wasm::HostServices(std::sync::Arc::new(move |call: &[u8], _deadline| {
+        let mut bucket = bucket.lock().unwrap();
+        let result = match nex_hostapi::decode_call(call).unwrap() {
+            Call::Kv(kv::Call::Get { key }) => Ok(Reply::Value(bucket.get(&key).cloned())),
+            Call::Kv(kv::Call::Set { key, value }) => {
+                bucket.insert(key, value);
+                Ok(Reply::Done)
+            }
+            other => Err(nex_hostapi::GuestError::internal(format!("{other:?}"))),
+        };
+        nex_hostapi::encode_result(&result)
+    }))
+}
+
+#[test]
+fn a_handler_component_keeps_its_instance_until_a_call_traps() {
+    let f = load(
+        "counter_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    assert!(f.is_handler() && f.uses_host_services());
+    let mut spent = None;
+    let mut call = |payload: &[u8]| {
+        let inv = f.invoke_after(spent.take(), "count.me", payload.to_vec());
+        spent = Some(inv.spent);
+        (inv.result, String::from_utf8(inv.stderr).unwrap())
+    };
+    let (reply, log) = call(b"");
+    assert_eq!(reply.unwrap(), b"count=1 calls=1");
+    assert_eq!(log, "counted 1 on count.me\n");
+    assert_eq!(call(b"").0.unwrap(), b"count=2 calls=2");
+    // A returned error keeps the instance; so does refused input.
+    assert!(matches!(call(b"fail").0, Err(InvokeError::Failed(_))));
+    assert!(matches!(call(b"bad").0, Err(InvokeError::BadInput(_))));
+    assert_eq!(call(b"").0.unwrap(), b"count=3 calls=3");
+    // A trap drops it: the next call has a fresh instance, the bucket keeps its count.
+    assert!(matches!(call(b"trap").0, Err(InvokeError::Trap(_))));
+    assert_eq!(call(b"").0.unwrap(), b"count=4 calls=1");
+}
+
+#[test]
+fn a_handler_without_host_services_gets_an_error_value() {
+    let f = load("counter_component", WasmConfig::default());
+    let out = f.invoke("s", Vec::new());
+    assert!(
+        matches!(&out.result, Err(InvokeError::Failed(why)) if why.starts_with("ErrorKind::Unavailable")),
+        "{:?}",
+        out.result
+    );
+}
+
+#[test]
+fn an_import_nex_does_not_provide_is_refused_at_load_with_its_name() {
+    let bytes = std::fs::read(component("unprovided_component")).unwrap();
+    let err = ComponentFunction::load(&bytes, "", WasmConfig::default()).err();
+    match err {
+        Some(LoadError::MissingImport(name)) => assert_eq!(name, "acme:missing/store@0.1.0"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deadlines_and_memory_limits_hold_for_components_and_the_next_call_works() {
+    let f = load(
+        "counter_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            timeout: Duration::from_millis(200),
+            memory_bytes: 16 << 20,
+            ..Default::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let out = f.invoke("s", b"spin".to_vec());
+    assert_eq!(
+        out.result,
+        Err(InvokeError::Timeout(Duration::from_millis(200)))
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let out = f.invoke_after(Some(out.spent), "s", b"grow".to_vec());
+    assert!(
+        matches!(&out.result, Err(InvokeError::Trap(why)) if why.contains("memory limit of 16 MiB")),
+        "{:?}",
+        out.result
+    );
+    let out = f.invoke_after(Some(out.spent), "s.echo", b"ok".to_vec());
+    assert_eq!(out.result.unwrap(), b"ok");
+}
