@@ -889,26 +889,31 @@ impl WasmFunction {
         if let Some(exit) = e.downcast_ref::<Exit>() {
             return InvokeError::Exit(exit.0);
         }
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return InvokeError::Timeout(self.config.timeout);
-        }
-        if e.is::<OutputTooLarge>() {
-            return InvokeError::OutputTooLarge(self.config.max_output_bytes);
-        }
-        let text = format!("{e:#}");
-        if text.contains("forcing trap when growing memory") {
-            return InvokeError::Trap(format!(
-                "memory limit of {} MiB exceeded",
-                self.config.memory_bytes >> 20
-            ));
-        }
-        // Keep the first line (the reason) and the innermost wasm frame, not the whole backtrace.
-        let reason = e
-            .downcast_ref::<Trap>()
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| text.lines().next().unwrap_or("unknown error").to_owned());
-        InvokeError::Trap(reason)
+        classify(e, &self.config)
     }
+}
+
+/// What a failed call of a module or a component was: its deadline (epoch interrupt), its
+/// reply cap, its memory limit, or a trap, with the reason only (not the whole backtrace).
+pub(crate) fn classify(e: wasmtime::Error, config: &WasmConfig) -> InvokeError {
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return InvokeError::Timeout(config.timeout);
+    }
+    if e.chain().any(|c| c.is::<OutputTooLarge>()) {
+        return InvokeError::OutputTooLarge(config.max_output_bytes);
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory") {
+        return InvokeError::Trap(format!(
+            "memory limit of {} MiB exceeded",
+            config.memory_bytes >> 20
+        ));
+    }
+    let reason = e
+        .downcast_ref::<Trap>()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| text.lines().next().unwrap_or("unknown error").to_owned());
+    InvokeError::Trap(reason)
 }
 
 /// Resolves an export of `instance` as a typed function.

@@ -24,11 +24,10 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-use crate::wasi::OutputTooLarge;
 use crate::{
     EPOCH_TICK, HostServices, InvokeError, LoadError, LoadInfo, MAX_STDERR, Ticker, WasmConfig,
     load_cached,
@@ -404,24 +403,7 @@ impl ComponentFunction {
     }
 
     fn classify(&self, e: wasmtime::Error) -> InvokeError {
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return InvokeError::Timeout(self.config.timeout);
-        }
-        if e.chain().any(|c| c.is::<OutputTooLarge>()) {
-            return InvokeError::OutputTooLarge(self.config.max_output_bytes);
-        }
-        let text = format!("{e:#}");
-        if text.contains("forcing trap when growing memory") {
-            return InvokeError::Trap(format!(
-                "memory limit of {} MiB exceeded",
-                self.config.memory_bytes >> 20
-            ));
-        }
-        let reason = e
-            .downcast_ref::<Trap>()
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| text.lines().next().unwrap_or("unknown error").to_owned());
-        InvokeError::Trap(reason)
+        crate::classify(e, &self.config)
     }
 }
 
