@@ -146,13 +146,28 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            for line in error_lines(&e) {
+                eprintln!("{line}");
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error: …` and one `caused by: …` per cause that the lines before do not already say (many
+/// errors put their source's message in their own, and the chain then repeats it).
+fn error_lines(e: &anyhow::Error) -> Vec<String> {
+    let mut said = e.to_string();
+    let mut lines = vec![format!("error: {said}")];
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !said.contains(&text) {
+            lines.push(format!("  caused by: {text}"));
+            said.push('\n');
+            said.push_str(&text);
+        }
+    }
+    lines
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -166,5 +181,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => events::events(&cli, args).await,
         Command::Req(args) => req::run(&cli, args).await,
         Command::Agent { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_printed_again() {
+        // As a thiserror `#[error("...: {0}")]` with `#[source]` shows itself.
+        let e = anyhow::anyhow!("connection refused")
+            .context("cannot reach the node: connection refused");
+        assert_eq!(
+            super::error_lines(&e),
+            ["error: cannot reach the node: connection refused"]
+        );
+        let e = anyhow::anyhow!("connection refused").context("deploying echo");
+        assert_eq!(
+            super::error_lines(&e),
+            ["error: deploying echo", "  caused by: connection refused"]
+        );
     }
 }
