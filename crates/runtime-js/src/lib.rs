@@ -122,6 +122,8 @@ pub struct JsFunction {
     this: Persistent<Object<'static>>,
     /// `wait`/`fire`/`clear` of the function's timers (`web.js`).
     timers: Persistent<Object<'static>>,
+    /// A timer was set since they were last cleared.
+    timers_armed: Rc<Cell<bool>>,
     context: Context,
     _runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
@@ -290,11 +292,12 @@ impl JsFunction {
         let context = Context::full(&runtime).map_err(|e| LoadError::Runtime(e.to_string()))?;
         let current = Rc::new(Cell::new(0u64));
         let sink = Rc::new(console);
+        let timers_armed = Rc::new(Cell::new(false));
         deadline.set(Some(Instant::now() + config.timeout));
         let loaded = context.with(|ctx| -> Result<_, LoadError> {
             install_console(&ctx, sink.clone(), current.clone())
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let timers = web::install(&ctx, Instant::now())
+            let timers = web::install(&ctx, Instant::now(), timers_armed.clone())
                 .catch(&ctx)
                 .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
@@ -318,9 +321,11 @@ impl JsFunction {
                 return Err(LoadError::NotAFunction(type_name(&value)));
             };
             // Timers the top level set do not outlive it.
-            let _ = timers
-                .get::<_, Function>("clear")
-                .and_then(|f| f.call::<_, ()>(()));
+            if timers_armed.replace(false) {
+                let _ = timers
+                    .get::<_, Function>("clear")
+                    .and_then(|f| f.call::<_, ()>(()));
+            }
             Ok((
                 Persistent::save(&ctx, function),
                 Persistent::save(&ctx, this),
@@ -335,6 +340,7 @@ impl JsFunction {
             function,
             this,
             timers,
+            timers_armed,
             deadline,
             current,
             config,
@@ -387,16 +393,22 @@ impl JsFunction {
             .call((This(this), subject, payload))
             .catch(ctx)
             .map_err(exc)?;
-        let timers = self.timers.clone().restore(ctx).catch(ctx).map_err(exc)?;
         let value = match value.as_promise() {
-            Some(p) => self.settle(ctx, p.clone(), &timers),
+            Some(p) => {
+                let timers = self.timers.clone().restore(ctx).catch(ctx).map_err(exc)?;
+                self.settle(ctx, p.clone(), &timers)
+            }
             None => Ok(value),
         };
         // Timers belong to their call: what is left is dropped (as a Worker's are when it has
-        // answered and nothing waits on them).
-        let _ = timers
-            .get::<_, Function>("clear")
-            .and_then(|f| f.call::<_, ()>(()));
+        // answered and nothing waits on them). A call that set none costs nothing here.
+        if self.timers_armed.replace(false)
+            && let Ok(timers) = self.timers.clone().restore(ctx)
+        {
+            let _ = timers
+                .get::<_, Function>("clear")
+                .and_then(|f| f.call::<_, ()>(()));
+        }
         reply_bytes(ctx, value?)
     }
 

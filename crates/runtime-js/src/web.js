@@ -301,6 +301,7 @@
   function schedule(callback, delay, args, repeat) {
     if (typeof callback !== 'function') throw new TypeError('the timer callback must be a function');
     const id = nextTimer++;
+    native.armed();
     const ms = Math.max(0, Number(delay) || 0);
     timers.set(id, { at: native.now() + ms, callback, args, every: repeat ? Math.max(ms, 1) : 0 });
     return id;

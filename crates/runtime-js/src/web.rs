@@ -283,10 +283,16 @@ fn source<'js>(ctx: Ctx<'js>) -> rquickjs::Result<Function<'js>> {
     ctx.eval(JS)
 }
 
-/// Installs the globals on `ctx`. `started` is the origin of `performance.now()`. Returns the
-/// timer control (`wait`, `fire`, `clear`) the runtime drives.
-pub(crate) fn install<'js>(ctx: &Ctx<'js>, started: Instant) -> rquickjs::Result<Object<'js>> {
+/// Installs the globals on `ctx`. `started` is the origin of `performance.now()`; `armed` is
+/// set whenever a timer is set, so a call that set none has nothing to clear. Returns the timer
+/// control (`wait`, `fire`, `clear`) the runtime drives.
+pub(crate) fn install<'js>(
+    ctx: &Ctx<'js>,
+    started: Instant,
+    armed: std::rc::Rc<std::cell::Cell<bool>>,
+) -> rquickjs::Result<Object<'js>> {
     let native = Object::new(ctx.clone())?;
+    native.set("armed", Func::from(move || armed.set(true)))?;
     native.set("source", Func::from(source))?;
     native.set("utf8Encode", Func::from(utf8_encode))?;
     native.set("utf8Decode", Func::from(utf8_decode))?;
