@@ -1,7 +1,7 @@
 //! Builds the WebAssembly guests the tests run — the seed's `examples/echofunction`,
 //! `examples/wasm-counter`, `examples/wasm-hello` and the fixtures in `guests/` (commands and a handler) — from source for `wasm32-wasip1`, and tells the crate where they are.
-//! The components in `guests/components/` are built for `wasm32-wasip2` into the same target
-//! directory.
+//! The seed's `examples/echofunction`, unchanged, and the components in `guests/components/`
+//! are built for `wasm32-wasip2` into the same target directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,11 +11,7 @@ fn build(cargo: &str, manifest: &Path, target_dir: &Path) {
 }
 
 /// Components: `packages` of the `guests` workspace for `wasm32-wasip2`.
-const COMPONENTS: &[&str] = &[
-    "echo-component",
-    "counter-component",
-    "unprovided-component",
-];
+const COMPONENTS: &[&str] = &["counter-component", "unprovided-component"];
 
 fn build_for(cargo: &str, manifest: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
     let status = Command::new(cargo)
@@ -66,6 +62,14 @@ fn main() {
         );
         build(&cargo, &root.join(dir).join("Cargo.toml"), &target_dir);
     }
+    // The seed's echofunction as a command component: the same source, the component target.
+    build_for(
+        &cargo,
+        &root.join("examples/echofunction/Cargo.toml"),
+        &target_dir,
+        "wasm32-wasip2",
+        &[],
+    );
     build_for(
         &cargo,
         &root.join("guests/Cargo.toml"),

@@ -236,7 +236,7 @@ struct World {
 async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
     let wasm = std::fs::read(nex_test_support::guest("echofunction"))?;
     // The same echo as a command component (a custom section appended is valid there too).
-    let component = std::fs::read(nex_test_support::component("echo_component"))?;
+    let component = std::fs::read(nex_test_support::component("echofunction"))?;
     let js = std::fs::read(nex_test_support::repo_root().join("examples/echo.js"))?;
     let kinds = [
         coldstart::Artifact {
@@ -566,7 +566,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (nex_test_support::guest("echofunction"), "bench.wasm", None),
         (handler.clone(), "bench.wasmh", None),
         (
-            nex_test_support::component("echo_component"),
+            nex_test_support::component("echofunction"),
             "bench.wasmc",
             None,
         ),

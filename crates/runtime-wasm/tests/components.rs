@@ -13,7 +13,7 @@ fn load(name: &str, config: WasmConfig) -> ComponentFunction {
 
 #[test]
 fn the_seed_echo_as_a_component_answers_payload_and_subject() {
-    let f = load("echo_component", WasmConfig::default());
+    let f = load("echofunction", WasmConfig::default());
     for i in 0..5 {
         let subject = format!("echo.{i}");
         let out = f.invoke(&subject, b"hi".to_vec());
@@ -23,7 +23,7 @@ fn the_seed_echo_as_a_component_answers_payload_and_subject() {
 
 #[test]
 fn calls_run_at_once_on_many_threads() {
-    let f = load("echo_component", WasmConfig::default());
+    let f = load("echofunction", WasmConfig::default());
     std::thread::scope(|s| {
         for t in 0..4 {
             let f = &f;
@@ -41,7 +41,7 @@ fn calls_run_at_once_on_many_threads() {
 #[test]
 fn a_reply_over_the_limit_is_too_large() {
     let f = load(
-        "echo_component",
+        "echofunction",
         WasmConfig {
             max_output_bytes: 1000,
             ..Default::default()
@@ -56,7 +56,7 @@ fn a_reply_over_the_limit_is_too_large() {
 #[test]
 fn the_compiled_component_is_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(component("echo_component")).unwrap();
+    let bytes = std::fs::read(component("echofunction")).unwrap();
     let config = WasmConfig {
         cache_dir: Some(dir.path().into()),
         timeout: Duration::from_secs(5),
@@ -71,7 +71,7 @@ fn the_compiled_component_is_cached_on_disk() {
 #[test]
 fn modules_and_components_are_told_apart_by_their_header() {
     let module = std::fs::read(guest("echofunction")).unwrap();
-    let comp = std::fs::read(component("echo_component")).unwrap();
+    let comp = std::fs::read(component("echofunction")).unwrap();
     let err = ComponentFunction::load(&module, "", WasmConfig::default()).err();
     assert!(matches!(err, Some(LoadError::NotComponent)));
     let err = WasmFunction::load(&comp, "", WasmConfig::default()).err();
@@ -80,7 +80,7 @@ fn modules_and_components_are_told_apart_by_their_header() {
 
 #[test]
 fn a_malformed_component_is_a_compile_error() {
-    let mut bytes = std::fs::read(component("echo_component")).unwrap();
+    let mut bytes = std::fs::read(component("echofunction")).unwrap();
     bytes.truncate(bytes.len() / 2);
     let err = ComponentFunction::load(&bytes, "", WasmConfig::default()).err();
     assert!(matches!(err, Some(LoadError::Compile(_))), "{err:?}");

@@ -34,7 +34,7 @@ pub fn guest(name: &str) -> PathBuf {
 }
 
 /// Path of a component `.wasm` built from source for `wasm32-wasip2`, by file stem: the
-/// packages in `guests/components/` (`echo_component`, ...).
+/// seed `echofunction` and the packages in `guests/components/` (`counter_component`, ...).
 pub fn component(name: &str) -> PathBuf {
     let p = Path::new(env!("NEX_GUEST_COMPONENT_DIR")).join(format!("{name}.wasm"));
     assert!(p.is_file(), "component {} was not built", p.display());

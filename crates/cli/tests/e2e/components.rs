@@ -7,7 +7,7 @@ use nex_test_support::component;
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_echo_as_a_command_component_answers_on_every_trigger() {
     let w = World::start().await;
-    w.devrun(&component("echo_component"), &["echo", "echo.second"], &[]);
+    w.devrun(&component("echofunction"), &["echo", "echo.second"], &[]);
     assert_eq!(w.call("echo", b"hi").await, b"hiecho");
     assert_eq!(w.call("echo.second", b"hi").await, b"hiecho.second");
     let calls = (0..32).map(|i| {
@@ -95,14 +95,14 @@ async fn a_handler_component_counts_in_its_own_bucket_and_survives_errors_but_no
 async fn unprovided_imports_and_malformed_components_are_refused_at_deploy() {
     use nex_proto::control::ErrorCode;
     let w = World::start().await;
-    w.devrun(&component("echo_component"), &["echo"], &[]);
+    w.devrun(&component("echofunction"), &["echo"], &[]);
 
     let bytes = std::fs::read(component("unprovided_component")).unwrap();
     let e = deploy_refused(&w, "unprovided", &bytes).await;
     assert_eq!(refusal_code(&e), Some(ErrorCode::LoadFailed), "{e}");
     assert!(e.to_string().contains("acme:missing/store@0.1.0"), "{e}");
 
-    let mut malformed = std::fs::read(component("echo_component")).unwrap();
+    let mut malformed = std::fs::read(component("echofunction")).unwrap();
     malformed.truncate(malformed.len() / 3);
     let e = deploy_refused(&w, "malformed", &malformed).await;
     assert_eq!(refusal_code(&e), Some(ErrorCode::LoadFailed), "{e}");
