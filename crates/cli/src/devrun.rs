@@ -68,6 +68,13 @@ pub struct DevrunArgs {
     /// Deploy on this node instead of auctioning.
     #[arg(long)]
     pub node: Option<String>,
+    /// Run as a deployment of N replicas on distinct nodes, kept there by the nodes (a signed
+    /// record in NEXDEPLOYMENTS; replaced on every node by the next devrun of the name).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// With --replicas: only on nodes with this tag (TAG=VALUE; repeat for several).
+    #[arg(long, requires = "replicas")]
+    pub placement: Vec<String>,
     /// Copies of `NEXCLIFILES` when this upload creates it: auto (min(3, cluster size)) or 1-5.
     #[arg(long = "bucket-replicas", default_value = "auto")]
     pub bucket_replicas: nex_client::connect::Replicas,
@@ -85,6 +92,9 @@ pub fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
+    if let Some(replicas) = args.replicas {
+        return crate::deployments::devrun(cli, args, replicas).await;
+    }
     let client = common::client(cli)
         .await?
         .with_bucket_replicas(args.bucket_replicas);

@@ -2,6 +2,7 @@
 //! the libraries (`nex-node`, `nex-client`, `nex-agent`). One module per subcommand.
 
 mod common;
+mod deployments;
 mod devrun;
 mod events;
 mod node;
@@ -80,6 +81,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Stop a workload.
     Stop(run::StopArgs),
+    /// List deployments (records of desired state): replicas wanted and running, version, nodes.
+    Ls(deployments::LsArgs),
+    /// Remove a deployment: a signed record that stops every replica.
+    Undeploy(deployments::UndeployArgs),
     /// Put a node in lame-duck mode: it stops its workloads and exits.
     Lameduck(node::LameduckArgs),
     /// Stream workload log lines.
@@ -176,6 +181,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Devrun(args) => devrun::run(&cli, args).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Stop(args) => run::stop(&cli, args).await,
+        Command::Ls(args) => deployments::ls(&cli, args).await,
+        Command::Undeploy(args) => deployments::undeploy(&cli, args).await,
         Command::Lameduck(args) => node::lameduck(&cli, args).await,
         Command::Logs(args) => events::logs(&cli, args).await,
         Command::Events(args) => events::events(&cli, args).await,

@@ -121,6 +121,11 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
             .context("loading the operator key (~/.nex/issuer.nk)")?;
         config.operator_keys.push(keys.issuer.public_key());
     }
+    if config.deployments.xkey_file.is_none() {
+        // The key that opens deployment records' environments; nodes sharing a NEX_HOME (one
+        // machine) share it, a fleet gets the same file from its operator.
+        config.deployments.xkey_file = Some(nex_client::keys::default_dir().join("deployment.xk"));
+    }
     let autostart = config.autostart.workloads.clone();
     // The config's `nats` section with the flags on top; the node waits for its servers and
     // reconnects forever.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use nex_proto::control::{AuctionRequest, DeployRequest, Limits, RunResponse, WorkloadType};
+use nex_proto::deployments::{DeploymentSpec, MAX_REPLICAS};
 use nex_proto::{DEVRUN_BUCKET, names, validate};
 use sha2::{Digest, Sha256};
 
@@ -51,15 +52,18 @@ pub fn name_from_path(path: &Path) -> String {
         .collect()
 }
 
+/// An uploaded artifact, ready to deploy.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub name: String,
+    pub workload_type: WorkloadType,
+    pub hash: String,
+    pub location: String,
+}
+
 impl NexClient {
-    /// Uploads `path`, finds a node and deploys it. A running workload of the same name in this
-    /// namespace is replaced (the node swaps it once the new one is ready).
-    pub async fn devrun(
-        &self,
-        path: &Path,
-        keys: &SenderKeys,
-        opts: DevrunOptions,
-    ) -> Result<Deployed> {
+    /// Checks `opts` against `path` and uploads it under this namespace's prefix.
+    pub async fn upload_function(&self, path: &Path, opts: &DevrunOptions) -> Result<Uploaded> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::Local(format!("reading {}: {e}", path.display())))?;
         let file_name = path
@@ -86,6 +90,81 @@ impl NexClient {
         // of this namespace fetch from.
         let key = names::devrun_key(self.namespace(), &name, &hash);
         let location = self.upload(DEVRUN_BUCKET, &key, &bytes).await?;
+        Ok(Uploaded {
+            name,
+            workload_type,
+            hash,
+            location,
+        })
+    }
+
+    /// Uploads `path` and writes a deployment record for it: `replicas` copies on nodes
+    /// matching `placement`, kept there by the nodes themselves. Returns the record written
+    /// (see [`NexClient::put_record`] for when it is refused).
+    pub async fn devrun_record(
+        &self,
+        path: &Path,
+        keys: &SenderKeys,
+        opts: DevrunOptions,
+        replicas: u32,
+        placement: BTreeMap<String, String>,
+    ) -> Result<(DeploymentSpec, crate::deployments::Written)> {
+        if replicas == 0 || replicas > MAX_REPLICAS {
+            return Err(Error::Local(format!(
+                "--replicas must be 1 to {MAX_REPLICAS}, not {replicas}"
+            )));
+        }
+        let up = self.upload_function(path, &opts).await?;
+        let (environment, sender_public_key) = if opts.environment.is_empty() {
+            (None, None)
+        } else {
+            let xkey = self.deployment_xkey().await?;
+            (
+                Some(keys.seal_environment(&opts.environment, &xkey)?),
+                Some(keys.xkey.public_key()),
+            )
+        };
+        let spec = DeploymentSpec {
+            namespace: self.namespace().to_owned(),
+            name: up.name,
+            version: 0,
+            workload_type: up.workload_type,
+            location: up.location,
+            hash: up.hash,
+            trigger_subjects: opts.trigger_subjects,
+            replicas,
+            placement,
+            description: opts.description,
+            argv: opts.argv,
+            limits: opts.limits,
+            environment,
+            sender_public_key,
+            undeployed: false,
+        };
+        let written = self.put_record(keys, spec.clone()).await?;
+        Ok((
+            DeploymentSpec {
+                version: written.version,
+                ..spec
+            },
+            written,
+        ))
+    }
+
+    /// Uploads `path`, finds a node and deploys it. A running workload of the same name in this
+    /// namespace is replaced (the node swaps it once the new one is ready).
+    pub async fn devrun(
+        &self,
+        path: &Path,
+        keys: &SenderKeys,
+        opts: DevrunOptions,
+    ) -> Result<Deployed> {
+        let Uploaded {
+            name,
+            workload_type,
+            hash,
+            location,
+        } = self.upload_function(path, &opts).await?;
 
         let (node_id, node_xkey) = match &opts.node {
             Some(n) => {

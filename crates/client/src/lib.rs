@@ -5,6 +5,7 @@
 //! call). The CLI, the benchmark and the tests all use it; it never formats subjects itself
 //! (see [`nex_proto::subjects`]).
 
+pub mod deployments;
 pub mod devrun;
 pub mod keys;
 
@@ -134,24 +135,32 @@ impl NexClient {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let quiet = Duration::from_millis(250);
+        // Nodes say how many nodes they hear (`known_nodes`): until that many have answered,
+        // a quiet period does not end the gathering (a node on a slow link is still coming).
+        let mut expected = 0usize;
         loop {
-            let wait = if out.is_empty() {
-                deadline.saturating_duration_since(tokio::time::Instant::now())
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait = if out.is_empty() || out.len() < expected {
+                left
             } else {
-                quiet.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                quiet.min(left)
             };
             match tokio::time::timeout(wait, sub.next()).await {
                 Ok(Some(msg)) => {
                     if msg.payload.is_empty() {
                         continue; // "no responders" status
                     }
-                    let env: Envelope<T> =
-                        serde_json::from_slice(&msg.payload).map_err(|e| Error::BadAnswer {
-                            subject: subject.to_owned(),
-                            message: e.to_string(),
-                        })?;
+                    let bad = |e: serde_json::Error| Error::BadAnswer {
+                        subject: subject.to_owned(),
+                        message: e.to_string(),
+                    };
+                    let env: Envelope<serde_json::Value> =
+                        serde_json::from_slice(&msg.payload).map_err(bad)?;
                     if let Ok(d) = env.into_result() {
-                        out.push(d);
+                        if let Some(n) = d.get("known_nodes").and_then(|n| n.as_u64()) {
+                            expected = expected.max(n as usize);
+                        }
+                        out.push(serde_json::from_value(d).map_err(bad)?);
                     }
                 }
                 _ => break,

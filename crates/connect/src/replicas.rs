@@ -186,6 +186,22 @@ pub fn object_store_stream(bucket: &str) -> stream::Config {
     }
 }
 
+/// The stream behind JetStream key-value bucket `bucket` keeping `history` values per key, as
+/// async-nats's `create_key_value` makes it (`KV_<bucket>`, subjects `$KV.<bucket>.>`), so it
+/// can be created with [`get_or_create_stream`] and opened with `get_key_value`.
+pub fn key_value_stream(bucket: &str, history: i64) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: history.max(1),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,6 @@ impl NatsKv {
                 // The stream a KV bucket is, made directly (or its copies raised, see
                 // `nex_connect::replicas`): `create_key_value` first asks for account info,
                 // whose shape older servers (2.9) answer differently.
-                use async_nats::jetstream::stream;
                 let unavailable = |e: &dyn std::fmt::Display| {
                     GuestError::unavailable(format!(
                         "key-value bucket {} is not available: {e}",
@@ -67,16 +66,7 @@ impl NatsKv {
                 };
                 nex_connect::replicas::get_or_create_stream(
                     &self.js,
-                    stream::Config {
-                        name: format!("KV_{}", self.bucket),
-                        subjects: vec![format!("$KV.{}.>", self.bucket)],
-                        max_messages_per_subject: 1,
-                        allow_rollup: true,
-                        deny_delete: true,
-                        allow_direct: true,
-                        discard: stream::DiscardPolicy::New,
-                        ..Default::default()
-                    },
+                    nex_connect::replicas::key_value_stream(&self.bucket, 1),
                     self.replicas,
                 )
                 .await

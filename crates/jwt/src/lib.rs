@@ -125,7 +125,7 @@ pub fn issue(
 }
 
 /// Signs `claims` as given (tests use this to make bad tokens).
-pub fn encode(issuer: &KeyPair, claims: &Claims) -> Result<String, JwtError> {
+pub fn encode<C: Serialize>(issuer: &KeyPair, claims: &C) -> Result<String, JwtError> {
     let header = Header {
         typ: "JWT".into(),
         alg: ALG.into(),
@@ -144,13 +144,75 @@ fn b64_json<T: Serialize>(v: &T) -> Result<String, JwtError> {
 
 /// Longest token accepted, in bytes: a control message is small, a token far smaller.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Longest signed document accepted (a deployment record with a sealed environment).
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// Checks the signature of `token` against the issuer it names and returns its claims.
 /// Does not check freshness or replays: see [`ReplayGuard::admit`].
 pub fn verify(token: &str) -> Result<Claims, JwtError> {
-    if token.len() > MAX_TOKEN_BYTES {
+    verify_as(token, MAX_TOKEN_BYTES)
+}
+
+/// A document signed once by its issuer and kept (a deployment record): unlike a request's
+/// token it has no freshness window and may be read any number of times. `sub` says what it is
+/// about (the record's key), so one cannot be moved to another key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document<T> {
+    pub jti: String,
+    pub iat: u64,
+    /// The issuer's public nkey.
+    pub iss: String,
+    pub sub: String,
+    pub data: T,
+}
+
+/// Signs `data` about `sub` as a JWT (same format as workload tokens).
+pub fn sign_document<T: Serialize>(
+    issuer: &KeyPair,
+    sub: &str,
+    data: T,
+) -> Result<String, JwtError> {
+    let doc = Document {
+        jti: new_jti(),
+        iat: now_secs(),
+        iss: issuer.public_key(),
+        sub: sub.to_owned(),
+        data,
+    };
+    encode(issuer, &doc)
+}
+
+/// Checks a signed document's signature against the issuer it names and returns it.
+pub fn verify_document<T: serde::de::DeserializeOwned>(
+    token: &str,
+) -> Result<Document<T>, JwtError> {
+    verify_as(token, MAX_DOCUMENT_BYTES)
+}
+
+/// Claims of any signed token: the issuer is all the check needs.
+trait Issued {
+    fn issuer(&self) -> &str;
+}
+
+impl Issued for Claims {
+    fn issuer(&self) -> &str {
+        &self.iss
+    }
+}
+
+impl<T> Issued for Document<T> {
+    fn issuer(&self) -> &str {
+        &self.iss
+    }
+}
+
+fn verify_as<C: serde::de::DeserializeOwned + Issued>(
+    token: &str,
+    max_bytes: usize,
+) -> Result<C, JwtError> {
+    if token.len() > max_bytes {
         return Err(JwtError::Malformed(format!(
-            "{} bytes is longer than {MAX_TOKEN_BYTES}",
+            "{} bytes is longer than {max_bytes}",
             token.len()
         )));
     }
@@ -172,15 +234,16 @@ pub fn verify(token: &str) -> Result<Claims, JwtError> {
     if header.alg != ALG {
         return Err(JwtError::Algorithm(header.alg));
     }
-    let claims: Claims = serde_json::from_slice(&decode(c, "claims")?)
+    let claims: C = serde_json::from_slice(&decode(c, "claims")?)
         .map_err(|e| JwtError::Malformed(format!("claims: {e}")))?;
     let sig = decode(s, "signature")?;
-    let issuer = KeyPair::from_public_key(&claims.iss)
-        .map_err(|e| JwtError::Malformed(format!("iss `{}` is not an nkey: {e}", claims.iss)))?;
+    let iss = claims.issuer();
+    let issuer = KeyPair::from_public_key(iss)
+        .map_err(|e| JwtError::Malformed(format!("iss `{iss}` is not an nkey: {e}")))?;
     let signed = &token[..h.len() + 1 + c.len()];
     issuer
         .verify(signed.as_bytes(), &sig)
-        .map_err(|_| JwtError::BadSignature(claims.iss.clone()))?;
+        .map_err(|_| JwtError::BadSignature(iss.to_owned()))?;
     Ok(claims)
 }
 
@@ -284,6 +347,31 @@ mod tests {
         claims.iss = kp.public_key();
         let t = encode(&other, &claims).unwrap();
         assert!(matches!(verify(&t), Err(JwtError::BadSignature(_))));
+    }
+
+    #[test]
+    fn a_document_verifies_and_a_changed_one_does_not() {
+        let kp = issuer();
+        let t = sign_document(&kp, "default.echo", serde_json::json!({"replicas": 3})).unwrap();
+        let d: Document<serde_json::Value> = verify_document(&t).unwrap();
+        assert_eq!(d.iss, kp.public_key());
+        assert_eq!(d.sub, "default.echo");
+        assert_eq!(d.data["replicas"], 3);
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut doc = d.clone();
+        doc.data["replicas"] = 300.into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&doc).unwrap()),
+            parts[2]
+        );
+        assert!(matches!(
+            verify_document::<serde_json::Value>(&forged),
+            Err(JwtError::BadSignature(_))
+        ));
+        // A workload token is not a document of a spec, nor the other way round.
+        assert!(verify(&t).is_err());
     }
 
     #[test]

@@ -220,6 +220,42 @@ pub struct NodeConfig {
     pub bucket_replicas: nex_connect::Replicas,
     /// Which calls publish a per-call event: `"all"` (default), `"failures"` or `"off"`.
     pub call_events: CallEvents,
+    /// Desired state: deployment records, presence and placement (see [`DeploymentsConfig`]).
+    pub deployments: DeploymentsConfig,
+}
+
+/// How the node takes part in running deployment records (the `NEXDEPLOYMENTS` bucket).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentsConfig {
+    /// Run replicas of deployment records (on by default). Off: the node takes only direct
+    /// deploys.
+    pub enabled: bool,
+    /// File holding the x25519 seed (`SX...`) every node of the system shares, which opens the
+    /// environments of deployment records. Created when missing. `None`: records with an
+    /// environment are refused by this node.
+    pub xkey_file: Option<PathBuf>,
+    /// Seconds between presence beacons.
+    #[serde(with = "secs")]
+    pub presence_interval: Duration,
+    /// Seconds without a beacon after which a node is gone and its replicas are placed anew.
+    #[serde(with = "secs")]
+    pub node_gone_after: Duration,
+    /// Longest a lame-duck node waits for its replicas to run elsewhere before it stops them.
+    #[serde(with = "secs")]
+    pub lameduck_handoff: Duration,
+}
+
+impl Default for DeploymentsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            xkey_file: None,
+            presence_interval: Duration::from_secs(1),
+            node_gone_after: Duration::from_secs(3),
+            lameduck_handoff: Duration::from_secs(15),
+        }
+    }
 }
 
 /// `host_services.services.http.config`: where functions' HTTP requests may go. Decisions are
@@ -276,6 +312,7 @@ impl Default for NodeConfig {
             nats: nex_connect::ConnectSpec::default(),
             bucket_replicas: nex_connect::Replicas::Auto,
             call_events: CallEvents::All,
+            deployments: DeploymentsConfig::default(),
         }
     }
 }

@@ -42,6 +42,37 @@ impl Identity {
         })
     }
 
+    /// The xkey every node of the system shares for deployment records' environments, from
+    /// `path`: read when the file exists, else made and written so that nodes starting together
+    /// on one machine end with the same key (the file is linked into place, never overwritten).
+    pub fn shared_xkey(path: &Path) -> Result<XKey> {
+        let read = |p: &Path| -> Result<XKey> {
+            let seed = std::fs::read_to_string(p)
+                .map_err(|e| Error::Config(format!("reading {}: {e}", p.display())))?;
+            XKey::from_seed(seed.trim())
+                .map_err(|e| Error::Config(format!("bad deployment xkey in {}: {e}", p.display())))
+        };
+        if path.exists() {
+            return read(path);
+        }
+        let key = XKey::new();
+        let seed = key.seed().map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Config(e.to_string()))?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, seed)
+            .map_err(|e| Error::Config(format!("writing {}: {e}", tmp.display())))?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(key),
+            // Another node made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
+            Err(e) => Err(Error::Config(format!("writing {}: {e}", path.display()))),
+        }
+    }
+
     /// The node id (`N...`).
     pub fn node_id(&self) -> String {
         self.server.public_key()
@@ -53,17 +84,25 @@ impl Identity {
         sealed_b64: &str,
         sender: &str,
     ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
-        use base64::Engine as _;
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(sealed_b64.trim())
-            .map_err(|e| format!("environment is not base64: {e}"))?;
-        let sender = XKey::from_public_key(sender)
-            .map_err(|e| format!("sender_public_key is not an xkey: {e}"))?;
-        let plain = self
-            .xkey
-            .open(&sealed, &sender)
-            .map_err(|e| format!("environment cannot be opened with this node's xkey: {e}"))?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| format!("environment is not a JSON map of strings: {e}"))
+        open_environment(&self.xkey, sealed_b64, sender)
     }
+}
+
+/// Opens a base64 environment sealed by `sender` (an `X...` public key) to `key`.
+pub fn open_environment(
+    key: &XKey,
+    sealed_b64: &str,
+    sender: &str,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    use base64::Engine as _;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(sealed_b64.trim())
+        .map_err(|e| format!("environment is not base64: {e}"))?;
+    let sender = XKey::from_public_key(sender)
+        .map_err(|e| format!("sender_public_key is not an xkey: {e}"))?;
+    let plain = key
+        .open(&sealed, &sender)
+        .map_err(|e| format!("environment cannot be opened with this node's xkey: {e}"))?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| format!("environment is not a JSON map of strings: {e}"))
 }

@@ -11,6 +11,7 @@
 //! - `agent`: spawning an agent process and the framed pipe to it.
 //! - `artifact`: fetching artifacts from the object store and verifying their hash.
 //! - `emitter`: CloudEvents and log lines.
+//! - `desired`: desired state: deployment records, presence, placement and reconciliation.
 //! - `tenancy`: which namespace may use which trigger subjects and artifact locations.
 //!
 //! Entry point: [`run`] with a connected client, a config and a shutdown future.
@@ -20,12 +21,13 @@ mod answer;
 mod artifact;
 pub mod config;
 mod control;
+mod desired;
 mod emitter;
 pub mod identity;
 mod tenancy;
 mod workload;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +89,17 @@ pub(crate) struct Node {
     pub admission: Mutex<Vec<control::Reservation>>,
     /// Workload JWTs accepted recently: each is good for one deploy or stop.
     pub replay: Mutex<nex_jwt::ReplayGuard>,
+    /// The xkey every node shares for deployment records' environments.
+    pub deployment_xkey: Option<nkeys::XKey>,
+    /// Keys (`<ns>.<name>`) of live deployment records: direct deploys of these names are
+    /// refused.
+    pub managed: Mutex<HashSet<String>>,
+    /// Keys of this node's record replicas that no other node can take (a lame duck keeps them).
+    pub stranded: Mutex<HashSet<String>>,
+    /// Wakes the reconciler (lame duck entered, a replica stopped).
+    pub desired_changed: Notify,
+    /// Nodes heard on `$NEX.PRESENCE`, this one included (0: not known).
+    pub known_nodes: std::sync::atomic::AtomicUsize,
 }
 
 impl Node {
@@ -123,6 +136,14 @@ impl Node {
             .collect();
         v.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
         v
+    }
+
+    /// Is `name` in `ns` a deployment record's?
+    pub fn is_managed(&self, ns: &str, name: &str) -> bool {
+        self.managed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&nex_proto::deployments::deployment_key(ns, name))
     }
 
     pub fn workload_count(&self) -> usize {
@@ -203,6 +224,10 @@ pub async fn run(
         config.machine_pool_size,
     );
     let host_client = config.host_client.clone().unwrap_or_else(|| client.clone());
+    let deployment_xkey = match &config.deployments.xkey_file {
+        Some(path) => Some(Identity::shared_xkey(path)?),
+        None => None,
+    };
     let node = Arc::new(Node {
         js: async_nats::jetstream::new(client.clone()),
         host_client,
@@ -220,6 +245,11 @@ pub async fn run(
         admission: Mutex::default(),
         replay: Mutex::default(),
         identity,
+        deployment_xkey,
+        managed: Mutex::default(),
+        stranded: Mutex::default(),
+        desired_changed: Notify::new(),
+        known_nodes: Default::default(),
     });
     node.agents.refill();
 
@@ -257,6 +287,11 @@ pub async fn run(
         .await;
     tracing::info!(node_id = %node_id, "node started");
     control::autostart(&node).await;
+    let desired = node
+        .config
+        .deployments
+        .enabled
+        .then(|| tokio::spawn(desired::run(node.clone())));
     on_ready(NodeHandle {
         node_id: node_id.clone(),
         public_xkey: node.identity.xkey.public_key(),
@@ -282,6 +317,11 @@ pub async fn run(
         }
     };
     drop(control_msgs);
+    if let Some(task) = desired {
+        task.abort();
+        // Other nodes place this node's replicas now rather than after its silence.
+        desired::goodbye(&node).await;
+    }
     // Stopping must finish even when NATS is gone (a flush would wait for a reconnect forever):
     // workloads get their drain time, the goodbye a short while.
     if tokio::time::timeout(STOP_WORKLOADS_LIMIT, node.stop_all("node stopping"))

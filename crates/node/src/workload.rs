@@ -34,6 +34,8 @@ pub struct WorkloadMeta {
     pub trigger_subjects: Vec<String>,
     pub limits: ResolvedLimits,
     pub total_bytes: u64,
+    /// The deployment record this workload is a replica of (`None`: deployed directly).
+    pub record: Option<crate::control::RecordRef>,
 }
 
 /// A running workload.
@@ -142,11 +144,24 @@ impl Workload {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        // The trigger loops unsubscribe and finish their in-flight calls; past `drain` they are
-        // cut short.
+        // The trigger loops drain their subscriptions (every call the server sent before it
+        // took the unsubscribe is still handled) and end; then in-flight calls finish. Past
+        // `drain` both are cut short.
         self.stop_triggers.send_replace(true);
+        let deadline = tokio::time::Instant::now() + drain;
+        let triggers = self.meta.trigger_subjects.len();
+        let mut loops: Vec<JoinHandle<()>> = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            let n = triggers.min(tasks.len());
+            tasks.drain(..n).collect()
+        };
+        for l in &mut loops {
+            if tokio::time::timeout_at(deadline, &mut *l).await.is_err() {
+                l.abort();
+            }
+        }
         let all = self.meta.limits.max_concurrency;
-        let _ = tokio::time::timeout(drain, self.permits.acquire_many(all)).await;
+        let _ = tokio::time::timeout_at(deadline, self.permits.acquire_many(all)).await;
         for t in self
             .tasks
             .lock()
@@ -266,10 +281,19 @@ async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
     // the agent's replies. A call holds one of the workload's permits until it is answered, so
     // the concurrency limit (shared by all triggers) is enforced here.
     let mut stop = wl.stop_triggers.subscribe();
+    let mut draining = false;
     loop {
         let msg = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.changed(), if !draining => {
+                // Unsubscribe, and keep handling what the server sent before it took that:
+                // the stream ends at the server's answer to the drain's ping.
+                draining = true;
+                if sub.drain().await.is_err() {
+                    break;
+                }
+                continue;
+            }
             msg = sub.next() => match msg {
                 Some(msg) => msg,
                 None => break,
@@ -280,15 +304,13 @@ async fn dispatch(wl: Arc<Workload>, mut sub: async_nats::Subscriber) {
             wl.refuse_reply(msg).await;
             continue;
         }
+        // A stop waits for this loop to end (up to its drain time), so a call taken from the
+        // subscription is always handled.
         let permit = match wl.permits.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => tokio::select! {
-                biased;
-                _ = stop.changed() => break,
-                p = wl.permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
+            Err(_) => match wl.permits.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => break,
             },
         };
         wl.start_call(msg, permit).await;

@@ -359,6 +359,15 @@ pub struct PingResponse {
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     pub running_machines: usize,
+    /// The xkey every node of this system shares for deployment records' environments
+    /// (absent when the node has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_xkey: Option<String>,
+    /// Nodes this node hears on `$NEX.PRESENCE`, itself included: a client gathering ping
+    /// answers keeps waiting (up to its timeout) until that many have answered. Absent in
+    /// auction answers (only matching nodes bid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_nodes: Option<usize>,
 }
 
 /// One running workload, as a workload ping lists it.

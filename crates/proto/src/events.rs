@@ -18,6 +18,20 @@ pub const FUNCTION_EXEC_SUCCEEDED: &str = "function_exec_succeeded";
 pub const FUNCTION_EXEC_FAILED: &str = "function_exec_failed";
 /// A function logged faster than its rate limit: lines were dropped.
 pub const LOGS_DROPPED: &str = "logs_dropped";
+/// A deployment record a node will not run (bad or foreign signature, roll-back, another
+/// issuer's name, a record it cannot load), in the record's namespace.
+pub const DEPLOYMENT_REFUSED: &str = "deployment_refused";
+
+/// Payload of [`DEPLOYMENT_REFUSED`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentRefused {
+    pub node_id: String,
+    /// The record's key (`<namespace>.<name>`).
+    pub key: String,
+    /// Its revision in the bucket.
+    pub revision: u64,
+    pub reason: String,
+}
 
 /// A CloudEvents 1.0 JSON document. Fields borrow where they can: the node builds one per function
 /// call, and the constant parts need not be copied each time.

@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`subjects`]: every NATS subject nex uses, built in one place.
 //! - [`names`]: bucket names and artifact keys derived from a namespace and a workload name.
+//! - [`deployments`]: desired-state records, node presence and the placement rule.
 //! - [`control`]: JSON bodies of the control plane (`$NEX.*`) requests and answers.
 //! - [`events`]: CloudEvents envelopes and event payloads, and log lines.
 //! - [`agent_wire`]: the framed binary protocol between a node and its per-workload agent process.
@@ -13,6 +14,7 @@
 
 pub mod agent_wire;
 pub mod control;
+pub mod deployments;
 pub mod events;
 pub mod names;
 pub mod subjects;

@@ -14,6 +14,10 @@ pub const PING: &str = "$NEX.PING";
 /// `$NEX.AUCTION`: nodes that match the request answer.
 pub const AUCTION: &str = "$NEX.AUCTION";
 
+/// `$NEX.PRESENCE`: every node's beacon ([`crate::deployments::Presence`]), every presence
+/// interval and on every change of what it runs.
+pub const PRESENCE: &str = "$NEX.PRESENCE";
+
 /// `$NEX.PING.<node>`: one node answers.
 pub fn ping_node(node: &str) -> String {
     format!("{PREFIX}.PING.{node}")

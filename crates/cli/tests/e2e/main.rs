@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod components;
+mod deployments;
 mod embedded;
 mod functions;
 mod harness;

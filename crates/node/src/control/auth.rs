@@ -52,11 +52,15 @@ pub(crate) fn header_token(headers: Option<&HeaderMap>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// May `issuer` deploy on this node (`valid_issuers`, empty for any, and the operators)?
+pub(crate) fn trusted_issuer(node: &Node, issuer: &str) -> bool {
+    node.config.valid_issuers.is_empty()
+        || node.config.valid_issuers.iter().any(|i| i == issuer)
+        || is_operator(node, issuer)
+}
+
 fn check_issuer(node: &Node, issuer: &str) -> Result<()> {
-    if !node.config.valid_issuers.is_empty()
-        && !node.config.valid_issuers.iter().any(|i| i == issuer)
-        && !is_operator(node, issuer)
-    {
+    if !trusted_issuer(node, issuer) {
         return Err(ControlError::Unauthorized(format!(
             "issuer `{issuer}` is not trusted by this node"
         )));

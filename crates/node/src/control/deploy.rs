@@ -53,22 +53,57 @@ impl Drop for Reserved<'_> {
     }
 }
 
-/// Validates, authorizes, fetches, admits and starts a workload. `local` deploys (autostart,
-/// from the node's own config) are trusted and may use files.
+/// Who vouches for a deploy.
+#[derive(Debug, Clone)]
+pub(crate) enum Authority {
+    /// The node's own configuration (autostart): trusted, and may use files.
+    Local,
+    /// A direct deploy request, carrying a single-use workload JWT.
+    Token,
+    /// A deployment record its issuer signed, verified by the reconciler
+    /// ([`crate::desired`]); the environment is sealed to the nodes' shared deployment xkey.
+    Record(RecordRef),
+}
+
+/// The deployment record a replica runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordRef {
+    pub key: String,
+    pub version: u64,
+    pub issuer: String,
+}
+
+impl Authority {
+    fn local(&self) -> bool {
+        matches!(self, Authority::Local)
+    }
+}
+
+/// Validates, authorizes, fetches, admits and starts a workload.
 #[instrument(skip_all, fields(namespace = ns, workload_name = %req.workload_name))]
 pub(crate) async fn deploy(
     node: &Arc<Node>,
     ns: &str,
     req: DeployRequest,
-    local: bool,
+    authority: Authority,
 ) -> Result<RunResponse> {
+    let local = authority.local();
     let workload_type = check_request(node, ns, &req)?;
-    let (issuer, signed_id) = if local {
-        (String::new(), None)
-    } else {
-        let claims = auth::deploy_token(node, &req)?;
-        (claims.iss, Some(claims.sub))
+    let (issuer, signed_id) = match &authority {
+        Authority::Local => (String::new(), None),
+        Authority::Token => {
+            let claims = auth::deploy_token(node, &req)?;
+            (claims.iss, Some(claims.sub))
+        }
+        Authority::Record(r) => (r.issuer.clone(), None),
     };
+    if matches!(authority, Authority::Token) && node.is_managed(ns, &req.workload_name) {
+        return Err(ControlError::Conflict(format!(
+            "`{}` in namespace {ns} is a deployment record's (nex ls shows it): deploy it with \
+             --replicas to replace it, or nex undeploy it first",
+            req.workload_name
+        )));
+    }
     check_owner(node, ns, &req.workload_name, &issuer, local)?;
     let limits = node
         .config
@@ -83,7 +118,19 @@ pub(crate) async fn deploy(
                         .into(),
                 )
             })?;
-            node.identity.open_environment(sealed, sender)?
+            match &authority {
+                Authority::Record(_) => {
+                    let key = node.deployment_xkey.as_ref().ok_or_else(|| {
+                        ControlError::Invalid(
+                            "the record has an environment and this node has no deployment \
+                             xkey (deployments.xkey_file in its config)"
+                                .into(),
+                        )
+                    })?;
+                    crate::identity::open_environment(key, sealed, sender)?
+                }
+                _ => node.identity.open_environment(sealed, sender)?,
+            }
         }
     };
     let (bytes, hash) = fetch_artifact(node, ns, &req, local).await?;
@@ -113,6 +160,10 @@ pub(crate) async fn deploy(
         trigger_subjects: req.trigger_subjects.clone(),
         limits,
         total_bytes: bytes.len() as u64,
+        record: match authority {
+            Authority::Record(r) => Some(r),
+            _ => None,
+        },
     };
     let mut argv = vec!["nexfunction".to_owned()];
     argv.extend(req.argv.iter().cloned());
@@ -428,7 +479,7 @@ pub(crate) async fn autostart(node: &Arc<Node>) {
             sender_public_key: Some(node.identity.xkey.public_key()),
             ..Default::default()
         };
-        match deploy(node, &ns, req, true).await {
+        match deploy(node, &ns, req, Authority::Local).await {
             Ok(r) => tracing::info!(name = %w.name, id = %r.id, "autostarted"),
             Err(e) => tracing::error!(name = %w.name, "autostart failed: {e}"),
         }

@@ -11,7 +11,7 @@
 //! - this module: dispatch, stop and lame duck.
 
 pub(crate) mod auth;
-mod deploy;
+pub(crate) mod deploy;
 pub(crate) mod error;
 mod read;
 
@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::instrument;
 
-pub(crate) use self::deploy::{Reservation, autostart};
+pub(crate) use self::deploy::{Authority, RecordRef, Reservation, autostart, deploy};
 use self::error::{ControlError, Result};
 use crate::Node;
 use crate::workload::Workload;
@@ -65,7 +65,7 @@ pub(crate) async fn handle(node: Arc<Node>, kind: Kind, msg: Message) {
         Kind::Deploy => {
             let ns = subjects::namespace_of(msg.subject.as_str()).unwrap_or_default();
             let r = match parse::<DeployRequest>(&msg.payload, "deploy request") {
-                Ok(req) => deploy::deploy(&node, ns, req, false).await,
+                Ok(req) => deploy::deploy(&node, ns, req, deploy::Authority::Token).await,
                 Err(e) => Err(e),
             };
             answer(RUN_RESPONSE_TYPE, r)
@@ -89,6 +89,10 @@ pub(crate) async fn handle(node: Arc<Node>, kind: Kind, msg: Message) {
         let _ = node.client.flush().await;
         let n = node.clone();
         tokio::spawn(async move {
+            // Replicas of deployment records move to other nodes first.
+            if n.config.deployments.enabled {
+                crate::desired::hand_over(&n, n.config.deployments.lameduck_handoff).await;
+            }
             n.stop_all("node entered lame-duck mode").await;
             n.exit.notify_one();
         });
@@ -126,6 +130,19 @@ pub(crate) async fn undeployed_event(node: &Node, w: &Workload, message: &str) {
             },
         )
         .await;
+}
+
+/// Takes workload `id` out of the registry, stops it and reports it undeployed.
+pub(crate) async fn retire(node: &Node, id: &str, message: &str) {
+    let wl = node
+        .workloads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id);
+    if let Some(wl) = wl {
+        wl.stop(Duration::from_secs(5)).await;
+        undeployed_event(node, &wl, message).await;
+    }
 }
 
 #[instrument(skip_all, fields(namespace = ns, workload_id = %req.workload_id))]

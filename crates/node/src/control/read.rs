@@ -21,6 +21,11 @@ pub(crate) fn ping(node: &Node) -> PingResponse {
         target_xkey: node.identity.xkey.public_key(),
         tags: node.tags(),
         running_machines: node.workload_count(),
+        deployment_xkey: node.deployment_xkey.as_ref().map(|k| k.public_key()),
+        known_nodes: match node.known_nodes.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        },
     }
 }
 
@@ -53,7 +58,12 @@ pub(crate) fn auction(node: &Node, payload: &[u8]) -> Option<Result<PingResponse
             .workload_types
             .iter()
             .all(|t| node.config.workload_types.contains(t));
-    matches.then(|| Ok(ping(node)))
+    matches.then(|| {
+        Ok(PingResponse {
+            known_nodes: None,
+            ..ping(node)
+        })
+    })
 }
 
 /// Answers only when the signer can see a matching workload here: an unsigned workload ping
