@@ -80,6 +80,8 @@ pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
 /// `Error` whose `code` is the [`nex_hostapi::ErrorKind`] name).
 pub type HostFn = Box<dyn Fn(&Call) -> CallResult>;
 
+#[cfg(test)]
+mod fetch_tests;
 mod host_services;
 mod web;
 
@@ -297,7 +299,9 @@ impl JsFunction {
         let loaded = context.with(|ctx| -> Result<_, LoadError> {
             install_console(&ctx, sink.clone(), current.clone())
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let timers = web::install(&ctx, Instant::now(), timers_armed.clone())
+            let host =
+                host_services::native(&ctx, host).map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let timers = web::install(&ctx, Instant::now(), timers_armed.clone(), host.clone())
                 .catch(&ctx)
                 .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
