@@ -5,7 +5,8 @@
 //! `this.hostServices` bound, awaiting a returned Promise, and turning the returned value into reply
 //! bytes (bytes as-is, strings as UTF-8, other values as JSON, `undefined`/`null` as no reply).
 //! It enforces the memory limit (QuickJS allocator cap), the time limit (interrupt handler) and a
-//! stack limit, and routes `console.*` to a sink the embedder provides.
+//! stack limit, and routes `console.*` (formatted as Node formats it) to a sink the embedder
+//! provides.
 //!
 //! A [`JsFunction`] is single-threaded (`!Send`): create and use it on one thread.
 //! It knows nothing of NATS or the agent protocol.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use nex_hostapi::{Call, CallResult};
 use rquickjs::context::EvalOptions;
-use rquickjs::function::{Rest, This};
+use rquickjs::function::This;
 use rquickjs::{
     ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise,
     Runtime, TypedArray, Value,
@@ -80,6 +81,7 @@ pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
 /// `Error` whose `code` is the [`nex_hostapi::ErrorKind`] name).
 pub type HostFn = Box<dyn Fn(&Call) -> CallResult>;
 
+mod console;
 #[cfg(test)]
 mod fetch_tests;
 mod host_services;
@@ -168,56 +170,6 @@ fn type_name(v: &Value<'_>) -> String {
     v.type_name().to_owned()
 }
 
-fn install_console<'js>(
-    ctx: &Ctx<'js>,
-    sink: Rc<ConsoleSink>,
-    current: Rc<Cell<u64>>,
-) -> rquickjs::Result<()> {
-    let console = Object::new(ctx.clone())?;
-    for (name, level) in [
-        ("log", ConsoleLevel::Info),
-        ("info", ConsoleLevel::Info),
-        ("debug", ConsoleLevel::Debug),
-        ("warn", ConsoleLevel::Warn),
-        ("error", ConsoleLevel::Error),
-    ] {
-        let sink = sink.clone();
-        let current = current.clone();
-        let f = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
-            let text = args
-                .0
-                .iter()
-                .map(|v| display(&ctx, v))
-                .collect::<Vec<_>>()
-                .join(" ");
-            sink(current.get(), level, text);
-        })?;
-        console.set(name, f)?;
-    }
-    ctx.globals().set("console", console)
-}
-
-/// How `console.log` shows a value: strings as-is, everything else as JSON where possible.
-fn display<'js>(ctx: &Ctx<'js>, v: &Value<'js>) -> String {
-    if let Some(s) = v.as_string() {
-        return s.to_string().unwrap_or_default();
-    }
-    if v.is_undefined() {
-        return "undefined".into();
-    }
-    if v.is_function() {
-        return "[function]".into();
-    }
-    if let Some(e) = v.as_exception() {
-        return e.message().unwrap_or_default();
-    }
-    ctx.json_stringify(v.clone())
-        .ok()
-        .flatten()
-        .and_then(|s| s.to_string().ok())
-        .unwrap_or_else(|| format!("[{}]", v.type_name()))
-}
-
 fn install_env<'js>(
     ctx: &Ctx<'js>,
     this: &Object<'js>,
@@ -297,7 +249,7 @@ impl JsFunction {
         let timers_armed = Rc::new(Cell::new(false));
         deadline.set(Some(Instant::now() + config.timeout));
         let loaded = context.with(|ctx| -> Result<_, LoadError> {
-            install_console(&ctx, sink.clone(), current.clone())
+            console::install(&ctx, sink.clone(), current.clone())
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
             let host =
                 host_services::native(&ctx, host).map_err(|e| LoadError::Runtime(e.to_string()))?;
@@ -634,7 +586,7 @@ mod tests {
         f.invoke(9, "x", b"").result.unwrap();
         assert_eq!(
             seen.borrow().as_slice(),
-            &[(9, ConsoleLevel::Warn, "w 1 {\"a\":2}".to_owned())]
+            &[(9, ConsoleLevel::Warn, "w 1 { a: 2 }".to_owned())]
         );
     }
 

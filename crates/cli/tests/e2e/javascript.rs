@@ -242,3 +242,35 @@ async fn fetch_reaches_a_local_server_and_a_denied_host_is_a_type_error() {
         assert_eq!(v["made"]["made"], true);
     }
 }
+
+/// Issue 20: `console.log` of objects reads as Node prints it (the expected lines are Node 20's
+/// output for the same calls), in the function's log stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_formats_objects_as_node_does() {
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.pretty.*").await;
+    let (_d, path) = temp_file(
+        "pretty.js",
+        br#"(subject, payload) => {
+  console.log('got %s (%d bytes)', subject, payload.length, { nested: { list: [1, 'two', [3]] }, m: new Map([['k', new Set([1])]]) });
+  const e = new RangeError('out of range'); e.code = 'E_RANGE';
+  console.error(e);
+  return 'logged';
+}"#,
+    );
+    w.devrun(&path, &["js.pretty"], &[]);
+    assert_eq!(w.call("js.pretty", b"abc").await, b"logged");
+    let v = next_log_line(&mut logs).await;
+    assert_eq!(
+        v["text"],
+        "got js.pretty (3 bytes) {\n  nested: { list: [ 1, 'two', [Array] ] },\n  m: Map(1) { 'k' => Set(1) { 1 } }\n}"
+    );
+    let v = next_log_line(&mut logs).await;
+    assert_eq!(v["level"], "error");
+    let text = v["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("RangeError: out of range\n    at "),
+        "{text}"
+    );
+    assert!(text.ends_with("{\n  code: 'E_RANGE'\n}"), "{text}");
+}
