@@ -1,7 +1,8 @@
 //! JavaScript runtime for nex functions, on QuickJS-ng through `rquickjs`.
 //!
 //! This crate owns evaluating a function's source once (the file is an expression that yields
-//! `(subject, payload) => reply`), calling it per trigger with `payload` as a `Uint8Array` and
+//! `(subject, payload) => reply`, or an ES module whose default export is that function or an
+//! object with a `handle` method), calling it per trigger with `payload` as a `Uint8Array` and
 //! `this.hostServices` bound, awaiting a returned Promise, and turning the returned value into reply
 //! bytes (bytes as-is, strings as UTF-8, other values as JSON, `undefined`/`null` as no reply).
 //! It enforces the memory limit (QuickJS allocator cap), the time limit (interrupt handler) and a
@@ -43,9 +44,18 @@ pub enum LoadError {
     /// The source evaluated to something other than a function.
     #[error(
         "the JavaScript source evaluates to {0}, not a function: the file must be an expression \
-         like `(subject, payload) => payload`"
+         like `(subject, payload) => payload` or a module with `export default`"
     )]
     NotAFunction(String),
+    /// The module imports another module (a function is one file).
+    #[error("imports are not supported: the module imports '{0}' (a nex function is one file)")]
+    Import(String),
+    /// The module's default export is neither a function nor an object with `handle`.
+    #[error(
+        "the module's default export is {0}: export a function (`export default (subject, \
+         payload) => …`) or an object with a `handle` method"
+    )]
+    NoDefault(String),
 }
 
 /// Why an invocation failed.
@@ -85,6 +95,7 @@ mod console;
 #[cfg(test)]
 mod fetch_tests;
 mod host_services;
+mod module;
 mod web;
 
 /// Limits and settings of one function.
@@ -243,6 +254,11 @@ impl JsFunction {
         runtime.set_interrupt_handler(Some(Box::new(move || {
             d.get().is_some_and(|t| Instant::now() >= t)
         })));
+        let refused_import = Rc::new(std::cell::RefCell::new(None));
+        runtime.set_loader(
+            module::NoImports(refused_import.clone()),
+            module::NoImports(refused_import.clone()),
+        );
         let context = Context::full(&runtime).map_err(|e| LoadError::Runtime(e.to_string()))?;
         let current = Rc::new(Cell::new(0u64));
         let sink = Rc::new(console);
@@ -264,17 +280,24 @@ impl JsFunction {
                 .and_then(|()| ctx.globals().set("hostServices", hs))
                 .and_then(|()| install_env(&ctx, &this, &config.env))
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let mut opts = EvalOptions::default();
-            opts.global = true;
-            opts.strict = false;
-            opts.backtrace_barrier = true;
-            opts.filename = Some(format!("{}.js", config.name));
-            let value: Value = ctx
-                .eval_with_options(source, opts)
-                .catch(&ctx)
-                .map_err(|e| LoadError::Eval(describe(&ctx, e)))?;
-            let Some(function) = value.as_function().cloned() else {
-                return Err(LoadError::NotAFunction(type_name(&value)));
+            let file = format!("{}.js", config.name);
+            let (function, this) = if module::is_module(source) {
+                let (function, target) = module::evaluate(&ctx, &file, source, &refused_import)?;
+                (function, target.unwrap_or(this))
+            } else {
+                let mut opts = EvalOptions::default();
+                opts.global = true;
+                opts.strict = false;
+                opts.backtrace_barrier = true;
+                opts.filename = Some(file);
+                let value: Value = ctx
+                    .eval_with_options(source, opts)
+                    .catch(&ctx)
+                    .map_err(|e| LoadError::Eval(describe(&ctx, e)))?;
+                let Some(function) = value.as_function().cloned() else {
+                    return Err(LoadError::NotAFunction(type_name(&value)));
+                };
+                (function, this)
             };
             // Timers the top level set do not outlive it.
             if timers_armed.replace(false) {

@@ -574,10 +574,10 @@ mod timer_tests {
     fn timers_fire_in_order_while_the_call_waits() {
         assert_eq!(
             run("return new Promise(r => { const seen = []; \
-                 setTimeout(() => seen.push('b'), 20); setTimeout((x) => seen.push(x), 5, 'a'); \
+                 setTimeout(() => seen.push('b'), 40); setTimeout((x) => seen.push(x), 25, 'a'); \
                  const t = setTimeout(() => seen.push('never'), 10); clearTimeout(t); \
                  let n = 0; const i = setInterval(() => { seen.push('i' + n); if (++n === 3) clearInterval(i); }, 1); \
-                 setTimeout(() => r(seen.join()), 40); })"),
+                 setTimeout(() => r(seen.join()), 60); })"),
             "i0,i1,i2,a,b"
         );
         let t = Instant::now();

@@ -274,3 +274,37 @@ async fn console_formats_objects_as_node_does() {
     );
     assert!(text.ends_with("{\n  code: 'E_RANGE'\n}"), "{text}");
 }
+
+/// Issue 20: the ES module forms deploy and answer; a module that imports is refused at deploy
+/// with a message that says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn module_forms_deploy_and_imports_are_refused() {
+    let w = World::start().await;
+    let (_d, path) = temp_file(
+        "handler.js",
+        br#"const prefix = await Promise.resolve('mod');
+export default {
+  async handle(subject, payload) {
+    return prefix + ':' + subject + ':' + new TextDecoder().decode(payload);
+  },
+};"#,
+    );
+    w.devrun(&path, &["js.mod"], &[]);
+    assert_eq!(w.call("js.mod", b"x").await, b"mod:js.mod:x");
+    let (_d2, path) = temp_file(
+        "arrow_mod.js",
+        b"export default (subject, payload) => payload.length;",
+    );
+    w.devrun(&path, &["js.arrowmod"], &[]);
+    assert_eq!(w.call("js.arrowmod", b"four").await, b"4");
+
+    let (_d3, path) = temp_file(
+        "importer.js",
+        b"import fs from 'fs';\nexport default () => fs.readFileSync('/etc/passwd');",
+    );
+    let err = crate::bad_input::devrun_err(&w, &path, "js.importer", &[]);
+    assert!(
+        err.contains("imports are not supported: the module imports 'fs'"),
+        "{err}"
+    );
+}
