@@ -1,58 +1,86 @@
-//! `console.*`: lines as Node prints them. Plain strings and numbers are joined with spaces in
-//! a few lines of JavaScript; anything else (objects, `%` substitutions, symbols, ...) goes
-//! through `inspect.js` (Node's `util.format`/`util.inspect`), evaluated on first such use, so
-//! a function that logs only strings never pays for it. Each line goes to the embedder's
-//! [`ConsoleSink`] tagged with the current call's id.
+//! `console.*`: lines as Node prints them. A line of plain strings, numbers, booleans, `null`
+//! and `undefined` is joined here, in Rust, with no JavaScript run (the echo's path); anything
+//! else (objects, `%` substitutions, symbols, `-0`, ...) goes through `inspect.js` (Node's
+//! `util.format`/`util.inspect`), evaluated on the first such line and kept on the global
+//! object under a hidden name, so a function that logs only plain values never pays for it.
+//! Each line goes to the embedder's [`ConsoleSink`] tagged with the current call's id.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use rquickjs::function::Func;
-use rquickjs::{Ctx, Function, Object};
+use rquickjs::function::Rest;
+use rquickjs::object::Property;
+use rquickjs::{Array, Coerced, Ctx, Function, Object, Value};
 
 use crate::{ConsoleLevel, ConsoleSink};
 
 /// Evaluates to a function that returns `format(args) -> string`, Node's `util.format`.
 const INSPECT: &str = include_str!("inspect.js");
 
-/// The console object over `emit(level, text)`.
-const CONSOLE: &str = r#"(function (emit, inspector) {
-  let format = null;
-  const text = (args) => {
-    for (let i = 0; i < args.length; i++) {
-      const a = args[i];
-      const t = typeof a;
-      if ((t === 'object' && a !== null) || t === 'function' || t === 'symbol' || t === 'bigint' ||
-          (t === 'number' && a === 0 && 1 / a < 0) || (i === 0 && t === 'string' && args.length > 1 && a.includes('%'))) {
-        if (format === null) format = inspector();
-        return format(args);
-      }
-    }
-    return args.length === 1 && typeof args[0] === 'string' ? args[0] : args.map(String).join(' ');
-  };
-  const line = (level) => (...args) => emit(level, text(args));
-  return {
-    log: line(1), info: line(1), debug: line(0), trace: line(0), warn: line(2), error: line(3),
-    dir: (value) => { if (format === null) format = inspector(); emit(1, format(['%O', value])); },
-    assert: (condition, ...args) => {
-      if (condition) return;
-      emit(3, args.length ? 'Assertion failed: ' + text(args) : 'Assertion failed');
-    },
-  };
-})"#;
+/// Where the formatter is kept once evaluated (non-enumerable, on the global object).
+const FORMATTER: &str = "__nexFormat";
 
-fn level(n: u8) -> ConsoleLevel {
-    match n {
-        0 => ConsoleLevel::Debug,
-        1 => ConsoleLevel::Info,
-        2 => ConsoleLevel::Warn,
-        _ => ConsoleLevel::Error,
+/// The text of `v` when it needs no formatter: what Node prints for it alone.
+fn plain(v: &Value<'_>) -> Option<String> {
+    if let Some(s) = v.as_string() {
+        return s.to_string().ok();
+    }
+    if v.is_undefined() {
+        return Some("undefined".into());
+    }
+    if v.is_null() {
+        return Some("null".into());
+    }
+    if let Some(b) = v.as_bool() {
+        return Some(b.to_string());
+    }
+    if let Some(i) = v.as_int() {
+        return Some(i.to_string());
+    }
+    match v.as_float() {
+        // JavaScript's own number-to-string (`1e+21`, `0.1`), but not -0, which Node shows.
+        Some(f) if !(f == 0.0 && f.is_sign_negative()) => {
+            v.get::<Coerced<String>>().ok().map(|c| c.0)
+        }
+        _ => None,
     }
 }
 
-fn inspector<'js>(ctx: Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+/// The formatter of `inspect.js`, evaluated on first use.
+fn formatter<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    let globals = ctx.globals();
+    if let Ok(Some(f)) = globals.get::<_, Option<Function>>(FORMATTER) {
+        return Ok(f);
+    }
     let build: Function = ctx.eval(INSPECT)?;
-    build.call(())
+    let f: Function = build.call(())?;
+    globals.prop(FORMATTER, Property::from(f.clone()).configurable())?;
+    Ok(f)
+}
+
+/// `util.format(...args)`, through the formatter.
+fn format<'js>(ctx: &Ctx<'js>, args: &[Value<'js>]) -> rquickjs::Result<String> {
+    let list = Array::new(ctx.clone())?;
+    for (i, v) in args.iter().enumerate() {
+        list.set(i, v.clone())?;
+    }
+    formatter(ctx)?.call((list,))
+}
+
+/// The line for `args`: plain values joined with spaces, the rest as Node formats it.
+fn text<'js>(ctx: &Ctx<'js>, args: &[Value<'js>]) -> rquickjs::Result<String> {
+    let substitutes = args.len() > 1
+        && args[0]
+            .as_string()
+            .and_then(|s| s.to_string().ok())
+            .is_some_and(|s| s.contains('%'));
+    if !substitutes {
+        let parts: Option<Vec<String>> = args.iter().map(plain).collect();
+        if let Some(parts) = parts {
+            return Ok(parts.join(" "));
+        }
+    }
+    format(ctx, args)
 }
 
 /// Defines `console` on `ctx`; lines go to `sink` with the id `current` holds.
@@ -61,9 +89,57 @@ pub(crate) fn install<'js>(
     sink: Rc<ConsoleSink>,
     current: Rc<Cell<u64>>,
 ) -> rquickjs::Result<()> {
-    let emit = Func::from(move |n: u8, text: String| sink(current.get(), level(n), text));
-    let build: Function = ctx.eval(CONSOLE)?;
-    let console: Object = build.call((emit, Func::from(inspector)))?;
+    let console = Object::new(ctx.clone())?;
+    for (name, level) in [
+        ("log", ConsoleLevel::Info),
+        ("info", ConsoleLevel::Info),
+        ("debug", ConsoleLevel::Debug),
+        ("trace", ConsoleLevel::Debug),
+        ("warn", ConsoleLevel::Warn),
+        ("error", ConsoleLevel::Error),
+    ] {
+        let (sink, current) = (sink.clone(), current.clone());
+        let f = Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<()> {
+                sink(current.get(), level, text(&ctx, &args.0)?);
+                Ok(())
+            },
+        )?;
+        console.set(name, f)?;
+    }
+    let (s, c) = (sink.clone(), current.clone());
+    let dir = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>, value: Value<'js>| -> rquickjs::Result<()> {
+            let pattern = rquickjs::String::from_str(ctx.clone(), "%O")?.into_value();
+            s(
+                c.get(),
+                ConsoleLevel::Info,
+                format(&ctx, &[pattern, value])?,
+            );
+            Ok(())
+        },
+    )?;
+    console.set("dir", dir)?;
+    let assert = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>,
+              condition: Coerced<bool>,
+              args: Rest<Value<'js>>|
+              -> rquickjs::Result<()> {
+            if !condition.0 {
+                let line = if args.0.is_empty() {
+                    "Assertion failed".to_owned()
+                } else {
+                    format!("Assertion failed: {}", text(&ctx, &args.0)?)
+                };
+                sink(current.get(), ConsoleLevel::Error, line);
+            }
+            Ok(())
+        },
+    )?;
+    console.set("assert", assert)?;
     ctx.globals().set("console", console)
 }
 
