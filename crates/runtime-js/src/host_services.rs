@@ -204,10 +204,10 @@ fn value<'js>(ctx: &Ctx<'js>, reply: Reply) -> rquickjs::Result<Value<'js>> {
     }
 }
 
-/// Builds the `hostServices` object around `host` (or around a stub that throws when `None`).
-pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: Option<HostFn>) -> rquickjs::Result<Object<'js>> {
+/// The native `host(op, ...args)` around `host` (or around a stub that throws when `None`).
+pub(crate) fn native<'js>(ctx: &Ctx<'js>, host: Option<HostFn>) -> rquickjs::Result<Function<'js>> {
     let host = Rc::new(host);
-    let native = Function::new(
+    Function::new(
         ctx.clone(),
         move |ctx: Ctx<'js>, op: String, args: Rest<Value<'js>>| -> rquickjs::Result<Value<'js>> {
             let Some(host) = host.as_ref() else {
@@ -233,7 +233,11 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, host: Option<HostFn>) -> rquickjs::Re
                 Err(e) => Err(throw(&ctx, &e)),
             }
         },
-    )?;
+    )
+}
+
+/// Builds the `hostServices` object around `native` (see [`native`]).
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, native: Function<'js>) -> rquickjs::Result<Object<'js>> {
     let wrap: Function = ctx.eval(JS)?;
     wrap.call((native,))
 }

@@ -1,11 +1,13 @@
 //! JavaScript runtime for nex functions, on QuickJS-ng through `rquickjs`.
 //!
 //! This crate owns evaluating a function's source once (the file is an expression that yields
-//! `(subject, payload) => reply`), calling it per trigger with `payload` as a `Uint8Array` and
+//! `(subject, payload) => reply`, or an ES module whose default export is that function or an
+//! object with a `handle` method), calling it per trigger with `payload` as a `Uint8Array` and
 //! `this.hostServices` bound, awaiting a returned Promise, and turning the returned value into reply
 //! bytes (bytes as-is, strings as UTF-8, other values as JSON, `undefined`/`null` as no reply).
 //! It enforces the memory limit (QuickJS allocator cap), the time limit (interrupt handler) and a
-//! stack limit, and routes `console.*` to a sink the embedder provides.
+//! stack limit, and routes `console.*` (formatted as Node formats it) to a sink the embedder
+//! provides.
 //!
 //! A [`JsFunction`] is single-threaded (`!Send`): create and use it on one thread.
 //! It knows nothing of NATS or the agent protocol.
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use nex_hostapi::{Call, CallResult};
 use rquickjs::context::EvalOptions;
-use rquickjs::function::{Rest, This};
+use rquickjs::function::This;
 use rquickjs::{
     ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise,
     Runtime, TypedArray, Value,
@@ -42,9 +44,18 @@ pub enum LoadError {
     /// The source evaluated to something other than a function.
     #[error(
         "the JavaScript source evaluates to {0}, not a function: the file must be an expression \
-         like `(subject, payload) => payload`"
+         like `(subject, payload) => payload` or a module with `export default`"
     )]
     NotAFunction(String),
+    /// The module imports another module (a function is one file).
+    #[error("imports are not supported: the module imports '{0}' (a nex function is one file)")]
+    Import(String),
+    /// The module's default export is neither a function nor an object with `handle`.
+    #[error(
+        "the module's default export is {0}: export a function (`export default (subject, \
+         payload) => …`) or an object with a `handle` method"
+    )]
+    NoDefault(String),
 }
 
 /// Why an invocation failed.
@@ -80,7 +91,11 @@ pub type ConsoleSink = Box<dyn Fn(u64, ConsoleLevel, String)>;
 /// `Error` whose `code` is the [`nex_hostapi::ErrorKind`] name).
 pub type HostFn = Box<dyn Fn(&Call) -> CallResult>;
 
+mod console;
+#[cfg(test)]
+mod fetch_tests;
 mod host_services;
+mod module;
 mod web;
 
 /// Limits and settings of one function.
@@ -166,56 +181,6 @@ fn type_name(v: &Value<'_>) -> String {
     v.type_name().to_owned()
 }
 
-fn install_console<'js>(
-    ctx: &Ctx<'js>,
-    sink: Rc<ConsoleSink>,
-    current: Rc<Cell<u64>>,
-) -> rquickjs::Result<()> {
-    let console = Object::new(ctx.clone())?;
-    for (name, level) in [
-        ("log", ConsoleLevel::Info),
-        ("info", ConsoleLevel::Info),
-        ("debug", ConsoleLevel::Debug),
-        ("warn", ConsoleLevel::Warn),
-        ("error", ConsoleLevel::Error),
-    ] {
-        let sink = sink.clone();
-        let current = current.clone();
-        let f = Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| {
-            let text = args
-                .0
-                .iter()
-                .map(|v| display(&ctx, v))
-                .collect::<Vec<_>>()
-                .join(" ");
-            sink(current.get(), level, text);
-        })?;
-        console.set(name, f)?;
-    }
-    ctx.globals().set("console", console)
-}
-
-/// How `console.log` shows a value: strings as-is, everything else as JSON where possible.
-fn display<'js>(ctx: &Ctx<'js>, v: &Value<'js>) -> String {
-    if let Some(s) = v.as_string() {
-        return s.to_string().unwrap_or_default();
-    }
-    if v.is_undefined() {
-        return "undefined".into();
-    }
-    if v.is_function() {
-        return "[function]".into();
-    }
-    if let Some(e) = v.as_exception() {
-        return e.message().unwrap_or_default();
-    }
-    ctx.json_stringify(v.clone())
-        .ok()
-        .flatten()
-        .and_then(|s| s.to_string().ok())
-        .unwrap_or_else(|| format!("[{}]", v.type_name()))
-}
-
 fn install_env<'js>(
     ctx: &Ctx<'js>,
     this: &Object<'js>,
@@ -289,15 +254,22 @@ impl JsFunction {
         runtime.set_interrupt_handler(Some(Box::new(move || {
             d.get().is_some_and(|t| Instant::now() >= t)
         })));
+        let refused_import = Rc::new(std::cell::RefCell::new(None));
+        runtime.set_loader(
+            module::NoImports(refused_import.clone()),
+            module::NoImports(refused_import.clone()),
+        );
         let context = Context::full(&runtime).map_err(|e| LoadError::Runtime(e.to_string()))?;
         let current = Rc::new(Cell::new(0u64));
         let sink = Rc::new(console);
         let timers_armed = Rc::new(Cell::new(false));
         deadline.set(Some(Instant::now() + config.timeout));
         let loaded = context.with(|ctx| -> Result<_, LoadError> {
-            install_console(&ctx, sink.clone(), current.clone())
+            console::install(&ctx, sink.clone(), current.clone())
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let timers = web::install(&ctx, Instant::now(), timers_armed.clone())
+            let host =
+                host_services::native(&ctx, host).map_err(|e| LoadError::Runtime(e.to_string()))?;
+            let timers = web::install(&ctx, Instant::now(), timers_armed.clone(), host.clone())
                 .catch(&ctx)
                 .map_err(|e| LoadError::Runtime(describe(&ctx, e)))?;
             let this = Object::new(ctx.clone()).map_err(|e| LoadError::Runtime(e.to_string()))?;
@@ -308,17 +280,24 @@ impl JsFunction {
                 .and_then(|()| ctx.globals().set("hostServices", hs))
                 .and_then(|()| install_env(&ctx, &this, &config.env))
                 .map_err(|e| LoadError::Runtime(e.to_string()))?;
-            let mut opts = EvalOptions::default();
-            opts.global = true;
-            opts.strict = false;
-            opts.backtrace_barrier = true;
-            opts.filename = Some(format!("{}.js", config.name));
-            let value: Value = ctx
-                .eval_with_options(source, opts)
-                .catch(&ctx)
-                .map_err(|e| LoadError::Eval(describe(&ctx, e)))?;
-            let Some(function) = value.as_function().cloned() else {
-                return Err(LoadError::NotAFunction(type_name(&value)));
+            let file = format!("{}.js", config.name);
+            let (function, this) = if module::is_module(source) {
+                let (function, target) = module::evaluate(&ctx, &file, source, &refused_import)?;
+                (function, target.unwrap_or(this))
+            } else {
+                let mut opts = EvalOptions::default();
+                opts.global = true;
+                opts.strict = false;
+                opts.backtrace_barrier = true;
+                opts.filename = Some(file);
+                let value: Value = ctx
+                    .eval_with_options(source, opts)
+                    .catch(&ctx)
+                    .map_err(|e| LoadError::Eval(describe(&ctx, e)))?;
+                let Some(function) = value.as_function().cloned() else {
+                    return Err(LoadError::NotAFunction(type_name(&value)));
+                };
+                (function, this)
             };
             // Timers the top level set do not outlive it.
             if timers_armed.replace(false) {
@@ -630,7 +609,7 @@ mod tests {
         f.invoke(9, "x", b"").result.unwrap();
         assert_eq!(
             seen.borrow().as_slice(),
-            &[(9, ConsoleLevel::Warn, "w 1 {\"a\":2}".to_owned())]
+            &[(9, ConsoleLevel::Warn, "w 1 { a: 2 }".to_owned())]
         );
     }
 

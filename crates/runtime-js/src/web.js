@@ -14,11 +14,21 @@
     throw new TypeError('The "input" argument must be an ArrayBuffer or an ArrayBufferView');
   }
 
+  // The legacy numeric codes of the names that have one.
+  const DOM_CODES = {
+    IndexSizeError: 1, HierarchyRequestError: 3, WrongDocumentError: 4, InvalidCharacterError: 5,
+    NoModificationAllowedError: 7, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
+    SyntaxError: 12, InvalidModificationError: 13, NamespaceError: 14, InvalidAccessError: 15,
+    TypeMismatchError: 17, SecurityError: 18, NetworkError: 19, AbortError: 20, URLMismatchError: 21,
+    QuotaExceededError: 22, TimeoutError: 23, InvalidNodeTypeError: 24, DataCloneError: 25,
+  };
+
   class DOMException extends Error {
     constructor(message = '', name = 'Error') {
       super(message);
-      Object.defineProperty(this, 'name', { value: name, configurable: true, writable: true });
+      Object.defineProperty(this, 'name', { value: String(name), configurable: true, writable: true });
     }
+    get code() { return DOM_CODES[this.name] || 0; }
   }
 
   const wellFormed = (s) => (typeof s.toWellFormed === 'function' ? s.toWellFormed() : s);
@@ -43,8 +53,22 @@
 
   const UTF8_LABELS = ['utf-8', 'utf8', 'unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'x-unicode20utf8'];
 
+  // Where the incomplete utf-8 sequence at the end of `b` starts (b.length when there is none).
+  function incompleteTail(b) {
+    const n = b.length;
+    for (let i = n - 1; i >= 0 && i >= n - 3; i--) {
+      const x = b[i];
+      if ((x & 0xc0) === 0x80) continue;
+      const need = x >= 0xf0 ? (x <= 0xf4 ? 4 : 1) : x >= 0xe0 ? 3 : x >= 0xc2 ? 2 : 1;
+      return n - i < need ? i : n;
+    }
+    return n;
+  }
+
   class TextDecoder {
     #fatal; #ignoreBOM;
+    #pending = null; // bytes of a sequence cut by the end of a streamed chunk
+    #started = false; // text has come out of this stream (its BOM, if any, is handled)
     constructor(label = 'utf-8', options = {}) {
       if (!UTF8_LABELS.includes(String(label).trim().toLowerCase())) {
         throw new RangeError(`The encoding label provided ('${label}') is not supported: nex decodes utf-8`);
@@ -56,11 +80,36 @@
     get fatal() { return this.#fatal; }
     get ignoreBOM() { return this.#ignoreBOM; }
     decode(input, options) {
-      if (options && options.stream) {
-        throw new TypeError('TextDecoder: streaming decode is not supported yet');
+      const stream = Boolean(options && options.stream);
+      let bytes = bytesOf(input);
+      if (this.#pending !== null) {
+        const joined = new Uint8Array(this.#pending.length + bytes.length);
+        joined.set(this.#pending);
+        joined.set(bytes, this.#pending.length);
+        bytes = joined;
+        this.#pending = null;
       }
-      const text = native.utf8Decode(bytesOf(input), this.#fatal);
-      return !this.#ignoreBOM && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+      if (stream) {
+        const cut = incompleteTail(bytes);
+        if (cut < bytes.length) {
+          this.#pending = bytes.slice(cut);
+          bytes = bytes.subarray(0, cut);
+        }
+      }
+      let text;
+      try {
+        text = native.utf8Decode(bytes, this.#fatal);
+      } catch (e) {
+        this.#pending = null;
+        this.#started = false;
+        throw e;
+      }
+      if (!this.#started && text.length > 0) {
+        if (!this.#ignoreBOM && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+        this.#started = true;
+      }
+      if (!stream) this.#started = false;
+      return text;
     }
   }
 
@@ -293,6 +342,72 @@
     toString() { return this.#parts[0]; }
     toJSON() { return this.#parts[0]; }
   }
+  // structuredClone: the structured clone algorithm over the types a function meets (no
+  // transfer list).
+  const ERRORS = { Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError };
+  const VIEWS = { Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array,
+    Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array, DataView };
+  function structuredClone(value, options) {
+    if (arguments.length === 0) throw new TypeError('structuredClone: 1 argument required');
+    if (options && options.transfer && [...options.transfer].length > 0) {
+      throw new DOMException('structuredClone: transfer is not supported', 'DataCloneError');
+    }
+    const seen = new Map();
+    const fail = (v) => {
+      throw new DOMException(`${typeof v === 'symbol' ? v.toString() : String(v)} could not be cloned.`, 'DataCloneError');
+    };
+    const clone = (v) => {
+      if (typeof v === 'symbol' || typeof v === 'function') fail(v);
+      if (v === null || typeof v !== 'object') return v;
+      if (seen.has(v)) return seen.get(v);
+      const tag = Object.prototype.toString.call(v).slice(8, -1);
+      const keep = (out) => { seen.set(v, out); return out; };
+      let out;
+      switch (tag) {
+        case 'Boolean': case 'Number': case 'String': case 'BigInt':
+          return keep(Object(v.valueOf()));
+        case 'Date': return keep(new Date(v.getTime()));
+        case 'RegExp': return keep(new RegExp(v.source, v.flags));
+        case 'ArrayBuffer': return keep(v.slice(0));
+        case 'Map':
+          out = keep(new Map());
+          for (const [k, x] of v) out.set(clone(k), clone(x));
+          return out;
+        case 'Set':
+          out = keep(new Set());
+          for (const x of v) out.add(clone(x));
+          return out;
+        case 'Error': {
+          const C = ERRORS[v.name] || Error;
+          out = keep(Object.create(C.prototype));
+          for (const key of ['message', 'stack']) {
+            if (typeof v[key] === 'string') Object.defineProperty(out, key, { value: v[key], writable: true, configurable: true });
+          }
+          if ('cause' in v) Object.defineProperty(out, 'cause', { value: clone(v.cause), writable: true, configurable: true });
+          return out;
+        }
+        case 'Array':
+          out = keep(new Array(v.length));
+          break;
+        case 'Object':
+          out = keep({});
+          break;
+        default:
+          if (ArrayBuffer.isView(v) && VIEWS[tag]) {
+            const buffer = clone(v.buffer);
+            const T = VIEWS[tag];
+            return keep(tag === 'DataView' ? new T(buffer, v.byteOffset, v.byteLength)
+              : new T(buffer, v.byteOffset, v.length));
+          }
+          if (typeof v.then === 'function' || tag === 'Promise' || tag === 'WeakMap' || tag === 'WeakSet') fail(`#<${tag}>`);
+          out = keep({});
+      }
+      for (const key of Object.keys(v)) out[key] = clone(v[key]);
+      return out;
+    };
+    return clone(value);
+  }
+
   // Timers live within one call: the runtime fires them while the call's Promise is pending
   // (see `settle` in lib.rs), never past the call's deadline, and clears what is left when the
   // call ends.
@@ -339,5 +454,6 @@
   define('CryptoKey', CryptoKey);
   define('performance', performance);
   define('queueMicrotask', queueMicrotask);
+  define('structuredClone', structuredClone);
   return timerControl;
 })

@@ -1,13 +1,18 @@
-//! Web platform globals (issue 20, first part): `TextEncoder`/`TextDecoder`, `atob`/`btoa`,
-//! `crypto.getRandomValues`/`randomUUID`, `performance.now`, `queueMicrotask`, `DOMException`.
-//! The API surface is JavaScript (`web.js`); utf-8, randomness and the clock are Rust.
+//! Web platform globals (issue 20): `TextEncoder`/`TextDecoder`, `atob`/`btoa`,
+//! `crypto.getRandomValues`/`randomUUID`, `crypto.subtle`, `performance.now`, `queueMicrotask`,
+//! `DOMException`, `URL`, timers, `structuredClone` (`web.js`), and fetch with its companions
+//! `Headers`, `Request`, `Response`, `AbortController`/`AbortSignal`, `Event`/`EventTarget`
+//! (`fetch.js`, over the HTTP host service). The API surface is JavaScript; utf-8, randomness,
+//! URL parsing, hashing and the clock are Rust. Each source is evaluated on first use of one of
+//! its globals.
 
 use std::time::Instant;
 
 use rquickjs::function::Func;
 use rquickjs::{Ctx, Exception, Function, Object, TypedArray};
 
-const JS: &str = include_str!("web.js");
+/// The sources, by group: each defines the globals [`GLOBALS`] lists under its index.
+const SOURCES: [&str; 2] = [include_str!("web.js"), include_str!("fetch.js")];
 
 fn utf8_encode<'js>(
     ctx: Ctx<'js>,
@@ -236,23 +241,28 @@ fn hmac_verify<'js>(
 
 /// Defines the globals on first use: evaluating `web.js` takes about 0.8 ms, five times a bare
 /// runtime's start, so a function that uses none of them does not pay for it.
-const LAZY: &str = r#"(function (native, names) {
+const LAZY: &str = r#"(function (native, groups) {
   let control = null;
-  const load = () => {
-    if (control === null) control = native.source()(native);
-    return control;
+  const loaded = [];
+  const load = (group) => {
+    if (loaded[group]) return;
+    loaded[group] = true;
+    const result = native.source(group)(native);
+    if (group === 0) control = result;
   };
-  for (const name of names) {
-    Object.defineProperty(globalThis, name, {
-      configurable: true,
-      enumerable: false,
-      get() { load(); return globalThis[name]; },
-      set(value) {
-        load();
-        Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
-      },
-    });
-  }
+  groups.forEach((names, group) => {
+    for (const name of names) {
+      Object.defineProperty(globalThis, name, {
+        configurable: true,
+        enumerable: false,
+        get() { load(group); return globalThis[name]; },
+        set(value) {
+          load(group);
+          Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
+        },
+      });
+    }
+  });
   return {
     wait: () => (control === null ? -1 : control.wait()),
     fire: () => { if (control !== null) control.fire(); },
@@ -260,8 +270,11 @@ const LAZY: &str = r#"(function (native, names) {
   };
 })"#;
 
-/// Every global `web.js` defines; each is defined on first use.
-const GLOBALS: &[&str] = &[
+/// Every global the sources define, by source; each is defined on first use.
+pub(crate) const GLOBALS: [&[&str]; 2] = [WEB_GLOBALS, FETCH_GLOBALS];
+
+/// What `web.js` defines.
+const WEB_GLOBALS: &[&str] = &[
     "DOMException",
     "TextEncoder",
     "TextDecoder",
@@ -277,21 +290,40 @@ const GLOBALS: &[&str] = &[
     "setInterval",
     "clearTimeout",
     "clearInterval",
+    "structuredClone",
 ];
 
-fn source<'js>(ctx: Ctx<'js>) -> rquickjs::Result<Function<'js>> {
-    ctx.eval(JS)
+/// What `fetch.js` defines.
+const FETCH_GLOBALS: &[&str] = &[
+    "Event",
+    "EventTarget",
+    "AbortController",
+    "AbortSignal",
+    "Headers",
+    "Request",
+    "Response",
+    "fetch",
+];
+
+fn source<'js>(ctx: Ctx<'js>, group: usize) -> rquickjs::Result<Function<'js>> {
+    match SOURCES.get(group) {
+        Some(js) => ctx.eval(*js),
+        None => Err(Exception::throw_internal(&ctx, "no such source")),
+    }
 }
 
 /// Installs the globals on `ctx`. `started` is the origin of `performance.now()`; `armed` is
-/// set whenever a timer is set, so a call that set none has nothing to clear. Returns the timer
-/// control (`wait`, `fire`, `clear`) the runtime drives.
+/// set whenever a timer is set, so a call that set none has nothing to clear; `host` is the
+/// host-service call `fetch` performs requests with. Returns the timer control (`wait`, `fire`,
+/// `clear`) the runtime drives.
 pub(crate) fn install<'js>(
     ctx: &Ctx<'js>,
     started: Instant,
     armed: std::rc::Rc<std::cell::Cell<bool>>,
+    host: Function<'js>,
 ) -> rquickjs::Result<Object<'js>> {
     let native = Object::new(ctx.clone())?;
+    native.set("host", host)?;
     native.set("armed", Func::from(move || armed.set(true)))?;
     native.set("source", Func::from(source))?;
     native.set("utf8Encode", Func::from(utf8_encode))?;
@@ -309,11 +341,12 @@ pub(crate) fn install<'js>(
         Func::from(move || started.elapsed().as_secs_f64() * 1000.0),
     )?;
     let lazy: Function = ctx.eval(LAZY)?;
-    lazy.call((native, GLOBALS.to_vec()))
+    let groups: Vec<Vec<&str>> = GLOBALS.iter().map(|g| g.to_vec()).collect();
+    lazy.call((native, groups))
 }
 
 #[cfg(test)]
-mod tests_support {
+pub(crate) mod tests_support {
     use crate::{JsConfig, JsFunction};
 
     /// Runs `body` (a function body over `p`, the payload) and returns its reply as text.
@@ -541,10 +574,10 @@ mod timer_tests {
     fn timers_fire_in_order_while_the_call_waits() {
         assert_eq!(
             run("return new Promise(r => { const seen = []; \
-                 setTimeout(() => seen.push('b'), 20); setTimeout((x) => seen.push(x), 5, 'a'); \
+                 setTimeout(() => seen.push('b'), 40); setTimeout((x) => seen.push(x), 25, 'a'); \
                  const t = setTimeout(() => seen.push('never'), 10); clearTimeout(t); \
                  let n = 0; const i = setInterval(() => { seen.push('i' + n); if (++n === 3) clearInterval(i); }, 1); \
-                 setTimeout(() => r(seen.join()), 40); })"),
+                 setTimeout(() => r(seen.join()), 60); })"),
             "i0,i1,i2,a,b"
         );
         let t = Instant::now();

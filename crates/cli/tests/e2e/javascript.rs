@@ -114,3 +114,197 @@ async fn web_platform_globals_work_in_the_sandbox() {
     let again: serde_json::Value = serde_json::from_slice(&w.call("js.web", b"x").await).unwrap();
     assert_ne!(again["uuid"], v["uuid"]);
 }
+
+/// A real HTTP server on loopback that answers every request with a JSON description of it
+/// (request line, `x-key` and `content-type` headers, body).
+async fn echo_http_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, len) = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        })
+                        .unwrap_or_default()
+                };
+                let reply = serde_json::json!({
+                    "line": head.lines().next().unwrap_or(""),
+                    "key": header("x-key"),
+                    "type": header("content-type"),
+                    "body": String::from_utf8_lossy(&buf[head_end..]),
+                })
+                .to_string();
+                let resp = format!(
+                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Served-By: test\r\nContent-Length: {}\r\n\r\n{}",
+                    reply.len(),
+                    reply
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Issue 20, second part: fetch through the node's HTTP host service against a real server on
+/// loopback (opened by the node's policy), with `Headers`, `Request`, `Response`,
+/// `AbortController`, `structuredClone` and streaming `TextDecoder` in the sandbox; a denied
+/// address rejects with a `TypeError` and the function goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_reaches_a_local_server_and_a_denied_host_is_a_type_error() {
+    let w = World::start_with_config(
+        r#"{"host_services": {"services": {"http": {"config": {"allow_hosts": ["127.0.0.1"]}}}}}"#,
+    )
+    .await;
+    let base = echo_http_server().await;
+    let (_d, path) = temp_file(
+        "fetcher.js",
+        br#"async (subject, payload) => {
+  const base = new TextDecoder().decode(payload);
+  const headers = new Headers({ 'X-Key': 'k1' });
+  headers.append('x-key', 'k2');
+  const r = await fetch(base + '/items?x=1', { method: 'POST', headers, body: JSON.stringify({ a: 1 }) });
+  const seen = await r.json();
+  const put = await fetch(new Request(base + '/raw', { method: 'PUT', body: new Uint8Array([104, 105]) }));
+  const form = await (await fetch(base + '/form', { method: 'POST', body: new URLSearchParams({ q: 'a b' }) })).json();
+  const out = { status: r.status, ok: r.ok, statusText: r.statusText, served: r.headers.get('X-Served-By'),
+    line: seen.line, key: seen.key, type: seen.type, body: seen.body, put: (await put.json()).body,
+    form: [form.type, form.body], used: r.bodyUsed };
+  try { await fetch('http://10.1.2.3/secret'); out.denied = 'no error'; }
+  catch (e) { out.denied = e.name + ': ' + e.message; }
+  const c = new AbortController(); c.abort();
+  out.aborted = await fetch(base, { signal: c.signal }).then(() => 'fetched', (e) => e.name);
+  const clone = structuredClone({ m: new Map([['k', [1]]]) });
+  out.clone = clone.m.get('k')[0];
+  const d = new TextDecoder();
+  out.stream = d.decode(new Uint8Array([0xe2, 0x9c]), { stream: true }) + d.decode(new Uint8Array([0x93]));
+  out.made = await Response.json({ made: true }).json();
+  return out;
+}"#,
+    );
+    w.devrun(&path, &["js.fetch"], &[]);
+    for _ in 0..2 {
+        let v = json(w.call("js.fetch", base.as_bytes()).await);
+        assert_eq!(v["status"], 201, "{v}");
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["statusText"], "Created");
+        assert_eq!(v["served"], "test");
+        assert_eq!(v["line"], "POST /items?x=1 HTTP/1.1");
+        assert_eq!(v["key"], "k1, k2");
+        assert_eq!(v["type"], "text/plain;charset=UTF-8");
+        assert_eq!(v["body"], r#"{"a":1}"#);
+        assert_eq!(v["put"], "hi");
+        assert_eq!(
+            v["form"],
+            serde_json::json!(["application/x-www-form-urlencoded;charset=UTF-8", "q=a+b"])
+        );
+        assert_eq!(v["used"], true);
+        let denied = v["denied"].as_str().unwrap();
+        assert!(
+            denied.starts_with("TypeError: fetch failed: `http://10.1.2.3/secret`")
+                && denied.contains("not allowed by this node"),
+            "{denied}"
+        );
+        assert_eq!(v["aborted"], "AbortError");
+        assert_eq!(v["clone"], 1);
+        assert_eq!(v["stream"], "✓");
+        assert_eq!(v["made"]["made"], true);
+    }
+}
+
+/// Issue 20: `console.log` of objects reads as Node prints it (the expected lines are Node 20's
+/// output for the same calls), in the function's log stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_formats_objects_as_node_does() {
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.pretty.*").await;
+    let (_d, path) = temp_file(
+        "pretty.js",
+        br#"(subject, payload) => {
+  console.log('got %s (%d bytes)', subject, payload.length, { nested: { list: [1, 'two', [3]] }, m: new Map([['k', new Set([1])]]) });
+  const e = new RangeError('out of range'); e.code = 'E_RANGE';
+  console.error(e);
+  return 'logged';
+}"#,
+    );
+    w.devrun(&path, &["js.pretty"], &[]);
+    assert_eq!(w.call("js.pretty", b"abc").await, b"logged");
+    let v = next_log_line(&mut logs).await;
+    assert_eq!(
+        v["text"],
+        "got js.pretty (3 bytes) {\n  nested: { list: [ 1, 'two', [Array] ] },\n  m: Map(1) { 'k' => Set(1) { 1 } }\n}"
+    );
+    let v = next_log_line(&mut logs).await;
+    assert_eq!(v["level"], "error");
+    let text = v["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("RangeError: out of range\n    at "),
+        "{text}"
+    );
+    assert!(text.ends_with("{\n  code: 'E_RANGE'\n}"), "{text}");
+}
+
+/// Issue 20: the ES module forms deploy and answer; a module that imports is refused at deploy
+/// with a message that says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn module_forms_deploy_and_imports_are_refused() {
+    let w = World::start().await;
+    let (_d, path) = temp_file(
+        "handler.js",
+        br#"const prefix = await Promise.resolve('mod');
+export default {
+  async handle(subject, payload) {
+    return prefix + ':' + subject + ':' + new TextDecoder().decode(payload);
+  },
+};"#,
+    );
+    w.devrun(&path, &["js.mod"], &[]);
+    assert_eq!(w.call("js.mod", b"x").await, b"mod:js.mod:x");
+    let (_d2, path) = temp_file(
+        "arrow_mod.js",
+        b"export default (subject, payload) => payload.length;",
+    );
+    w.devrun(&path, &["js.arrowmod"], &[]);
+    assert_eq!(w.call("js.arrowmod", b"four").await, b"4");
+
+    let (_d3, path) = temp_file(
+        "importer.js",
+        b"import fs from 'fs';\nexport default () => fs.readFileSync('/etc/passwd');",
+    );
+    let err = crate::bad_input::devrun_err(&w, &path, "js.importer", &[]);
+    assert!(
+        err.contains("imports are not supported: the module imports 'fs'"),
+        "{err}"
+    );
+}
