@@ -7,6 +7,7 @@ mod cluster;
 mod components;
 mod embedded;
 mod functions;
+mod guidance;
 mod harness;
 mod host_services;
 mod http_policy;
