@@ -226,3 +226,36 @@ async fn ctrl_c_ends_logs_quietly() {
     assert!(status.success(), "{status:?}: {rest}");
     assert!(rest.trim().is_empty(), "Ctrl-C printed: {rest}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_auctions_get_upstream_answers() {
+    let w = World::start().await;
+    // Go's architecture names, in any case.
+    let go_arch = match std::env::consts::ARCH {
+        "x86_64" => "AMD64",
+        "aarch64" => "Arm64",
+        other => other,
+    };
+    let bids = w
+        .control()
+        .auction(&nex_proto::control::AuctionRequest {
+            arch: Some(go_arch.into()),
+            os: Some(std::env::consts::OS.to_ascii_uppercase()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bids.len(), 1, "{go_arch}");
+    // A type nex does not run (upstream's CLI default): silence, not an error reply.
+    let req = async_nats::Request::new()
+        .payload(bytes::Bytes::from_static(
+            br#"{"workload_types":["native"]}"#,
+        ))
+        .timeout(Some(std::time::Duration::from_millis(500)));
+    let err = w
+        .client
+        .send_request("$NEX.AUCTION".to_owned(), req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::TimedOut);
+}
