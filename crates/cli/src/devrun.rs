@@ -22,10 +22,11 @@ pub struct WorkloadArgs {
         required = true
     )]
     pub trigger_subject: Vec<String>,
-    /// Workload type: javascript (or v8) | wasm. Default: from the file extension.
+    /// Workload type: javascript (or v8) | wasm. Default: from the extension of the file
+    /// (devrun) or of the location (run; wasm when it has none).
     #[arg(long = "type")]
     pub workload_type: Option<WorkloadType>,
-    /// Workload name. Default: the file name without extension.
+    /// Workload name. devrun: the file name without extension by default; run: required.
     #[arg(long)]
     pub name: Option<String>,
     /// Description.
@@ -95,9 +96,17 @@ pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
     if let Some(replicas) = args.replicas {
         return crate::deployments::devrun(cli, args, replicas).await;
     }
-    let client = common::client(cli)
+    let mut client = common::client(cli)
         .await?
         .with_bucket_replicas(args.bucket_replicas);
+    let size = std::fs::metadata(&args.file).map_or(0, |m| m.len());
+    let label = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    if let Some(bar) = crate::progress::upload_bar(cli.json, &label, size) {
+        client = client.with_upload_progress(bar);
+    }
     let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
     let opts = DevrunOptions {
         name: args.workload.name.clone(),

@@ -4,8 +4,10 @@
 mod common;
 mod deployments;
 mod devrun;
+mod error;
 mod events;
 mod node;
+mod progress;
 mod req;
 mod run;
 
@@ -115,7 +117,24 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // With --json, a wrong command line is a JSON error too; help and version print as usual.
+        Err(e)
+            if std::env::args().any(|a| a == "--json")
+                && !matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp
+                        | clap::error::ErrorKind::DisplayVersion
+                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                ) =>
+        {
+            let e = anyhow::Error::new(error::CliError::Usage(first_line(&e.to_string())));
+            eprintln!("{}", error::Report::of(&e).json());
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     if let Command::Agent {
         no_sandbox,
         seccomp_selftest,
@@ -148,31 +167,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.json;
     match rt.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            for line in error_lines(&e) {
-                eprintln!("{line}");
+            let report = error::Report::of(&e);
+            if json {
+                eprintln!("{}", report.json());
+            } else {
+                for line in report.lines() {
+                    eprintln!("{line}");
+                }
             }
             ExitCode::FAILURE
         }
     }
 }
 
-/// `error: …` and one `caused by: …` per cause that the lines before do not already say (many
-/// errors put their source's message in their own, and the chain then repeats it).
-fn error_lines(e: &anyhow::Error) -> Vec<String> {
-    let mut said = e.to_string();
-    let mut lines = vec![format!("error: {said}")];
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !said.contains(&text) {
-            lines.push(format!("  caused by: {text}"));
-            said.push('\n');
-            said.push_str(&text);
-        }
-    }
-    lines
+/// Clap's message up to its first blank line (before the usage), on one line, without its
+/// `error: ` prefix.
+fn first_line(text: &str) -> String {
+    let said: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let said = said.join(" ");
+    said.strip_prefix("error: ").unwrap_or(&said).to_owned()
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -188,24 +209,5 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => events::events(&cli, args).await,
         Command::Req(args) => req::run(&cli, args).await,
         Command::Agent { .. } => unreachable!("handled before the runtime starts"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_cause_already_in_the_message_is_not_printed_again() {
-        // As a thiserror `#[error("...: {0}")]` with `#[source]` shows itself.
-        let e = anyhow::anyhow!("connection refused")
-            .context("cannot reach the node: connection refused");
-        assert_eq!(
-            super::error_lines(&e),
-            ["error: cannot reach the node: connection refused"]
-        );
-        let e = anyhow::anyhow!("connection refused").context("deploying echo");
-        assert_eq!(
-            super::error_lines(&e),
-            ["error: deploying echo", "  caused by: connection refused"]
-        );
     }
 }

@@ -20,7 +20,7 @@ pub enum NodeCommand {
     Ls,
     /// Show one node.
     Info {
-        /// Node id (N...).
+        /// Node id (N...), or a unique prefix of one.
         node: String,
     },
     /// List nodes running workloads of the namespace.
@@ -65,7 +65,7 @@ pub struct UpArgs {
 
 #[derive(Args, Debug)]
 pub struct LameduckArgs {
-    /// Node id (N...).
+    /// Node id (N...), or a unique prefix of one.
     pub node: String,
 }
 
@@ -205,7 +205,10 @@ async fn up(cli: &Cli, args: &UpArgs) -> anyhow::Result<()> {
                 && let Some(s) = w.trigger_subjects.first()
             {
                 println!("  Try (in another terminal):");
-                println!("    target/debug/nex req {s} hello      (or any NATS client: nats req {s} hello)");
+                println!("    target/debug/nex req {s} hello");
+                println!(
+                    "    (or any NATS client, e.g. the `nats` CLI if you have it, which the quick start does not install: nats req {s} hello)"
+                );
             }
         }
         println!("  Stop with Ctrl-C.");
@@ -221,7 +224,9 @@ async fn ls(cli: &Cli) -> anyhow::Result<()> {
         return print_json(&nodes);
     }
     if nodes.is_empty() {
-        println!("No nodes answered.");
+        println!(
+            "No nodes answered. Start one with `nex node up` (it starts its own NATS server when none is given)."
+        );
         return Ok(());
     }
     let rows: Vec<Vec<String>> = nodes
@@ -245,7 +250,8 @@ async fn ls(cli: &Cli) -> anyhow::Result<()> {
 }
 
 async fn info(cli: &Cli, node: &str) -> anyhow::Result<()> {
-    let info = common::client(cli).await?.info(node).await?;
+    let client = common::client(cli).await?;
+    let info = client.info(&client.resolve_node(node).await?).await?;
     if cli.json {
         return print_json(&info);
     }
@@ -286,6 +292,7 @@ async fn info(cli: &Cli, node: &str) -> anyhow::Result<()> {
                 m.succeeded_calls.to_string(),
                 m.failed_calls.to_string(),
                 m.workload.trigger_subjects.join(","),
+                m.workload.runtime.clone(),
             ]
         })
         .collect();
@@ -299,6 +306,7 @@ async fn info(cli: &Cli, node: &str) -> anyhow::Result<()> {
             "CALLS OK",
             "FAILED",
             "TRIGGERS",
+            "RUNTIME",
         ],
         &rows,
     );
@@ -328,7 +336,10 @@ async fn probe(cli: &Cli, workload: Option<&str>) -> anyhow::Result<()> {
 }
 
 pub async fn lameduck(cli: &Cli, args: &LameduckArgs) -> anyhow::Result<()> {
-    let r = common::client(cli).await?.lameduck(&args.node).await?;
+    let client = common::client(cli).await?;
+    let r = client
+        .lameduck(&client.resolve_node(&args.node).await?)
+        .await?;
     if cli.json {
         return print_json(&r);
     }

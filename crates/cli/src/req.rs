@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use bytes::Bytes;
 use clap::Args;
 use nex_proto::{HEADER_RUNTIME_NS, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE};
 
 use crate::Cli;
 use crate::common;
+use crate::error::CliError;
 
 #[derive(Args, Debug)]
 pub struct ReqArgs {
@@ -32,10 +32,17 @@ pub async fn run(cli: &Cli, args: &ReqArgs) -> anyhow::Result<()> {
     let msg = match client.send_request(args.subject.clone(), req).await {
         Ok(m) => m,
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-            bail!("no responders on {}", args.subject)
+            return Err(CliError::NoResponders {
+                subject: args.subject.clone(),
+            }
+            .into());
         }
         Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-            bail!("no reply on {} within {}s", args.subject, cli.timeout)
+            return Err(CliError::TimedOut {
+                subject: args.subject.clone(),
+                secs: cli.timeout,
+            }
+            .into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -52,8 +59,11 @@ pub async fn run(cli: &Cli, args: &ReqArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(err) = header(HEADER_SERVICE_ERROR) {
-        let code = header(HEADER_SERVICE_ERROR_CODE).unwrap_or_default();
-        bail!("service error {code}: {err}");
+        return Err(CliError::Service {
+            status: header(HEADER_SERVICE_ERROR_CODE).unwrap_or_default(),
+            message: err,
+        }
+        .into());
     }
     let mut out = std::io::stdout();
     out.write_all(&msg.payload)?;

@@ -1,6 +1,6 @@
 //! `nex run` (deploy an artifact already in the object store) and `nex stop`.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use nex_client::keys::{self, SenderKeys};
 use nex_proto::control::{DeployRequest, WorkloadType};
@@ -8,6 +8,7 @@ use nex_proto::control::{DeployRequest, WorkloadType};
 use crate::Cli;
 use crate::common::{self, print_json};
 use crate::devrun::{WorkloadArgs, parse_env};
+use crate::error::CliError;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -15,7 +16,7 @@ pub struct RunArgs {
     /// `<namespace>/` (e.g. nats://NEXCLIFILES/default/echo); other buckets only where the
     /// node config gives them to the namespace.
     pub location: String,
-    /// Node id to deploy on.
+    /// Node id to deploy on, or a unique prefix of one.
     pub node: String,
     /// Environment variables, KEY=VALUE.
     pub env: Vec<String>,
@@ -26,12 +27,18 @@ pub struct RunArgs {
     pub workload: WorkloadArgs,
 }
 
+/// `nex stop <WORKLOAD>` stops a workload wherever it runs (every replica of a name);
+/// `nex stop <NODE> <WORKLOAD>` only on that node. A workload is a name, an id or a unique
+/// prefix of one; a node an id or a unique prefix of one.
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Node id.
-    pub node: String,
-    /// Workload id.
-    pub workload_id: String,
+    /// The workload (name, id or unique id prefix); or, with a second argument, the node (id or
+    /// unique prefix).
+    #[arg(value_name = "WORKLOAD|NODE")]
+    pub target: String,
+    /// The workload on that node (name, id or unique id prefix).
+    #[arg(value_name = "WORKLOAD")]
+    pub workload: Option<String>,
 }
 
 async fn object_hash(client: &async_nats::Client, location: &str) -> anyhow::Result<String> {
@@ -51,9 +58,14 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
     let client = common::client(cli).await?;
     let keys = SenderKeys::load_or_create(&keys::default_dir())?;
     let Some(name) = args.workload.name.clone() else {
-        bail!("--name is required with `nex run`");
+        return Err(CliError::Usage("--name is required with `nex run`".into()).into());
     };
-    let workload_type = args.workload.workload_type.unwrap_or(WorkloadType::Wasm);
+    let workload_type = args
+        .workload
+        .workload_type
+        .or_else(|| WorkloadType::from_file_name(&args.location))
+        .unwrap_or(WorkloadType::Wasm);
+    let node = client.resolve_node(&args.node).await?;
     let hash = match &args.hash {
         Some(h) => h.clone(),
         None => object_hash(client.nats(), &args.location).await?,
@@ -62,7 +74,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
     let environment = if env.is_empty() {
         None
     } else {
-        let info = client.info(&args.node).await?;
+        let info = client.info(&node).await?;
         Some(keys.seal_environment(&env, &info.public_xkey)?)
     };
     let mut req = DeployRequest {
@@ -74,31 +86,35 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
         trigger_subjects: args.workload.trigger_subject.clone(),
         environment,
         sender_public_key: Some(keys.xkey.public_key()),
-        target_node: Some(args.node.clone()),
+        target_node: Some(node.clone()),
         limits: args.workload.limits(),
         ..Default::default()
     };
     keys.sign_deploy(&mut req)?;
-    let r = client.deploy(&args.node, &req).await?;
+    let r = client.deploy(&node, &req).await?;
     if cli.json {
         return print_json(&r);
     }
-    println!(
-        "Deployed {} as workload {} on node {}",
-        r.name, r.id, args.node
-    );
+    println!("Deployed {} as workload {} on node {node}", r.name, r.id);
     Ok(())
 }
 
 pub async fn stop(cli: &Cli, args: &StopArgs) -> anyhow::Result<()> {
     let keys = SenderKeys::load_or_create(&keys::default_dir())?;
-    let r = common::client(cli)
-        .await?
-        .stop(&keys, &args.node, &args.workload_id)
-        .await?;
+    let client = common::client(cli).await?;
+    let stopped = match &args.workload {
+        None => client.stop_named(&keys, &args.target).await?,
+        Some(w) => client.stop_on(&keys, &args.target, w).await?,
+    };
     if cli.json {
-        return print_json(&r);
+        // One stop as before (an object); every replica of a name as a list.
+        return match stopped.as_slice() {
+            [one] => print_json(one),
+            many => print_json(&many),
+        };
     }
-    println!("Stopped workload {} ({})", r.id, r.name);
+    for r in &stopped {
+        println!("Stopped workload {} ({})", r.id, r.name);
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use nex_proto::subjects;
 use serde::Serialize;
 
 use crate::keys::SenderKeys;
-use crate::{Error, NexClient, Result, nats};
+use crate::{Error, NexClient, Result};
 
 /// A record read back from the bucket.
 #[derive(Debug, Clone, Serialize)]
@@ -91,10 +91,10 @@ impl NexClient {
             self.bucket_replicas,
         )
         .await
-        .map_err(|e| Error::Nats(format!("creating {DEPLOYMENTS_BUCKET}: {e}")))?;
+        .map_err(|e| Error::nats(format!("creating {DEPLOYMENTS_BUCKET}"), e))?;
         js.get_key_value(DEPLOYMENTS_BUCKET)
             .await
-            .map_err(|e| Error::Nats(format!("opening {DEPLOYMENTS_BUCKET}: {e}")))
+            .map_err(|e| Error::nats(format!("opening {DEPLOYMENTS_BUCKET}"), e))
     }
 
     /// The record of `name` in this namespace and its entry's revision, if there is one.
@@ -102,14 +102,15 @@ impl NexClient {
         &self,
         store: &kv::Store,
         key: &str,
-    ) -> Result<Option<(StoredRecord, u64)>> {
+    ) -> Result<Option<(Option<StoredRecord>, u64)>> {
         let entry = store
             .entry(key)
             .await
-            .map_err(|e| Error::Nats(format!("reading record {key}: {e}")))?;
+            .map_err(|e| Error::nats(format!("reading record {key}"), e))?;
         Ok(match entry {
+            // An unreadable value is no record, but its revision is what a write must follow.
             Some(e) if e.operation == kv::Operation::Put => {
-                Some((decode(&e.value, e.revision)?, e.revision))
+                Some((decode(&e.value, e.revision).ok(), e.revision))
             }
             // Deleted or purged: no record (a create follows the delete marker).
             _ => None,
@@ -126,7 +127,7 @@ impl NexClient {
         let store = self.deployments_bucket().await?;
         let current = self.current_record(&store, &key).await?;
         let mut version = now_millis();
-        if let Some((cur, _)) = &current {
+        if let Some((Some(cur), _)) = &current {
             if !cur.spec.undeployed
                 && cur.invalid.is_none()
                 && cur.issuer != keys.issuer.public_key()
@@ -146,10 +147,9 @@ impl NexClient {
         }
         spec.version = version;
         if !spec.undeployed {
-            spec.check().map_err(Error::Local)?;
+            spec.check().map_err(Error::Invalid)?;
         }
-        let token = nex_jwt::sign_document(&keys.issuer, &key, &spec)
-            .map_err(|e| Error::Local(e.to_string()))?;
+        let token = nex_jwt::sign_document(&keys.issuer, &key, &spec)?;
         let lost_race = || {
             refused(
                 ErrorCode::Conflict,
@@ -167,7 +167,7 @@ impl NexClient {
                     .await
                     .map_err(|e| match e.kind() {
                         kv::UpdateErrorKind::WrongLastRevision => lost_race(),
-                        _ => Error::Nats(format!("writing record {key}: {e}")),
+                        _ => Error::nats(format!("writing record {key}"), e),
                     })?
             }
             None => store
@@ -175,7 +175,7 @@ impl NexClient {
                 .await
                 .map_err(|e| match e.kind() {
                     kv::CreateErrorKind::AlreadyExists => lost_race(),
-                    _ => Error::Nats(format!("writing record {key}: {e}")),
+                    _ => Error::nats(format!("writing record {key}"), e),
                 })?,
         };
         Ok(Written {
@@ -190,7 +190,7 @@ impl NexClient {
         let key = deployment_key(&self.namespace, name);
         let store = self.deployments_bucket().await?;
         match self.current_record(&store, &key).await? {
-            Some((cur, _)) if !cur.spec.undeployed => {
+            Some((Some(cur), _)) if !cur.spec.undeployed => {
                 let mut spec = cur.spec;
                 spec.undeployed = true;
                 self.put_record(keys, spec).await
@@ -209,8 +209,16 @@ impl NexClient {
     pub async fn list_records(&self, all: bool) -> Result<Vec<StoredRecord>> {
         let store = self.deployments_bucket().await?;
         let mut out = Vec::new();
-        let mut watch = store.watch_with_history(">").await.map_err(nats)?;
-        let empty = store.status().await.map_err(nats)?.values() == 0;
+        let mut watch = store
+            .watch_with_history(">")
+            .await
+            .map_err(|e| Error::nats("presence", e))?;
+        let empty = store
+            .status()
+            .await
+            .map_err(|e| Error::nats("presence", e))?
+            .values()
+            == 0;
         if empty {
             return Ok(out);
         }
@@ -220,9 +228,11 @@ impl NexClient {
             let next = tokio::time::timeout_at(deadline, watch.next()).await;
             let Ok(Some(Ok(e))) = next else { break };
             if e.operation == kv::Operation::Put && (all || e.key.starts_with(&prefix)) {
-                let r = decode(&e.value, e.revision)?;
-                if !r.spec.undeployed {
-                    out.push(r);
+                match decode(&e.value, e.revision) {
+                    Ok(r) if !r.spec.undeployed => out.push(r),
+                    // Tombstones, and values that are not even a JWT (nodes refuse them and
+                    // report a `deployment_refused` event).
+                    _ => {}
                 }
             }
             if e.delta == 0 {
@@ -240,7 +250,7 @@ impl NexClient {
             .client
             .subscribe(subjects::PRESENCE)
             .await
-            .map_err(nats)?;
+            .map_err(|e| Error::nats("presence", e))?;
         let mut nodes: BTreeMap<String, Presence> = BTreeMap::new();
         let deadline = tokio::time::Instant::now() + window;
         while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
@@ -297,7 +307,7 @@ impl NexClient {
             .client
             .subscribe(subjects::PRESENCE)
             .await
-            .map_err(nats)?;
+            .map_err(|e| Error::nats("presence", e))?;
         let mut nodes: BTreeMap<String, (Presence, tokio::time::Instant)> = BTreeMap::new();
         let start = tokio::time::Instant::now();
         let deadline = start + limit;
@@ -344,12 +354,12 @@ impl NexClient {
         keys.dedup();
         match keys.len() {
             1 => Ok(keys.remove(0)),
-            0 => Err(Error::Local(
+            0 => Err(Error::Invalid(
                 "no node has a deployment xkey (deployments.xkey_file in the node config), so an \
                  environment cannot be sealed for a deployment record"
                     .into(),
             )),
-            _ => Err(Error::Local(format!(
+            _ => Err(Error::Invalid(format!(
                 "nodes answer with {} different deployment xkeys; every node of a system must \
                  share one (deployments.xkey_file)",
                 keys.len()
@@ -359,7 +369,7 @@ impl NexClient {
 }
 
 /// Reads a stored record; a record that does not verify is kept with its reason (nodes refuse it).
-fn decode(value: &[u8], revision: u64) -> Result<StoredRecord> {
+fn decode(value: &[u8], revision: u64) -> std::result::Result<StoredRecord, String> {
     let text = String::from_utf8_lossy(value);
     match nex_jwt::verify_document::<DeploymentSpec>(text.trim()) {
         Ok(doc) => Ok(StoredRecord {
@@ -387,10 +397,9 @@ fn decode(value: &[u8], revision: u64) -> Result<StoredRecord> {
                     revision,
                     invalid: Some(e.to_string()),
                 }),
-                None => Err(Error::BadAnswer {
-                    subject: DEPLOYMENTS_BUCKET.into(),
-                    message: format!("a record at revision {revision} is unreadable: {e}"),
-                }),
+                None => Err(format!(
+                    "a record at revision {revision} is unreadable: {e}"
+                )),
             }
         }
     }

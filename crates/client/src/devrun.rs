@@ -64,8 +64,11 @@ pub struct Uploaded {
 impl NexClient {
     /// Checks `opts` against `path` and uploads it under this namespace's prefix.
     pub async fn upload_function(&self, path: &Path, opts: &DevrunOptions) -> Result<Uploaded> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Local(format!("reading {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|source| Error::File {
+            what: "cannot read",
+            path: path.to_owned(),
+            source,
+        })?;
         let file_name = path
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
@@ -73,15 +76,15 @@ impl NexClient {
         let workload_type = match opts.workload_type {
             Some(t) => t,
             None => WorkloadType::from_file_name(&file_name).ok_or_else(|| {
-                Error::Local(format!(
+                Error::Invalid(format!(
                     "cannot tell the workload type of {file_name}: pass --type javascript|wasm"
                 ))
             })?,
         };
         let name = opts.name.clone().unwrap_or_else(|| name_from_path(path));
-        validate::name("workload name", &name).map_err(Error::Local)?;
+        validate::name("workload name", &name).map_err(Error::Invalid)?;
         if opts.trigger_subjects.is_empty() {
-            return Err(Error::Local(
+            return Err(Error::Invalid(
                 "a function needs at least one --trigger_subject".into(),
             ));
         }
@@ -110,7 +113,7 @@ impl NexClient {
         placement: BTreeMap<String, String>,
     ) -> Result<(DeploymentSpec, crate::deployments::Written)> {
         if replicas == 0 || replicas > MAX_REPLICAS {
-            return Err(Error::Local(format!(
+            return Err(Error::Invalid(format!(
                 "--replicas must be 1 to {MAX_REPLICAS}, not {replicas}"
             )));
         }
@@ -168,8 +171,9 @@ impl NexClient {
 
         let (node_id, node_xkey) = match &opts.node {
             Some(n) => {
-                let info = self.info(n).await?;
-                (n.clone(), info.public_xkey)
+                let n = self.resolve_node(n).await?;
+                let info = self.info(&n).await?;
+                (n, info.public_xkey)
             }
             None => {
                 let bids = self
@@ -182,9 +186,7 @@ impl NexClient {
                 let best = bids
                     .into_iter()
                     .min_by_key(|b| b.running_machines)
-                    .ok_or_else(|| {
-                        Error::NoAnswer("auction (no node can run this workload)".into())
-                    })?;
+                    .ok_or(Error::NoBid { workload_type })?;
                 (best.node_id, best.target_xkey)
             }
         };

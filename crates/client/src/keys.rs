@@ -30,10 +30,17 @@ fn load_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String> 
     }
     let seed = make();
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Local(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::File {
+            what: "cannot create the key directory",
+            path: dir.to_owned(),
+            source,
+        })?;
     }
-    std::fs::write(path, &seed).map_err(|e| Error::Local(format!("{}: {e}", path.display())))?;
+    std::fs::write(path, &seed).map_err(|source| Error::File {
+        what: "cannot write the key",
+        path: path.to_owned(),
+        source,
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -52,10 +59,18 @@ impl SenderKeys {
             XKey::new().seed().unwrap_or_default()
         })?;
         Ok(Self {
-            issuer: KeyPair::from_seed(&issuer_seed)
-                .map_err(|e| Error::Local(format!("bad issuer seed: {e}")))?,
-            xkey: XKey::from_seed(&xkey_seed)
-                .map_err(|e| Error::Local(format!("bad xkey seed: {e}")))?,
+            issuer: KeyPair::from_seed(&issuer_seed).map_err(|e| {
+                Error::key(
+                    format!("bad issuer seed in {}", dir.join("issuer.nk").display()),
+                    e,
+                )
+            })?,
+            xkey: XKey::from_seed(&xkey_seed).map_err(|e| {
+                Error::key(
+                    format!("bad xkey seed in {}", dir.join("publisher.xk").display()),
+                    e,
+                )
+            })?,
         })
     }
 
@@ -69,34 +84,42 @@ impl SenderKeys {
             &req.workload_name,
             &req.hash,
             nex_jwt::Operation::Deploy,
-        )
-        .map_err(|e| Error::Local(e.to_string()))?;
+        )?;
         req.workload_jwt = Some(token);
         Ok(())
     }
 
     /// A fresh token allowing the stop of workload `id` (named `name`, if known).
     pub fn stop_token(&self, id: &str) -> Result<String> {
-        nex_jwt::issue(&self.issuer, id, "", "", nex_jwt::Operation::Stop)
-            .map_err(|e| Error::Local(e.to_string()))
+        Ok(nex_jwt::issue(
+            &self.issuer,
+            id,
+            "",
+            "",
+            nex_jwt::Operation::Stop,
+        )?)
     }
 
     /// A fresh token allowing the lame duck of node `node` (accepted from operators only).
     pub fn lameduck_token(&self, node: &str) -> Result<String> {
-        nex_jwt::issue(&self.issuer, node, node, "", nex_jwt::Operation::Lameduck)
-            .map_err(|e| Error::Local(e.to_string()))
+        Ok(nex_jwt::issue(
+            &self.issuer,
+            node,
+            node,
+            "",
+            nex_jwt::Operation::Lameduck,
+        )?)
     }
 
     /// A fresh token to read namespace `namespace`'s workloads (info, workload ping).
     pub fn read_token(&self, namespace: &str) -> Result<String> {
-        nex_jwt::issue(
+        Ok(nex_jwt::issue(
             &self.issuer,
             namespace,
             namespace,
             "",
             nex_jwt::Operation::Read,
-        )
-        .map_err(|e| Error::Local(e.to_string()))
+        )?)
     }
 
     /// Seals `env` (as JSON) to the node whose xkey is `node_xkey`; base64 text.
@@ -107,12 +130,13 @@ impl SenderKeys {
     ) -> Result<String> {
         use base64::Engine as _;
         let node = XKey::from_public_key(node_xkey)
-            .map_err(|e| Error::Local(format!("node xkey {node_xkey}: {e}")))?;
-        let plain = serde_json::to_vec(env).map_err(|e| Error::Local(e.to_string()))?;
+            .map_err(|e| Error::key(format!("the node's xkey {node_xkey}"), e))?;
+        let plain = serde_json::to_vec(env)
+            .map_err(|e| Error::Invalid(format!("cannot encode the environment: {e}")))?;
         let sealed = self
             .xkey
             .seal(&plain, &node)
-            .map_err(|e| Error::Local(format!("sealing environment: {e}")))?;
+            .map_err(|e| Error::key("sealing the environment", e))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
     }
 }

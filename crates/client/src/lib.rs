@@ -7,7 +7,12 @@
 
 pub mod deployments;
 pub mod devrun;
+mod error;
 pub mod keys;
+mod resolve;
+
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use resolve::Located;
 
 /// Connecting to NATS with servers, credentials and TLS as every NATS tool takes them.
 pub use nex_connect as connect;
@@ -24,32 +29,6 @@ use crate::keys::SenderKeys;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Errors talking to nodes.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No node answered in time.
-    #[error("no answer from {0} (is a node running and reachable?)")]
-    NoAnswer(String),
-    /// The node answered with an error; its code says which kind.
-    #[error("the node refused: {0}")]
-    Refused(#[from] Refusal),
-    /// The answer could not be parsed.
-    #[error("unreadable answer on {subject}: {message}")]
-    BadAnswer { subject: String, message: String },
-    /// A NATS operation failed.
-    #[error("NATS: {0}")]
-    Nats(String),
-    /// A local file or key problem.
-    #[error("{0}")]
-    Local(String),
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn nats(e: impl std::fmt::Display) -> Error {
-    Error::Nats(e.to_string())
-}
-
 /// A control-plane client bound to one namespace.
 #[derive(Clone)]
 pub struct NexClient {
@@ -61,7 +40,13 @@ pub struct NexClient {
     keys: Option<Arc<SenderKeys>>,
     /// Copies of the buckets this client creates (`NEXCLIFILES`).
     bucket_replicas: nex_connect::Replicas,
+    /// Told how far uploads have got.
+    upload_progress: Option<UploadProgress>,
 }
+
+/// Called as an upload goes with `(bytes sent, total bytes)`, on the task that uploads; it must
+/// not block.
+pub type UploadProgress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 impl NexClient {
     /// A client for `namespace` waiting up to `timeout` for answers.
@@ -76,7 +61,14 @@ impl NexClient {
             timeout,
             keys: None,
             bucket_replicas: nex_connect::Replicas::Auto,
+            upload_progress: None,
         }
+    }
+
+    /// The same client, telling `progress` how far each upload has got.
+    pub fn with_upload_progress(mut self, progress: UploadProgress) -> Self {
+        self.upload_progress = Some(progress);
+        self
     }
 
     /// The same client, signing with `keys` the requests that need a signature.
@@ -127,11 +119,15 @@ impl NexClient {
         body: Bytes,
     ) -> Result<Vec<T>> {
         let inbox = self.client.new_inbox();
-        let mut sub = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
+        let mut sub = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| Error::nats("subscribing to the answers' inbox", e))?;
         self.client
             .publish_with_reply_and_headers(subject.to_owned(), inbox, headers, body)
             .await
-            .map_err(nats)?;
+            .map_err(|e| Error::nats(format!("publishing on {subject}"), e))?;
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let quiet = Duration::from_millis(250);
@@ -150,9 +146,9 @@ impl NexClient {
                     if msg.payload.is_empty() {
                         continue; // "no responders" status
                     }
-                    let bad = |e: serde_json::Error| Error::BadAnswer {
+                    let bad = |source: serde_json::Error| Error::BadAnswer {
                         subject: subject.to_owned(),
-                        message: e.to_string(),
+                        source,
                     };
                     let env: Envelope<serde_json::Value> =
                         serde_json::from_slice(&msg.payload).map_err(bad)?;
@@ -176,7 +172,9 @@ impl NexClient {
         body: &B,
     ) -> Result<T> {
         let payload =
-            Bytes::from(serde_json::to_vec(body).map_err(|e| Error::Local(e.to_string()))?);
+            Bytes::from(serde_json::to_vec(body).map_err(|e| {
+                Error::Invalid(format!("cannot encode the request to {subject}: {e}"))
+            })?);
         self.request_raw(subject, None, payload).await
     }
 
@@ -195,14 +193,19 @@ impl NexClient {
             .send_request(subject.clone(), req)
             .await
             .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders
-                | async_nats::RequestErrorKind::TimedOut => Error::NoAnswer(subject.clone()),
-                _ => nats(e),
+                async_nats::RequestErrorKind::NoResponders => Error::NoResponders {
+                    subject: subject.clone(),
+                },
+                async_nats::RequestErrorKind::TimedOut => Error::TimedOut {
+                    subject: subject.clone(),
+                    timeout: self.timeout,
+                },
+                _ => Error::nats(format!("requesting {subject}"), e),
             })?;
         let env: Envelope<T> =
-            serde_json::from_slice(&msg.payload).map_err(|e| Error::BadAnswer {
+            serde_json::from_slice(&msg.payload).map_err(|source| Error::BadAnswer {
                 subject: subject.clone(),
-                message: e.to_string(),
+                source,
             })?;
         Ok(env.into_outcome()?)
     }
@@ -215,7 +218,10 @@ impl NexClient {
 
     /// Nodes that match `req`.
     pub async fn auction(&self, req: &AuctionRequest) -> Result<Vec<PingResponse>> {
-        let body = Bytes::from(serde_json::to_vec(req).map_err(|e| Error::Local(e.to_string()))?);
+        let body = Bytes::from(
+            serde_json::to_vec(req)
+                .map_err(|e| Error::Invalid(format!("cannot encode the auction: {e}")))?,
+        );
         self.gather(subjects::AUCTION, Default::default(), body)
             .await
     }
@@ -286,16 +292,21 @@ impl NexClient {
         config.description = Some("artifacts uploaded by nex".into());
         nex_connect::replicas::get_or_create_stream(&js, config, self.bucket_replicas)
             .await
-            .map_err(|e| Error::Nats(format!("creating object store {bucket}: {e}")))?;
+            .map_err(|e| Error::nats(format!("creating object store {bucket}"), e))?;
         let store = js
             .get_object_store(bucket)
             .await
-            .map_err(|e| Error::Nats(format!("opening object store {bucket}: {e}")))?;
-        let mut reader = bytes;
+            .map_err(|e| Error::nats(format!("opening object store {bucket}"), e))?;
+        let mut reader = Counted {
+            inner: bytes,
+            sent: 0,
+            total: bytes.len() as u64,
+            progress: self.upload_progress.clone(),
+        };
         store
             .put(key, &mut reader)
             .await
-            .map_err(|e| Error::Nats(format!("uploading {key} to {bucket}: {e}")))?;
+            .map_err(|e| Error::nats(format!("uploading {key} to {bucket}"), e))?;
         Ok(nex_proto::names::artifact_location(bucket, key))
     }
 
@@ -304,6 +315,34 @@ impl NexClient {
     pub async fn upload_artifact(&self, name: &str, bytes: &[u8]) -> Result<String> {
         let key = nex_proto::names::artifact_key(&self.namespace, name);
         self.upload(nex_proto::DEVRUN_BUCKET, &key, bytes).await
+    }
+}
+
+/// A reader that tells an [`UploadProgress`] how much has been read.
+struct Counted<'a> {
+    inner: &'a [u8],
+    sent: u64,
+    total: u64,
+    progress: Option<UploadProgress>,
+}
+
+impl tokio::io::AsyncRead for Counted<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            this.sent += read;
+            if let Some(p) = &this.progress {
+                p(this.sent, this.total);
+            }
+        }
+        polled
     }
 }
 

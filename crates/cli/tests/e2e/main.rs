@@ -8,6 +8,7 @@ mod components;
 mod deployments;
 mod embedded;
 mod functions;
+mod guidance;
 mod harness;
 mod host_services;
 mod http_policy;

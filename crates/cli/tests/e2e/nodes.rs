@@ -65,7 +65,7 @@ async fn node_ls_and_info_show_the_node() {
 
     let unknown = w.nex(&["node", "info", "NNOTANODE"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no answer"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no node matches"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,6 +39,9 @@ pub(crate) fn auction(node: &Node, payload: &[u8]) -> Option<Result<PingResponse
     } else {
         match serde_json::from_slice(payload) {
             Ok(r) => r,
+            // Upstream's CLI asks for types nex does not run (`native`, its default): no bid,
+            // as upstream's nodes do, rather than an error reply.
+            Err(_) if asks_for_an_unknown_type(payload) => return None,
             Err(e) => {
                 return Some(Err(ControlError::Invalid(format!(
                     "malformed auction request: {e}"
@@ -50,8 +53,11 @@ pub(crate) fn auction(node: &Node, payload: &[u8]) -> Option<Result<PingResponse
     let matches = req
         .arch
         .as_deref()
-        .is_none_or(|a| a == std::env::consts::ARCH)
-        && req.os.as_deref().is_none_or(|o| o == std::env::consts::OS)
+        .is_none_or(|a| arch_matches(a, std::env::consts::ARCH))
+        && req
+            .os
+            .as_deref()
+            .is_none_or(|o| o.eq_ignore_ascii_case(std::env::consts::OS))
         && req.sandboxed.is_none_or(|s| s != node.config.no_sandbox)
         && req.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
         && req
@@ -64,6 +70,32 @@ pub(crate) fn auction(node: &Node, payload: &[u8]) -> Option<Result<PingResponse
             ..ping(node)
         })
     })
+}
+
+/// Whether an auction's `arch` names this node's: Rust's names (`x86_64`, `aarch64`) or Go's
+/// (`amd64`, `arm64`, as upstream sends them), in any case.
+fn arch_matches(asked: &str, ours: &str) -> bool {
+    let go_to_rust = |a: &str| match a.to_ascii_lowercase().as_str() {
+        "amd64" => "x86_64".to_owned(),
+        "arm64" => "aarch64".to_owned(),
+        other => other.to_owned(),
+    };
+    go_to_rust(asked) == go_to_rust(ours)
+}
+
+/// Whether an auction that did not parse asks for a workload type this node does not know.
+fn asks_for_an_unknown_type(payload: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return false;
+    };
+    v.get("workload_types")
+        .and_then(|t| t.as_array())
+        .is_some_and(|types| {
+            types.iter().any(|t| {
+                t.as_str()
+                    .is_some_and(|t| serde_json::from_value::<WorkloadType>(t.into()).is_err())
+            })
+        })
 }
 
 /// Answers only when the signer can see a matching workload here: an unsigned workload ping
@@ -158,4 +190,29 @@ pub(crate) fn info(node: &Node, msg: &Message) -> Result<InfoResponse> {
         supported_workload_types: node.config.workload_types.clone(),
         sandbox,
     })
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    #[test]
+    fn go_arch_names_in_any_case_match() {
+        assert!(arch_matches("amd64", "x86_64"));
+        assert!(arch_matches("AMD64", "x86_64"));
+        assert!(arch_matches("X86_64", "x86_64"));
+        assert!(arch_matches("arm64", "aarch64"));
+        assert!(!arch_matches("arm64", "x86_64"));
+    }
+
+    #[test]
+    fn unknown_types_are_told_from_malformed_auctions() {
+        assert!(asks_for_an_unknown_type(
+            br#"{"workload_types":["native"]}"#
+        ));
+        assert!(!asks_for_an_unknown_type(
+            br#"{"workload_types":["wasm"],"x":1}"#
+        ));
+        assert!(!asks_for_an_unknown_type(b"not json"));
+    }
 }
