@@ -61,6 +61,9 @@ struct Args {
     /// Where to draw the chart (first payload size).
     #[arg(long, default_value = "target/bench.png")]
     png: PathBuf,
+    /// The node's per-call events (its config's `call_events`): all, failures or off.
+    #[arg(long, default_value = "all")]
+    call_events: String,
     /// Internal: run as the raw responder on this NATS URL.
     #[arg(long, hide = true)]
     responder: Option<String>,
@@ -540,7 +543,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let home = tempfile::tempdir()?;
-    let node = nex_test_support::NodeProcess::start(&nex_binary()?, &url, home.path(), &[])?;
+    let config = home.path().join("node.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({ "call_events": args.call_events }).to_string(),
+    )?;
+    let node = nex_test_support::NodeProcess::start(
+        &nex_binary()?,
+        &url,
+        home.path(),
+        &["--config", &config.to_string_lossy()],
+    )?;
+    println!("node call_events: {}", args.call_events);
     let client = async_nats::connect(&url).await?;
     // The node's operator key (the node runs with this home): it may read agent pids.
     let keys_dir = home.path().join(".nex");
