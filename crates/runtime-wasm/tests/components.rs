@@ -92,11 +92,29 @@ fn kv_in_memory() -> nex_runtime_wasm::HostServices {
     let bucket = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
     nex_runtime_wasm::HostServices(std::sync::Arc::new(move |call: &[u8], _deadline| {
         let mut bucket = bucket.lock().unwrap();
-        let result = match nex_hostapi::decode_call(call).unwrap() {
+        let call = nex_hostapi::decode_call(call).unwrap();
+        if let Err(e) = call.validate() {
+            return nex_hostapi::encode_result(&Err(e));
+        }
+        let result = match call {
             Call::Kv(kv::Call::Get { key }) => Ok(Reply::Value(bucket.get(&key).cloned())),
             Call::Kv(kv::Call::Set { key, value }) => {
                 bucket.insert(key, value);
                 Ok(Reply::Done)
+            }
+            Call::Kv(kv::Call::Delete { key }) => {
+                bucket.remove(&key);
+                Ok(Reply::Done)
+            }
+            Call::Kv(kv::Call::Keys) => Ok(Reply::Keys(bucket.keys().cloned().collect())),
+            Call::Kv(kv::Call::Increment { key, delta }) => {
+                let op = "kv.increment";
+                kv::parse_count(op, &key, bucket.get(&key).map(Vec::as_slice))
+                    .and_then(|n| kv::add_count(op, &key, n, delta))
+                    .map(|n| {
+                        bucket.insert(key, n.to_string().into_bytes());
+                        Reply::Count(n)
+                    })
             }
             other => Err(nex_hostapi::GuestError::internal(format!("{other:?}"))),
         };
@@ -180,4 +198,48 @@ fn deadlines_and_memory_limits_hold_for_components_and_the_next_call_works() {
     );
     let out = f.invoke_after(Some(out.spent), "s.echo", b"ok".to_vec());
     assert_eq!(out.result.unwrap(), b"ok");
+}
+
+#[test]
+fn a_component_on_wasi_keyvalue_gets_the_functions_bucket_and_only_it() {
+    let f = load(
+        "kv_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    assert!(f.is_handler() && f.uses_host_services());
+    let mut spent = None;
+    let mut call = |payload: &str| {
+        let inv = f.invoke_after(spent.take(), "kv.x", payload.as_bytes().to_vec());
+        spent = Some(inv.spent);
+        (inv.result, String::from_utf8(inv.stderr).unwrap())
+    };
+    for n in 1..=3 {
+        let (reply, log) = call("");
+        assert_eq!(reply.unwrap(), format!("count={n}").into_bytes());
+        assert_eq!(log, format!("kv: count {n} on kv.x\n"));
+    }
+    assert_eq!(call("other").0.unwrap(), b"error: no-such-store");
+    assert_eq!(
+        String::from_utf8(call("crud").0.unwrap()).unwrap(),
+        "get=Some(Ok(\"1\"));exists=true;keys=count,crud.a,crud.b;deleted=true;\
+         many=crud.c=3,-,crud.d=4;left=count"
+    );
+    // A key the host refuses is the guest's error, and the instance goes on.
+    let (reply, _) = call("set bad:key v");
+    assert!(
+        matches!(&reply, Err(InvokeError::BadInput(m)) if m.contains("InvalidArgument")),
+        "{reply:?}"
+    );
+    // A value that is no number: `increment` fails with the host's reason.
+    assert_eq!(call("set count x").0.unwrap(), b"ok");
+    let (reply, _) = call("");
+    assert!(
+        matches!(&reply, Err(InvokeError::BadInput(m)) if m.contains("not a whole number")),
+        "{reply:?}"
+    );
+    assert_eq!(call("set count 41").0.unwrap(), b"ok");
+    assert_eq!(call("").0.unwrap(), b"count=42");
 }

@@ -1,5 +1,6 @@
 //! WebAssembly components (`wasm32-wasip2`) end to end: the seed echo as a command component,
-//! a handler component's state in KV, traps, imports nex does not provide, malformed bytes.
+//! a handler component's state in KV, traps, imports nex does not provide, malformed bytes,
+//! the standard interfaces (`wasi:keyvalue`, `wasi:logging`).
 
 use crate::harness::*;
 use nex_test_support::component;
@@ -110,4 +111,46 @@ async fn unprovided_imports_and_malformed_components_are_refused_at_deploy() {
 
     // The node keeps serving.
     assert_eq!(w.call("echo", b"still").await, b"stillecho");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_keyvalue_counts_in_its_own_bucket_and_sees_refusals() {
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.kvc.*").await;
+    let kv = component("kv_component");
+    w.devrun(&kv, &["kvc"], &["--name", "kvc"]);
+    for n in 1..=5 {
+        assert_eq!(w.call("kvc", b"").await, format!("count={n}").into_bytes());
+    }
+    // `wasi:logging` lines go to the function's log subject.
+    let line = next_log_line(&mut logs).await;
+    assert_eq!(line["text"], "kv: count 1 on kvc", "{line}");
+
+    // Increments at once are atomic (a compare-and-set in the node): none is lost.
+    let calls = (0..16).map(|_| w.call("kvc", b""));
+    futures::future::join_all(calls).await;
+    assert_eq!(w.call("kvc", b"get count").await, b"21");
+
+    // Only `default` opens; the guest sees the error and answers with it.
+    assert_eq!(w.call("kvc", b"other").await, b"error: no-such-store");
+    assert_eq!(
+        String::from_utf8(w.call("kvc", b"crud").await).unwrap(),
+        "get=Some(Ok(\"1\"));exists=true;keys=count,crud.a,crud.b;deleted=true;\
+         many=crud.c=3,-,crud.d=4;left=count"
+    );
+
+    // Bad input: a key the node refuses reaches the guest as an error, which it answers as bad
+    // input (400); the function and the node keep serving.
+    let m = w.request("kvc", b"set bad:key v").await.unwrap();
+    let (code, message) = service_error(&m).expect("a service error");
+    assert_eq!(code, "400");
+    assert!(message.contains("InvalidArgument"), "{message}");
+    let m = w.request("kvc", &[0xff, 0xfe]).await.unwrap();
+    assert_eq!(service_error(&m).map(|(c, _)| c).as_deref(), Some("400"));
+    assert_eq!(w.call("kvc", b"").await, b"count=22");
+
+    // Another function of the same code and another name has a bucket of its own.
+    w.devrun(&kv, &["kvd"], &["--name", "kvd"]);
+    assert_eq!(w.call("kvd", b"").await, b"count=1");
+    assert_eq!(w.call("kvc", b"").await, b"count=23");
 }
