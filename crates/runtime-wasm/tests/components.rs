@@ -88,7 +88,7 @@ fn a_malformed_component_is_a_compile_error() {
 
 /// Host services with a key-value bucket in memory, as the node would perform them.
 fn kv_in_memory() -> nex_runtime_wasm::HostServices {
-    use nex_hostapi::{Call, Reply, kv};
+    use nex_hostapi::{Call, Reply, kv, messaging};
     let bucket = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
     nex_runtime_wasm::HostServices(std::sync::Arc::new(move |call: &[u8], _deadline| {
         let mut bucket = bucket.lock().unwrap();
@@ -115,6 +115,13 @@ fn kv_in_memory() -> nex_runtime_wasm::HostServices {
                         bucket.insert(key, n.to_string().into_bytes());
                         Reply::Count(n)
                     })
+            }
+            Call::Messaging(messaging::Call::Publish { .. }) => Ok(Reply::Done),
+            Call::Messaging(messaging::Call::Request { payload, .. }) => {
+                Ok(Reply::Message(payload))
+            }
+            Call::Messaging(messaging::Call::RequestMany { payload, max, .. }) => {
+                Ok(Reply::Messages(vec![payload; max.unwrap_or(1) as usize]))
             }
             other => Err(nex_hostapi::GuestError::internal(format!("{other:?}"))),
         };
@@ -242,4 +249,25 @@ fn a_component_on_wasi_keyvalue_gets_the_functions_bucket_and_only_it() {
     );
     assert_eq!(call("set count 41").0.unwrap(), b"ok");
     assert_eq!(call("").0.unwrap(), b"count=42");
+}
+
+#[test]
+fn a_component_on_wasi_messaging_publishes_and_requests_through_the_host() {
+    let f = load(
+        "kv_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    let call = |payload: &str| f.invoke("m", payload.as_bytes().to_vec()).result;
+    assert_eq!(call("pub a.b hi").unwrap(), b"sent");
+    assert_eq!(call("req svc.echo hi 1").unwrap(), b"hi");
+    assert_eq!(call("req svc.echo hi 3").unwrap(), b"hi,hi,hi");
+    // A reserved subject is refused by the host's checks; the guest sees why.
+    let refused = call("pub $SYS.x y");
+    assert!(
+        matches!(&refused, Err(InvokeError::BadInput(m)) if m.contains("reserved")),
+        "{refused:?}"
+    );
 }

@@ -154,3 +154,42 @@ async fn a_component_on_wasi_keyvalue_counts_in_its_own_bucket_and_sees_refusals
     assert_eq!(w.call("kvd", b"").await, b"count=1");
     assert_eq!(w.call("kvc", b"").await, b"count=23");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_messaging_publishes_and_requests_outside_the_reserved_subjects() {
+    let w = World::start().await;
+    w.devrun(&component("kv_component"), &["msg"], &["--name", "msg"]);
+    let mut out = collect(&w.client, "msg.out").await;
+    assert_eq!(w.call("msg", b"pub msg.out hello").await, b"sent");
+    let m = wait_for(&mut out, std::time::Duration::from_secs(5), |_| true)
+        .await
+        .expect("the published message");
+    assert_eq!(&m.payload[..], b"hello");
+
+    // A responder on a subject of the caller's: one reply, and replies until the count.
+    let mut sub = w.client.subscribe("svc.echo").await.unwrap();
+    w.client.flush().await.unwrap();
+    let client = w.client.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                let _ = client.publish(reply, m.payload).await;
+            }
+        }
+    });
+    assert_eq!(w.call("msg", b"req svc.echo hi 1").await, b"hi");
+
+    // Reserved subjects are refused by the node's checks; the guest answers 400 with why.
+    for payload in [
+        &b"pub $SYS.x y"[..],
+        b"pub _INBOX.x y",
+        b"req $JS.API.INFO q 1",
+    ] {
+        let m = w.request("msg", payload).await.unwrap();
+        let (code, message) = service_error(&m).expect("a service error");
+        assert_eq!(code, "400", "{message}");
+        assert!(message.contains("reserved"), "{message}");
+    }
+    assert_eq!(w.call("msg", b"pub msg.out again").await, b"sent");
+}

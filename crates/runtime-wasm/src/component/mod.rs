@@ -37,6 +37,7 @@ mod capture;
 mod host;
 mod keyvalue;
 mod logging;
+mod messaging;
 use capture::Capture;
 
 /// The `handler` world of `wit/nex.wit`, with the standard interfaces it includes (their WIT
@@ -47,7 +48,13 @@ mod bindings {
         world: "nex:function/handler",
         with: {
             "wasi:keyvalue/store.bucket": super::keyvalue::KvBucket,
+            "wasi:messaging/types.client": super::messaging::Client,
+            "wasi:messaging/types.message": super::messaging::Message,
+            "wasi:messaging/request-reply.request-options": super::messaging::RequestOptions,
         },
+        // Resource handles are looked up in the store's table: a missing one is a host bug,
+        // which traps.
+        imports: { "wasi:messaging": trappable },
     });
 }
 use bindings::{HandleError, Handler, HandlerPre};
@@ -66,10 +73,13 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:keyvalue/atomics", "@0.2.0-draft"),
     ("wasi:keyvalue/batch", "@0.2.0-draft"),
     ("wasi:logging/logging", "@0.1.0-draft"),
+    ("wasi:messaging/types", "@0.2.0-draft"),
+    ("wasi:messaging/producer", "@0.2.0-draft"),
+    ("wasi:messaging/request-reply", "@0.2.0-draft"),
 ];
 
 /// Imports whose calls go to the node (and may wait on it), by prefix.
-const HOST_SERVICE_IMPORTS: &[&str] = &["nex:function/host@", "wasi:keyvalue/"];
+const HOST_SERVICE_IMPORTS: &[&str] = &["nex:function/host@", "wasi:keyvalue/", "wasi:messaging/"];
 
 /// Whether nex provides the import called `name` (e.g. `wasi:cli/stdout@0.2.3`).
 fn provided(name: &str) -> bool {
@@ -199,6 +209,9 @@ fn add_host_interfaces(linker: &mut Linker<ComponentState>) -> wasmtime::Result<
     bindings::wasi::keyvalue::atomics::add_to_linker::<_, Data>(linker, get)?;
     bindings::wasi::keyvalue::batch::add_to_linker::<_, Data>(linker, get)?;
     bindings::wasi::logging::logging::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::messaging::types::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::messaging::producer::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::messaging::request_reply::add_to_linker::<_, Data>(linker, get)?;
     Ok(())
 }
 

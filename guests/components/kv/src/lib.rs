@@ -9,6 +9,9 @@
 //!   what each saw.
 //! - `set <key> <value>` / `get <key>`: one `set` or `get`; a key the host refuses is bad input
 //!   (400) with the host's message.
+//! - `pub <subject> <data>`: `wasi:messaging` `producer.send`; answers `sent`.
+//! - `req <subject> <data> <n>`: `request-reply.request` expecting `n` replies within 1 s;
+//!   answers the replies, `,`-separated. A subject the host refuses is bad input (400).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -19,6 +22,7 @@ wit_bindgen::generate!({
 use wasi::keyvalue::store::{self, Bucket};
 use wasi::keyvalue::{atomics, batch};
 use wasi::logging::logging::{log, Level};
+use wasi::messaging::{producer, request_reply, types};
 
 struct Kv;
 
@@ -69,6 +73,20 @@ fn crud(b: &Bucket) -> Result<String, store::Error> {
     Ok(out.join(";"))
 }
 
+/// A failed messaging call, as [`fail`] does for the store.
+fn msg_fail(what: &str, e: types::Error) -> HandleError {
+    match e {
+        types::Error::Other(m) if m.starts_with("InvalidArgument") => {
+            HandleError::BadInput(format!("{what}: {m}"))
+        }
+        e => HandleError::Failed(format!("{what}: {e:?}")),
+    }
+}
+
+fn client() -> Result<types::Client, HandleError> {
+    types::Client::connect("default").map_err(|e| msg_fail("connect", e))
+}
+
 impl Guest for Kv {
     fn handle(subject: String, payload: Vec<u8>) -> Result<Vec<u8>, HandleError> {
         let payload = String::from_utf8(payload)
@@ -103,6 +121,24 @@ impl Guest for Kv {
                 Some(v) => String::from_utf8_lossy(&v).into_owned(),
                 None => "none".into(),
             },
+            ["pub", subject, data] => {
+                let m = types::Message::new(data.as_bytes());
+                producer::send(&client()?, subject, m).map_err(|e| msg_fail("send", e))?;
+                "sent".into()
+            }
+            ["req", subject, data, n] => {
+                let options = request_reply::RequestOptions::new();
+                options.set_timeout_ms(1000);
+                options.set_expected_replies(n.parse().unwrap_or(1));
+                let m = types::Message::new(data.as_bytes());
+                let replies = request_reply::request(&client()?, subject, &m, Some(options))
+                    .map_err(|e| msg_fail("request", e))?;
+                let replies: Vec<String> = replies
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(&r.data()).into_owned())
+                    .collect();
+                replies.join(",")
+            }
             _ => {
                 return Err(HandleError::BadInput(format!(
                     "unknown command `{payload}`"
