@@ -88,8 +88,9 @@ fn a_malformed_component_is_a_compile_error() {
 
 /// Host services with a key-value bucket in memory, as the node would perform them.
 fn kv_in_memory() -> nex_runtime_wasm::HostServices {
-    use nex_hostapi::{Call, Reply, kv, messaging};
+    use nex_hostapi::{Call, Reply, kv, messaging, object_store};
     let bucket = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
+    let objects = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
     nex_runtime_wasm::HostServices(std::sync::Arc::new(move |call: &[u8], _deadline| {
         let mut bucket = bucket.lock().unwrap();
         let call = nex_hostapi::decode_call(call).unwrap();
@@ -115,6 +116,29 @@ fn kv_in_memory() -> nex_runtime_wasm::HostServices {
                         bucket.insert(key, n.to_string().into_bytes());
                         Reply::Count(n)
                     })
+            }
+            Call::ObjectStore(c) => {
+                let mut objects = objects.lock().unwrap();
+                let info = |name: &String, data: &Vec<u8>| object_store::ObjectInfo {
+                    name: name.clone(),
+                    size: data.len() as u64,
+                    ..Default::default()
+                };
+                Ok(match c {
+                    object_store::Call::Get { name } => Reply::Value(objects.get(&name).cloned()),
+                    object_store::Call::Put { name, data } => {
+                        let i = info(&name, &data);
+                        objects.insert(name, data);
+                        Reply::Object(i)
+                    }
+                    object_store::Call::Delete { name } => {
+                        objects.remove(&name);
+                        Reply::Done
+                    }
+                    object_store::Call::List => {
+                        Reply::Objects(objects.iter().map(|(n, d)| info(n, d)).collect())
+                    }
+                })
             }
             Call::Messaging(messaging::Call::Publish { .. }) => Ok(Reply::Done),
             Call::Messaging(messaging::Call::Request { payload, .. }) => {
@@ -270,4 +294,22 @@ fn a_component_on_wasi_messaging_publishes_and_requests_through_the_host() {
         matches!(&refused, Err(InvokeError::BadInput(m)) if m.contains("reserved")),
         "{refused:?}"
     );
+}
+
+#[test]
+fn a_component_on_wasi_blobstore_gets_the_functions_object_store_as_default() {
+    let f = load(
+        "kv_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    let call = |payload: &str| f.invoke("b", payload.as_bytes().to_vec()).result;
+    assert_eq!(
+        String::from_utf8(call("blob a.txt hello").unwrap()).unwrap(),
+        "read=hello part=el;list=a.txt end=true;size=5;has=true;deleted=true"
+    );
+    let other = String::from_utf8(call("blob-other").unwrap()).unwrap();
+    assert!(other.starts_with("error: no container `other`"), "{other}");
 }

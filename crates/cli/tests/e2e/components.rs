@@ -193,3 +193,15 @@ async fn a_component_on_wasi_messaging_publishes_and_requests_outside_the_reserv
     }
     assert_eq!(w.call("msg", b"pub msg.out again").await, b"sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_blobstore_writes_reads_lists_and_deletes_in_its_object_store() {
+    let w = World::start().await;
+    w.devrun(&component("kv_component"), &["blob"], &["--name", "blob"]);
+    assert_eq!(
+        String::from_utf8(w.call("blob", b"blob a.txt hello").await).unwrap(),
+        "read=hello part=el;list=a.txt end=true;size=5;has=true;deleted=true"
+    );
+    let other = String::from_utf8(w.call("blob", b"blob-other").await).unwrap();
+    assert!(other.starts_with("error: no container `other`"), "{other}");
+}

@@ -33,6 +33,7 @@ use crate::{
     load_cached,
 };
 
+mod blobstore;
 mod capture;
 mod host;
 mod keyvalue;
@@ -51,10 +52,15 @@ mod bindings {
             "wasi:messaging/types.client": super::messaging::Client,
             "wasi:messaging/types.message": super::messaging::Message,
             "wasi:messaging/request-reply.request-options": super::messaging::RequestOptions,
+            "wasi:blobstore/container.container": super::blobstore::Container,
+            "wasi:blobstore/container.stream-object-names": super::blobstore::ObjectNames,
+            "wasi:blobstore/types.outgoing-value": super::blobstore::OutgoingValue,
+            "wasi:blobstore/types.incoming-value": super::blobstore::IncomingValue,
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
         },
         // Resource handles are looked up in the store's table: a missing one is a host bug,
         // which traps.
-        imports: { "wasi:messaging": trappable },
+        imports: { "wasi:messaging": trappable, "wasi:blobstore": trappable },
     });
 }
 use bindings::{HandleError, Handler, HandlerPre};
@@ -76,10 +82,16 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:messaging/types", "@0.2.0-draft"),
     ("wasi:messaging/producer", "@0.2.0-draft"),
     ("wasi:messaging/request-reply", "@0.2.0-draft"),
+    ("wasi:blobstore/", "@0.2.0-draft"),
 ];
 
 /// Imports whose calls go to the node (and may wait on it), by prefix.
-const HOST_SERVICE_IMPORTS: &[&str] = &["nex:function/host@", "wasi:keyvalue/", "wasi:messaging/"];
+const HOST_SERVICE_IMPORTS: &[&str] = &[
+    "nex:function/host@",
+    "wasi:keyvalue/",
+    "wasi:messaging/",
+    "wasi:blobstore/",
+];
 
 /// Whether nex provides the import called `name` (e.g. `wasi:cli/stdout@0.2.3`).
 fn provided(name: &str) -> bool {
@@ -212,6 +224,9 @@ fn add_host_interfaces(linker: &mut Linker<ComponentState>) -> wasmtime::Result<
     bindings::wasi::messaging::types::add_to_linker::<_, Data>(linker, get)?;
     bindings::wasi::messaging::producer::add_to_linker::<_, Data>(linker, get)?;
     bindings::wasi::messaging::request_reply::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::blobstore::types::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::blobstore::container::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::blobstore::blobstore::add_to_linker::<_, Data>(linker, get)?;
     Ok(())
 }
 

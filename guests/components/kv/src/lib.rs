@@ -1,6 +1,6 @@
 //! A handler component on the standard interfaces only: `wasi:keyvalue` (store, atomics,
-//! batch) and `wasi:logging`, as a component written for another WASI cloud host would use
-//! them. It imports nothing of `nex:function/host`.
+//! batch), `wasi:logging`, `wasi:messaging` and `wasi:blobstore`, as a component written for
+//! another WASI cloud host would use them. It imports nothing of `nex:function/host`.
 //!
 //! By payload:
 //! - empty: `increment("count", 1)` in the `default` bucket; answers `count=<n>`.
@@ -9,6 +9,9 @@
 //!   what each saw.
 //! - `set <key> <value>` / `get <key>`: one `set` or `get`; a key the host refuses is bad input
 //!   (400) with the host's message.
+//! - `blob <name> <data>`: `wasi:blobstore` in container `default`: writes the object through
+//!   an outgoing value's stream, reads it back, lists, checks and deletes it; answers what each
+//!   saw. `blob-other`: answers what `get-container("other")` said.
 //! - `pub <subject> <data>`: `wasi:messaging` `producer.send`; answers `sent`.
 //! - `req <subject> <data> <n>`: `request-reply.request` expecting `n` replies within 1 s;
 //!   answers the replies, `,`-separated. A subject the host refuses is bad input (400).
@@ -19,10 +22,41 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+use wasi::blobstore::blobstore as blobs;
+use wasi::blobstore::types::{IncomingValue, OutgoingValue};
 use wasi::keyvalue::store::{self, Bucket};
 use wasi::keyvalue::{atomics, batch};
 use wasi::logging::logging::{log, Level};
 use wasi::messaging::{producer, request_reply, types};
+
+/// Writes, reads, lists, checks and deletes object `name` in container `default`.
+fn blob(name: &str, data: &str) -> Result<String, String> {
+    let c = blobs::get_container("default")?;
+    let value = OutgoingValue::new_outgoing_value();
+    let body = value
+        .outgoing_value_write_body()
+        .map_err(|()| "no body stream".to_string())?;
+    body.blocking_write_and_flush(data.as_bytes())
+        .map_err(|e| format!("write: {e:?}"))?;
+    drop(body);
+    c.write_data(name, &value)?;
+    OutgoingValue::finish(value)?;
+    let mut out = Vec::new();
+    let all = IncomingValue::incoming_value_consume_sync(c.get_data(name, 0, u64::MAX)?)?;
+    let part = IncomingValue::incoming_value_consume_sync(c.get_data(name, 1, 2)?)?;
+    out.push(format!(
+        "read={} part={}",
+        String::from_utf8_lossy(&all),
+        String::from_utf8_lossy(&part)
+    ));
+    let (names, end) = c.list_objects()?.read_stream_object_names(100)?;
+    out.push(format!("list={} end={end}", names.join(",")));
+    out.push(format!("size={}", c.object_info(name)?.size));
+    out.push(format!("has={}", c.has_object(name)?));
+    c.delete_object(name)?;
+    out.push(format!("deleted={}", !c.has_object(name)?));
+    Ok(out.join(";"))
+}
 
 struct Kv;
 
@@ -120,6 +154,11 @@ impl Guest for Kv {
             ["get", key] => match open()?.get(key).map_err(|e| fail("get", e))? {
                 Some(v) => String::from_utf8_lossy(&v).into_owned(),
                 None => "none".into(),
+            },
+            ["blob", name, data] => blob(name, data).map_err(HandleError::Failed)?,
+            ["blob-other"] => match blobs::get_container("other") {
+                Ok(_) => "opened other".into(),
+                Err(e) => format!("error: {e}"),
             },
             ["pub", subject, data] => {
                 let m = types::Message::new(data.as_bytes());
