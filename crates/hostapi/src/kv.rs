@@ -28,12 +28,19 @@ pub enum Call {
     Delete { key: String },
     /// `kv.keys`: every key, sorted. Reply: [`Reply::Keys`](crate::Reply::Keys).
     Keys,
+    /// `kv.increment`: atomically adds `delta` to the number `key` holds (its value as decimal
+    /// ASCII digits; no value counts as 0) and stores the sum the same way. Reply:
+    /// [`Reply::Count`](crate::Reply::Count), the new number. A value that is not such a number,
+    /// or a sum past `u64::MAX`, is an [`ErrorKind::InvalidArgument`](crate::ErrorKind).
+    Increment { key: String, delta: u64 },
 }
 
 impl Call {
     pub(crate) fn validate(&self, op: &str) -> Result<(), GuestError> {
         match self {
-            Call::Get { key } | Call::Delete { key } => check_key(op, key),
+            Call::Get { key } | Call::Delete { key } | Call::Increment { key, .. } => {
+                check_key(op, key)
+            }
             Call::Set { key, value } => {
                 check_key(op, key)?;
                 if value.len() > MAX_VALUE_BYTES {
@@ -77,4 +84,30 @@ pub fn check_key(op: &str, key: &str) -> Result<(), GuestError> {
         ));
     }
     Ok(())
+}
+
+/// The number a counter's value holds for `kv.increment`: no value is 0, otherwise decimal ASCII
+/// digits of a `u64`.
+pub fn parse_count(op: &str, key: &str, value: Option<&[u8]>) -> Result<u64, GuestError> {
+    let Some(value) = value else { return Ok(0) };
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| {
+            GuestError::invalid_argument(format!(
+                "{op}: the value of `{}` is not a whole number (decimal digits of a u64)",
+                excerpt(key)
+            ))
+        })
+}
+
+/// `count + delta` for `kv.increment`, or the error a sum past `u64::MAX` is.
+pub fn add_count(op: &str, key: &str, count: u64, delta: u64) -> Result<u64, GuestError> {
+    count.checked_add(delta).ok_or_else(|| {
+        GuestError::invalid_argument(format!(
+            "{op}: `{}` would pass the largest number ({count} + {delta})",
+            excerpt(key)
+        ))
+    })
 }

@@ -56,6 +56,8 @@ pub enum Reply {
     Messages(#[serde(with = "bytes::list")] Vec<Vec<u8>>),
     /// An HTTP response (`http.request`).
     Http(http::Response),
+    /// A counter's new value (`kv.increment`).
+    Count(u64),
 }
 
 /// What a call comes to: a reply, or the error the function sees.
@@ -76,11 +78,12 @@ pub enum Op {
     Request,
     RequestMany,
     HttpRequest,
+    KvIncrement,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 13] = [
         Op::KvGet,
         Op::KvSet,
         Op::KvDelete,
@@ -93,6 +96,7 @@ impl Op {
         Op::Request,
         Op::RequestMany,
         Op::HttpRequest,
+        Op::KvIncrement,
     ];
 
     /// `service.method`, e.g. `kv.get`.
@@ -110,6 +114,7 @@ impl Op {
             Op::Request => "messaging.request",
             Op::RequestMany => "messaging.requestMany",
             Op::HttpRequest => "http.request",
+            Op::KvIncrement => "kv.increment",
         }
     }
 
@@ -134,6 +139,7 @@ impl Call {
                 kv::Call::Set { .. } => Op::KvSet,
                 kv::Call::Delete { .. } => Op::KvDelete,
                 kv::Call::Keys => Op::KvKeys,
+                kv::Call::Increment { .. } => Op::KvIncrement,
             },
             Call::ObjectStore(c) => match c {
                 object_store::Call::Get { .. } => Op::ObjectGet,

@@ -13,6 +13,10 @@ fn every_call() -> Vec<Call> {
         }),
         Call::Kv(kv::Call::Delete { key: "k".into() }),
         Call::Kv(kv::Call::Keys),
+        Call::Kv(kv::Call::Increment {
+            key: "count".into(),
+            delta: u64::MAX,
+        }),
         Call::ObjectStore(object_store::Call::Get { name: "n".into() }),
         Call::ObjectStore(object_store::Call::Put {
             name: "dir/ünï".into(),
@@ -70,6 +74,8 @@ fn every_result() -> Vec<CallResult> {
             headers: BTreeMap::from([("content-type".into(), "text/plain".into())]),
             body: b"hi".to_vec(),
         })),
+        Ok(Reply::Count(0)),
+        Ok(Reply::Count(u64::MAX)),
     ];
     for kind in ErrorKind::ALL {
         out.push(Err(GuestError::new(kind, format!("failed: {kind}"))));
@@ -474,4 +480,34 @@ fn kv_get_encode_decode_cost() {
     println!(
         "kv.get: encode + decode of call and reply: postcard {per:?}, the JSON it replaced {json:?}"
     );
+}
+
+#[test]
+fn a_counter_is_decimal_digits_of_a_u64() {
+    let op = "kv.increment";
+    assert_eq!(kv::parse_count(op, "c", None), Ok(0));
+    assert_eq!(kv::parse_count(op, "c", Some(b"41")), Ok(41));
+    for bad in [
+        &b""[..],
+        b"-1",
+        b"+1",
+        b" 1",
+        b"x",
+        b"18446744073709551616",
+        b"\xff",
+    ] {
+        let e = kv::parse_count(op, "c", Some(bad)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{bad:?}");
+        assert!(e.message.contains("not a whole number"), "{e}");
+    }
+    assert_eq!(kv::add_count(op, "c", 41, 1), Ok(42));
+    let e = kv::add_count(op, "c", u64::MAX, 1).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    let e = Call::Kv(kv::Call::Increment {
+        key: "a..b".into(),
+        delta: 1,
+    })
+    .validate()
+    .unwrap_err();
+    assert!(e.message.starts_with("kv.increment: key"), "{e}");
 }

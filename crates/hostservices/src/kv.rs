@@ -23,7 +23,18 @@ pub trait KeyValue {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), GuestError>> + Send;
     /// Every key, sorted.
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, GuestError>> + Send;
+    /// Atomically adds `delta` to the number `key` holds (decimal digits; none = 0) and returns
+    /// the sum, which is stored the same way.
+    fn increment(
+        &self,
+        key: &str,
+        delta: u64,
+    ) -> impl Future<Output = Result<u64, GuestError>> + Send;
 }
+
+/// Tries of `kv.increment`'s compare-and-set before it gives up (each lost try means another
+/// writer changed the key between our read and our write).
+const INCREMENT_TRIES: usize = 64;
 
 /// Entries asked for at a time when listing keys.
 const KEYS_BATCH: usize = 1024;
@@ -103,6 +114,39 @@ impl KeyValue for NatsKv {
             .delete(key)
             .await
             .map_err(|e| GuestError::unavailable(format!("kv.delete {key}: {e}")))
+    }
+
+    /// Reads the key's entry and writes the sum only if the key is still at that revision
+    /// (`create` when it has no value); a lost race reads again.
+    async fn increment(&self, key: &str, delta: u64) -> Result<u64, GuestError> {
+        use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+        const OP: &str = "kv.increment";
+        let failed =
+            |e: &dyn std::fmt::Display| GuestError::unavailable(format!("{OP} {key}: {e}"));
+        let store = self.store().await?;
+        for _ in 0..INCREMENT_TRIES {
+            let entry = store.entry(key).await.map_err(|e| failed(&e))?;
+            let live = entry.as_ref().filter(|e| e.operation == Operation::Put);
+            let count = nex_hostapi::kv::parse_count(OP, key, live.map(|e| &e.value[..]))?;
+            let sum = nex_hostapi::kv::add_count(OP, key, count, delta)?;
+            let value = sum.to_string().into_bytes().into();
+            let written = match live {
+                Some(e) => match store.update(key, value, e.revision).await {
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    other => other.map(|_| true).map_err(|e| failed(&e))?,
+                },
+                None => match store.create(key, value).await {
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    other => other.map(|_| true).map_err(|e| failed(&e))?,
+                },
+            };
+            if written {
+                return Ok(sum);
+            }
+        }
+        Err(GuestError::unavailable(format!(
+            "{OP} {key}: {INCREMENT_TRIES} concurrent writers won the race in a row"
+        )))
     }
 
     /// The bucket's keys, read with a pull consumer that delivers the last entry of each key and

@@ -105,6 +105,7 @@ impl HostServices {
             Call::Set { key, value } => self.kv.set(&key, value).await.map(|()| Reply::Done)?,
             Call::Delete { key } => self.kv.delete(&key).await.map(|()| Reply::Done)?,
             Call::Keys => Reply::Keys(self.kv.keys().await?),
+            Call::Increment { key, delta } => Reply::Count(self.kv.increment(&key, delta).await?),
         })
     }
 

@@ -9,6 +9,7 @@
     set: (key, value) => { host('kv.set', String(key), value); },
     delete: (key) => { host('kv.delete', String(key)); },
     keys: () => host('kv.keys'),
+    increment: (key, delta) => host('kv.increment', String(key), delta === undefined ? 1 : delta),
   };
   const objectStore = {
     get: (name) => host('objectStore.get', String(name)),

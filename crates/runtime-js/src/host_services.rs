@@ -127,6 +127,12 @@ fn build(a: &Args<'_, '_>) -> Result<Call, GuestError> {
             timeout_ms: a.number(2),
             max: a.number(3).map(|m| m.min(u32::MAX as u64) as u32),
         }),
+        Op::KvIncrement => Call::Kv(kv::Call::Increment {
+            key: a.text(0, "key")?,
+            delta: a.number(1).ok_or_else(|| {
+                GuestError::invalid_argument("kv.increment: delta is not a non-negative number")
+            })?,
+        }),
         Op::HttpRequest => Call::Http(http::Call::Request(http::Request {
             method: http::Method::parse(&a.text(0, "method")?)?,
             url: a.text(1, "url")?,
@@ -170,6 +176,7 @@ fn value<'js>(ctx: &Ctx<'js>, reply: Reply) -> rquickjs::Result<Value<'js>> {
         Reply::Done => Ok(Value::new_undefined(ctx.clone())),
         Reply::Value(None) => Ok(Value::new_null(ctx.clone())),
         Reply::Value(Some(b)) | Reply::Message(b) => bytes(ctx, b),
+        Reply::Count(n) => Ok(Value::new_number(ctx.clone(), n as f64)),
         Reply::Keys(keys) => {
             let a = Array::new(ctx.clone())?;
             for (i, k) in keys.into_iter().enumerate() {

@@ -512,6 +512,7 @@ mod tests {
             Ok(match call.op() {
                 Op::KvGet | Op::ObjectGet => Reply::Value(Some(b"v".to_vec())),
                 Op::KvKeys => Reply::Keys(vec!["a".into(), "b".into()]),
+                Op::KvIncrement => Reply::Count(7),
                 Op::ObjectPut => Reply::Object(ObjectInfo {
                     name: "n".into(),
                     size: 3,
@@ -540,6 +541,7 @@ mod tests {
               out.push(h.messaging.requestMany('a.b', null, { timeout: 200, max: 2 }).length);
               const r = h.http.patch('http://127.0.0.1:1/x', 'body', { headers: { 'x-n': 5 } });
               out.push(r.status + r.headers['content-type'] + r.response + r.body.length);
+              out.push(h.kv.increment('c', 2));
               return out.map(String).join('|'); }"#,
             JsConfig::default(),
             Box::new(|_, _, _| {}),
@@ -548,7 +550,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             String::from_utf8(call(&f, b"").unwrap()).unwrap(),
-            "v|undefined|undefined|a,b|v|n3|undefined|1|undefined|m|2|201text/plainhi2"
+            "v|undefined|undefined|a,b|v|n3|undefined|1|undefined|m|2|201text/plainhi2|7"
         );
         let seen = seen.borrow();
         let ops: Vec<Op> = seen.iter().map(Call::op).collect();

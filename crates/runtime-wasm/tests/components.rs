@@ -88,15 +88,64 @@ fn a_malformed_component_is_a_compile_error() {
 
 /// Host services with a key-value bucket in memory, as the node would perform them.
 fn kv_in_memory() -> nex_runtime_wasm::HostServices {
-    use nex_hostapi::{Call, Reply, kv};
+    use nex_hostapi::{Call, Reply, kv, messaging, object_store};
     let bucket = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
+    let objects = std::sync::Mutex::new(std::collections::BTreeMap::<String, Vec<u8>>::new());
     nex_runtime_wasm::HostServices(std::sync::Arc::new(move |call: &[u8], _deadline| {
         let mut bucket = bucket.lock().unwrap();
-        let result = match nex_hostapi::decode_call(call).unwrap() {
+        let call = nex_hostapi::decode_call(call).unwrap();
+        if let Err(e) = call.validate() {
+            return nex_hostapi::encode_result(&Err(e));
+        }
+        let result = match call {
             Call::Kv(kv::Call::Get { key }) => Ok(Reply::Value(bucket.get(&key).cloned())),
             Call::Kv(kv::Call::Set { key, value }) => {
                 bucket.insert(key, value);
                 Ok(Reply::Done)
+            }
+            Call::Kv(kv::Call::Delete { key }) => {
+                bucket.remove(&key);
+                Ok(Reply::Done)
+            }
+            Call::Kv(kv::Call::Keys) => Ok(Reply::Keys(bucket.keys().cloned().collect())),
+            Call::Kv(kv::Call::Increment { key, delta }) => {
+                let op = "kv.increment";
+                kv::parse_count(op, &key, bucket.get(&key).map(Vec::as_slice))
+                    .and_then(|n| kv::add_count(op, &key, n, delta))
+                    .map(|n| {
+                        bucket.insert(key, n.to_string().into_bytes());
+                        Reply::Count(n)
+                    })
+            }
+            Call::ObjectStore(c) => {
+                let mut objects = objects.lock().unwrap();
+                let info = |name: &String, data: &Vec<u8>| object_store::ObjectInfo {
+                    name: name.clone(),
+                    size: data.len() as u64,
+                    ..Default::default()
+                };
+                Ok(match c {
+                    object_store::Call::Get { name } => Reply::Value(objects.get(&name).cloned()),
+                    object_store::Call::Put { name, data } => {
+                        let i = info(&name, &data);
+                        objects.insert(name, data);
+                        Reply::Object(i)
+                    }
+                    object_store::Call::Delete { name } => {
+                        objects.remove(&name);
+                        Reply::Done
+                    }
+                    object_store::Call::List => {
+                        Reply::Objects(objects.iter().map(|(n, d)| info(n, d)).collect())
+                    }
+                })
+            }
+            Call::Messaging(messaging::Call::Publish { .. }) => Ok(Reply::Done),
+            Call::Messaging(messaging::Call::Request { payload, .. }) => {
+                Ok(Reply::Message(payload))
+            }
+            Call::Messaging(messaging::Call::RequestMany { payload, max, .. }) => {
+                Ok(Reply::Messages(vec![payload; max.unwrap_or(1) as usize]))
             }
             other => Err(nex_hostapi::GuestError::internal(format!("{other:?}"))),
         };
@@ -180,4 +229,87 @@ fn deadlines_and_memory_limits_hold_for_components_and_the_next_call_works() {
     );
     let out = f.invoke_after(Some(out.spent), "s.echo", b"ok".to_vec());
     assert_eq!(out.result.unwrap(), b"ok");
+}
+
+#[test]
+fn a_component_on_wasi_keyvalue_gets_the_functions_bucket_and_only_it() {
+    let f = load(
+        "kv_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    assert!(f.is_handler() && f.uses_host_services());
+    let mut spent = None;
+    let mut call = |payload: &str| {
+        let inv = f.invoke_after(spent.take(), "kv.x", payload.as_bytes().to_vec());
+        spent = Some(inv.spent);
+        (inv.result, String::from_utf8(inv.stderr).unwrap())
+    };
+    for n in 1..=3 {
+        let (reply, log) = call("");
+        assert_eq!(reply.unwrap(), format!("count={n}").into_bytes());
+        assert_eq!(log, format!("kv: count {n} on kv.x\n"));
+    }
+    assert_eq!(call("other").0.unwrap(), b"error: no-such-store");
+    assert_eq!(
+        String::from_utf8(call("crud").0.unwrap()).unwrap(),
+        "get=Some(Ok(\"1\"));exists=true;keys=count,crud.a,crud.b;deleted=true;\
+         many=crud.c=3,-,crud.d=4;left=count"
+    );
+    // A key the host refuses is the guest's error, and the instance goes on.
+    let (reply, _) = call("set bad:key v");
+    assert!(
+        matches!(&reply, Err(InvokeError::BadInput(m)) if m.contains("InvalidArgument")),
+        "{reply:?}"
+    );
+    // A value that is no number: `increment` fails with the host's reason.
+    assert_eq!(call("set count x").0.unwrap(), b"ok");
+    let (reply, _) = call("");
+    assert!(
+        matches!(&reply, Err(InvokeError::BadInput(m)) if m.contains("not a whole number")),
+        "{reply:?}"
+    );
+    assert_eq!(call("set count 41").0.unwrap(), b"ok");
+    assert_eq!(call("").0.unwrap(), b"count=42");
+}
+
+#[test]
+fn a_component_on_wasi_messaging_publishes_and_requests_through_the_host() {
+    let f = load(
+        "kv_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    let call = |payload: &str| f.invoke("m", payload.as_bytes().to_vec()).result;
+    assert_eq!(call("pub a.b hi").unwrap(), b"sent");
+    assert_eq!(call("req svc.echo hi 1").unwrap(), b"hi");
+    assert_eq!(call("req svc.echo hi 3").unwrap(), b"hi,hi,hi");
+    // A reserved subject is refused by the host's checks; the guest sees why.
+    let refused = call("pub $SYS.x y");
+    assert!(
+        matches!(&refused, Err(InvokeError::BadInput(m)) if m.contains("reserved")),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_component_on_wasi_blobstore_gets_the_functions_object_store_as_default() {
+    let f = load(
+        "kv_component",
+        WasmConfig {
+            host_services: Some(kv_in_memory()),
+            ..Default::default()
+        },
+    );
+    let call = |payload: &str| f.invoke("b", payload.as_bytes().to_vec()).result;
+    assert_eq!(
+        String::from_utf8(call("blob a.txt hello").unwrap()).unwrap(),
+        "read=hello part=el;list=a.txt end=true;size=5;has=true;deleted=true"
+    );
+    let other = String::from_utf8(call("blob-other").unwrap()).unwrap();
+    assert!(other.starts_with("error: no container `other`"), "{other}");
 }

@@ -1,5 +1,6 @@
 //! WebAssembly components (`wasm32-wasip2`) end to end: the seed echo as a command component,
-//! a handler component's state in KV, traps, imports nex does not provide, malformed bytes.
+//! a handler component's state in KV, traps, imports nex does not provide, malformed bytes,
+//! the standard interfaces (`wasi:keyvalue`, `wasi:logging`).
 
 use crate::harness::*;
 use nex_test_support::component;
@@ -110,4 +111,97 @@ async fn unprovided_imports_and_malformed_components_are_refused_at_deploy() {
 
     // The node keeps serving.
     assert_eq!(w.call("echo", b"still").await, b"stillecho");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_keyvalue_counts_in_its_own_bucket_and_sees_refusals() {
+    let w = World::start().await;
+    let mut logs = collect(&w.client, "$NEX.logs.default.*.kvc.*").await;
+    let kv = component("kv_component");
+    w.devrun(&kv, &["kvc"], &["--name", "kvc"]);
+    for n in 1..=5 {
+        assert_eq!(w.call("kvc", b"").await, format!("count={n}").into_bytes());
+    }
+    // `wasi:logging` lines go to the function's log subject.
+    let line = next_log_line(&mut logs).await;
+    assert_eq!(line["text"], "kv: count 1 on kvc", "{line}");
+
+    // Increments at once are atomic (a compare-and-set in the node): none is lost.
+    let calls = (0..16).map(|_| w.call("kvc", b""));
+    futures::future::join_all(calls).await;
+    assert_eq!(w.call("kvc", b"get count").await, b"21");
+
+    // Only `default` opens; the guest sees the error and answers with it.
+    assert_eq!(w.call("kvc", b"other").await, b"error: no-such-store");
+    assert_eq!(
+        String::from_utf8(w.call("kvc", b"crud").await).unwrap(),
+        "get=Some(Ok(\"1\"));exists=true;keys=count,crud.a,crud.b;deleted=true;\
+         many=crud.c=3,-,crud.d=4;left=count"
+    );
+
+    // Bad input: a key the node refuses reaches the guest as an error, which it answers as bad
+    // input (400); the function and the node keep serving.
+    let m = w.request("kvc", b"set bad:key v").await.unwrap();
+    let (code, message) = service_error(&m).expect("a service error");
+    assert_eq!(code, "400");
+    assert!(message.contains("InvalidArgument"), "{message}");
+    let m = w.request("kvc", &[0xff, 0xfe]).await.unwrap();
+    assert_eq!(service_error(&m).map(|(c, _)| c).as_deref(), Some("400"));
+    assert_eq!(w.call("kvc", b"").await, b"count=22");
+
+    // Another function of the same code and another name has a bucket of its own.
+    w.devrun(&kv, &["kvd"], &["--name", "kvd"]);
+    assert_eq!(w.call("kvd", b"").await, b"count=1");
+    assert_eq!(w.call("kvc", b"").await, b"count=23");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_messaging_publishes_and_requests_outside_the_reserved_subjects() {
+    let w = World::start().await;
+    w.devrun(&component("kv_component"), &["msg"], &["--name", "msg"]);
+    let mut out = collect(&w.client, "msg.out").await;
+    assert_eq!(w.call("msg", b"pub msg.out hello").await, b"sent");
+    let m = wait_for(&mut out, std::time::Duration::from_secs(5), |_| true)
+        .await
+        .expect("the published message");
+    assert_eq!(&m.payload[..], b"hello");
+
+    // A responder on a subject of the caller's: one reply, and replies until the count.
+    let mut sub = w.client.subscribe("svc.echo").await.unwrap();
+    w.client.flush().await.unwrap();
+    let client = w.client.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                let _ = client.publish(reply, m.payload).await;
+            }
+        }
+    });
+    assert_eq!(w.call("msg", b"req svc.echo hi 1").await, b"hi");
+
+    // Reserved subjects are refused by the node's checks; the guest answers 400 with why.
+    for payload in [
+        &b"pub $SYS.x y"[..],
+        b"pub _INBOX.x y",
+        b"req $JS.API.INFO q 1",
+    ] {
+        let m = w.request("msg", payload).await.unwrap();
+        let (code, message) = service_error(&m).expect("a service error");
+        assert_eq!(code, "400", "{message}");
+        assert!(message.contains("reserved"), "{message}");
+    }
+    assert_eq!(w.call("msg", b"pub msg.out again").await, b"sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_blobstore_writes_reads_lists_and_deletes_in_its_object_store() {
+    let w = World::start().await;
+    w.devrun(&component("kv_component"), &["blob"], &["--name", "blob"]);
+    assert_eq!(
+        String::from_utf8(w.call("blob", b"blob a.txt hello").await).unwrap(),
+        "read=hello part=el;list=a.txt end=true;size=5;has=true;deleted=true"
+    );
+    let other = String::from_utf8(w.call("blob", b"blob-other").await).unwrap();
+    assert!(other.starts_with("error: no container `other`"), "{other}");
 }

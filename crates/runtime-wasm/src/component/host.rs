@@ -37,19 +37,29 @@ fn unexpected(reply: Reply) -> Error {
 }
 
 impl ComponentState {
-    /// Performs `call` through the host services, until the call's deadline.
-    fn call(&mut self, call: Call) -> Result<Reply, Error> {
+    /// Performs `call` through the host services, until the call's deadline: the one way every
+    /// interface here (`nex:function/host`, `wasi:keyvalue`, ...) reaches the node.
+    pub(super) fn host_call(&mut self, call: Call) -> Result<Reply, GuestError> {
         let Some(host) = &self.host else {
             return Err(GuestError::unavailable(
                 "host services are not available to this function",
-            )
-            .into());
+            ));
         };
         let result = (host.0)(&nex_hostapi::encode_call(&call), self.deadline);
         match nex_hostapi::decode_result(&result) {
-            Ok(r) => r.map_err(Error::from),
-            Err(e) => Err(GuestError::internal(format!("host call: bad result: {e}")).into()),
+            Ok(r) => r,
+            Err(e) => Err(GuestError::internal(format!("host call: bad result: {e}"))),
         }
+    }
+
+    /// A line on the function's log. Best effort, as stderr is: past its cap, lines are
+    /// dropped.
+    pub(super) fn log_line(&mut self, line: &str) {
+        let _ = self.stderr.append(format!("{line}\n").as_bytes());
+    }
+
+    fn call(&mut self, call: Call) -> Result<Reply, Error> {
+        self.host_call(call).map_err(Error::from)
     }
 
     fn done(&mut self, call: Call) -> Result<(), Error> {
@@ -147,9 +157,6 @@ impl host::Host for ComponentState {
             Level::Warn => "warn: ",
             Level::Error => "error: ",
         };
-        // The log is best effort, as stderr is: past its cap, lines are dropped.
-        let _ = self
-            .stderr
-            .append(format!("{prefix}{message}\n").as_bytes());
+        self.log_line(&format!("{prefix}{message}"));
     }
 }

@@ -33,15 +33,34 @@ use crate::{
     load_cached,
 };
 
+mod blobstore;
 mod capture;
 mod host;
+mod keyvalue;
+mod logging;
+mod messaging;
 use capture::Capture;
 
-/// The `handler` world of `wit/nex.wit`.
+/// The `handler` world of `wit/nex.wit`, with the standard interfaces it includes (their WIT
+/// under `wit/deps/`).
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../../wit/nex.wit",
-        world: "handler",
+        path: "../../wit",
+        world: "nex:function/handler",
+        with: {
+            "wasi:keyvalue/store.bucket": super::keyvalue::KvBucket,
+            "wasi:messaging/types.client": super::messaging::Client,
+            "wasi:messaging/types.message": super::messaging::Message,
+            "wasi:messaging/request-reply.request-options": super::messaging::RequestOptions,
+            "wasi:blobstore/container.container": super::blobstore::Container,
+            "wasi:blobstore/container.stream-object-names": super::blobstore::ObjectNames,
+            "wasi:blobstore/types.outgoing-value": super::blobstore::OutgoingValue,
+            "wasi:blobstore/types.incoming-value": super::blobstore::IncomingValue,
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+        },
+        // Resource handles are looked up in the store's table: a missing one is a host bug,
+        // which traps.
+        imports: { "wasi:messaging": trappable, "wasi:blobstore": trappable },
     });
 }
 use bindings::{HandleError, Handler, HandlerPre};
@@ -56,6 +75,22 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:filesystem/", "@0.2."),
     ("wasi:sockets/", "@0.2."),
     ("nex:function/host", "@0.1."),
+    ("wasi:keyvalue/store", "@0.2.0-draft"),
+    ("wasi:keyvalue/atomics", "@0.2.0-draft"),
+    ("wasi:keyvalue/batch", "@0.2.0-draft"),
+    ("wasi:logging/logging", "@0.1.0-draft"),
+    ("wasi:messaging/types", "@0.2.0-draft"),
+    ("wasi:messaging/producer", "@0.2.0-draft"),
+    ("wasi:messaging/request-reply", "@0.2.0-draft"),
+    ("wasi:blobstore/", "@0.2.0-draft"),
+];
+
+/// Imports whose calls go to the node (and may wait on it), by prefix.
+const HOST_SERVICE_IMPORTS: &[&str] = &[
+    "nex:function/host@",
+    "wasi:keyvalue/",
+    "wasi:messaging/",
+    "wasi:blobstore/",
 ];
 
 /// Whether nex provides the import called `name` (e.g. `wasi:cli/stdout@0.2.3`).
@@ -63,8 +98,16 @@ fn provided(name: &str) -> bool {
     PROVIDED.iter().any(|(interface, version)| {
         name.strip_prefix(interface)
             .and_then(|rest| rest.find('@').map(|at| (at, &rest[at..])))
-            // `wasi:cli/` names a package's interfaces; `nex:function/host` one interface.
-            .is_some_and(|(at, v)| (interface.ends_with('/') || at == 0) && v.starts_with(version))
+            // `wasi:cli/` names a package's interfaces; `nex:function/host` one interface. A
+            // `-draft` version is served exactly; others by prefix (`@0.2.` is any 0.2.x).
+            .is_some_and(|(at, v)| {
+                (interface.ends_with('/') || at == 0)
+                    && if version.ends_with("-draft") {
+                        v == *version
+                    } else {
+                        v.starts_with(version)
+                    }
+            })
     })
 }
 
@@ -166,6 +209,27 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError
     Ok(())
 }
 
+/// Links the interfaces nex serves beside WASI 0.2: `nex:function/host` and the standard ones
+/// of the `imports` world.
+fn add_host_interfaces(linker: &mut Linker<ComponentState>) -> wasmtime::Result<()> {
+    type Data = HasSelf<ComponentState>;
+    fn get(s: &mut ComponentState) -> &mut ComponentState {
+        s
+    }
+    bindings::nex::function::host::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::keyvalue::store::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::keyvalue::atomics::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::keyvalue::batch::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::logging::logging::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::messaging::types::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::messaging::producer::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::messaging::request_reply::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::blobstore::types::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::blobstore::container::add_to_linker::<_, Data>(linker, get)?;
+    bindings::wasi::blobstore::blobstore::add_to_linker::<_, Data>(linker, get)?;
+    Ok(())
+}
+
 impl ComponentFunction {
     /// Compiles (or loads from cache) and links the component `bytes`, whose SHA-256 hex is
     /// `hash`.
@@ -195,15 +259,15 @@ impl ComponentFunction {
         let mut linker: Linker<ComponentState> = Linker::new(&engine);
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
-        bindings::nex::function::host::add_to_linker::<_, HasSelf<ComponentState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(link)?;
+        add_host_interfaces(&mut linker).map_err(link)?;
         let uses_host_services = component
             .component_type()
             .imports(&engine)
-            .any(|(name, _)| name.starts_with("nex:function/host"));
+            .any(|(name, _)| {
+                HOST_SERVICE_IMPORTS
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+            });
         let pre = linker.instantiate_pre(&component).map_err(link)?;
         let entry = match CommandPre::new(pre.clone()) {
             Ok(command) => Entry::Command(command),
@@ -418,7 +482,12 @@ mod tests {
         assert!(provided("nex:function/host@0.1.0"));
         assert!(!provided("nex:function/host@0.2.0"));
         assert!(!provided("nex:function/hostile@0.1.0"));
-        assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
+        assert!(provided("wasi:keyvalue/store@0.2.0-draft"));
+        assert!(provided("wasi:keyvalue/atomics@0.2.0-draft"));
+        assert!(provided("wasi:logging/logging@0.1.0-draft"));
+        assert!(!provided("wasi:keyvalue/store@0.2.0"));
+        assert!(!provided("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(!provided("wasi:keyvalue/watcher@0.2.0-draft"));
         assert!(!provided("wasi:cli/stdout@0.3.0"));
         assert!(!provided("acme:thing/api@1.0.0"));
     }

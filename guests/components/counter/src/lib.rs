@@ -7,8 +7,9 @@
 //! A subject ending in `.echo` answers the payload as it is (the benchmark's handler echo).
 
 wit_bindgen::generate!({
-    path: "../../../wit/nex.wit",
+    path: "../../../wit",
     world: "handler",
+    generate_all,
 });
 
 use std::sync::atomic::{AtomicU64, Ordering};
