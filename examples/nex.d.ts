@@ -58,6 +58,9 @@ interface NexHostServices {
     set(key: string, value: NexData): void;
     delete(key: string): void;
     keys(): string[];
+    /** Atomically adds `by` to the decimal count stored at `key` (missing: 0); the new count. */
+    increment(key: string, by?: number): number;
+    incrementAsync(key: string, by?: number): Promise<number>;
     getAsync(key: string): Promise<Uint8Array | null>;
     setAsync(key: string, value: NexData): Promise<void>;
     deleteAsync(key: string): Promise<void>;
