@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use nex_client::NexClient;
 use nex_client::deployments::Placement;
-use nex_client::devrun::DevrunOptions;
 use nex_client::keys::{self, SenderKeys};
+use nex_proto::control::WorkloadType;
 use nex_proto::deployments::DeploymentSpec;
 
 use crate::Cli;
@@ -44,9 +44,7 @@ fn parse_placement(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>>
 
 /// `nex devrun --replicas N`: upload, write the record, follow it until it runs.
 pub async fn devrun(cli: &Cli, args: &DevrunArgs, replicas: u32) -> anyhow::Result<()> {
-    let client = common::client(cli)
-        .await?
-        .with_bucket_replicas(args.bucket_replicas);
+    let client = crate::devrun::devrun_client(cli, args).await?;
     let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
     if args.node.is_some() {
         bail!("--node and --replicas do not go together: the nodes place replicas themselves");
@@ -54,28 +52,15 @@ pub async fn devrun(cli: &Cli, args: &DevrunArgs, replicas: u32) -> anyhow::Resu
     let placement = parse_placement(&args.placement)?;
     // Nothing is written when no live node could ever run it.
     let nodes = client.presence(Duration::from_millis(1500)).await?;
+    let workload_type = args
+        .workload
+        .workload_type
+        .or_else(|| WorkloadType::from_file_name(&args.file.to_string_lossy()))
+        .unwrap_or(WorkloadType::Javascript);
     let probe = DeploymentSpec {
-        namespace: client.namespace().to_owned(),
-        name: "probe".into(),
-        version: 0,
-        workload_type: args
-            .workload
-            .workload_type
-            .or_else(|| {
-                nex_proto::control::WorkloadType::from_file_name(&args.file.to_string_lossy())
-            })
-            .unwrap_or(nex_proto::control::WorkloadType::Javascript),
-        location: String::new(),
-        hash: String::new(),
-        trigger_subjects: vec![],
         replicas,
         placement: placement.clone(),
-        description: None,
-        argv: vec![],
-        limits: None,
-        environment: None,
-        sender_public_key: None,
-        undeployed: false,
+        ..DeploymentSpec::new(client.namespace(), "probe", workload_type)
     };
     if !nodes.iter().any(|n| n.eligible_for(&probe)) {
         let seen = if nodes.is_empty() {
@@ -91,16 +76,7 @@ pub async fn devrun(cli: &Cli, args: &DevrunArgs, replicas: u32) -> anyhow::Resu
             "no node can run this deployment (placement {placement:?}): {seen}; nothing was deployed"
         );
     }
-    let opts = DevrunOptions {
-        name: args.workload.name.clone(),
-        workload_type: args.workload.workload_type,
-        trigger_subjects: args.workload.trigger_subject.clone(),
-        environment: parse_env(&args.env)?,
-        description: args.workload.description.clone(),
-        argv: Vec::new(),
-        limits: args.workload.limits(),
-        node: None,
-    };
+    let opts = args.options()?;
     let (spec, written) = client
         .devrun_record(&args.file, &keys, opts, replicas, placement)
         .await
@@ -216,21 +192,9 @@ pub async fn undeploy(cli: &Cli, args: &UndeployArgs) -> anyhow::Result<()> {
     let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
     let written = client.undeploy(&keys, &args.name).await?;
     let spec = DeploymentSpec {
-        namespace: client.namespace().to_owned(),
-        name: args.name.clone(),
         version: written.version,
-        workload_type: nex_proto::control::WorkloadType::Javascript,
-        location: String::new(),
-        hash: String::new(),
-        trigger_subjects: vec![],
-        replicas: 0,
-        placement: BTreeMap::new(),
-        description: None,
-        argv: vec![],
-        limits: None,
-        environment: None,
-        sender_public_key: None,
         undeployed: true,
+        ..DeploymentSpec::new(client.namespace(), &args.name, WorkloadType::Javascript)
     };
     let p = client.wait_converged(&spec, wait_limit(cli)).await?;
     let left: Vec<&String> = p.running.iter().chain(&p.outdated).collect();

@@ -92,10 +92,25 @@ pub fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
-    if let Some(replicas) = args.replicas {
-        return crate::deployments::devrun(cli, args, replicas).await;
+impl DevrunArgs {
+    /// What to deploy, from the flags.
+    pub fn options(&self) -> anyhow::Result<DevrunOptions> {
+        Ok(DevrunOptions {
+            name: self.workload.name.clone(),
+            workload_type: self.workload.workload_type,
+            trigger_subjects: self.workload.trigger_subject.clone(),
+            environment: parse_env(&self.env)?,
+            description: self.workload.description.clone(),
+            argv: Vec::new(),
+            limits: self.workload.limits(),
+            node: self.node.clone(),
+        })
     }
+}
+
+/// The client a devrun uploads with: the bucket replicas asked for, and a progress bar for
+/// large uploads on a terminal.
+pub async fn devrun_client(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<nex_client::NexClient> {
     let mut client = common::client(cli)
         .await?
         .with_bucket_replicas(args.bucket_replicas);
@@ -107,17 +122,16 @@ pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
     if let Some(bar) = crate::progress::upload_bar(cli.json, &label, size) {
         client = client.with_upload_progress(bar);
     }
+    Ok(client)
+}
+
+pub async fn run(cli: &Cli, args: &DevrunArgs) -> anyhow::Result<()> {
+    if let Some(replicas) = args.replicas {
+        return crate::deployments::devrun(cli, args, replicas).await;
+    }
+    let client = devrun_client(cli, args).await?;
     let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
-    let opts = DevrunOptions {
-        name: args.workload.name.clone(),
-        workload_type: args.workload.workload_type,
-        trigger_subjects: args.workload.trigger_subject.clone(),
-        environment: parse_env(&args.env)?,
-        description: args.workload.description.clone(),
-        argv: Vec::new(),
-        limits: args.workload.limits(),
-        node: args.node.clone(),
-    };
+    let opts = args.options()?;
     let d = client
         .devrun(&args.file, &keys, opts)
         .await

@@ -74,6 +74,28 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
+    /// A spec of one replica with nothing else set (version 0, no artifact, no triggers):
+    /// fill in the rest with struct update syntax.
+    pub fn new(namespace: &str, name: &str, workload_type: WorkloadType) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            version: 0,
+            workload_type,
+            location: String::new(),
+            hash: String::new(),
+            trigger_subjects: Vec::new(),
+            replicas: 1,
+            placement: BTreeMap::new(),
+            description: None,
+            argv: Vec::new(),
+            limits: None,
+            environment: None,
+            sender_public_key: None,
+            undeployed: false,
+        }
+    }
+
     /// This record's key in the bucket.
     pub fn key(&self) -> String {
         deployment_key(&self.namespace, &self.name)
@@ -213,21 +235,12 @@ mod tests {
 
     fn spec(name: &str, replicas: u32) -> DeploymentSpec {
         DeploymentSpec {
-            namespace: "default".into(),
-            name: name.into(),
             version: 1,
-            workload_type: WorkloadType::Javascript,
             location: "nats://NEXCLIFILES/default/x".into(),
             hash: "a".repeat(64),
             trigger_subjects: vec!["echo".into()],
             replicas,
-            placement: BTreeMap::new(),
-            description: None,
-            argv: vec![],
-            limits: None,
-            environment: None,
-            sender_public_key: None,
-            undeployed: false,
+            ..DeploymentSpec::new("default", name, WorkloadType::Javascript)
         }
     }
 

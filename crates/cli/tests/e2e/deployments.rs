@@ -424,21 +424,15 @@ async fn bad_deployments_are_refused_and_change_nothing() {
     let keys =
         nex_client::keys::SenderKeys::load_or_create(&fleet.home.path().join(".nex")).unwrap();
     let spec = nex_proto::deployments::DeploymentSpec {
-        namespace: "default".into(),
-        name: "forged".into(),
         version: 1,
-        workload_type: nex_proto::control::WorkloadType::Javascript,
         location: "nats://NEXCLIFILES/default/forged".into(),
         hash: "ab".repeat(32),
         trigger_subjects: vec!["forged.call".into()],
-        replicas: 1,
-        placement: Default::default(),
-        description: None,
-        argv: vec![],
-        limits: None,
-        environment: None,
-        sender_public_key: None,
-        undeployed: false,
+        ..nex_proto::deployments::DeploymentSpec::new(
+            "default",
+            "forged",
+            nex_proto::control::WorkloadType::Javascript,
+        )
     };
     let token = nex_jwt::sign_document(&keys.issuer, "default.forged", &spec).unwrap();
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();

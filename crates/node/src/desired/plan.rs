@@ -122,21 +122,12 @@ mod tests {
 
     fn record(name: &str, version: u64, replicas: u32) -> (String, Record) {
         let spec = DeploymentSpec {
-            namespace: "default".into(),
-            name: name.into(),
             version,
-            workload_type: WorkloadType::Javascript,
             location: "nats://NEXCLIFILES/default/x".into(),
             hash: "a".repeat(64),
             trigger_subjects: vec!["s".into()],
             replicas,
-            placement: BTreeMap::new(),
-            description: None,
-            argv: vec![],
-            limits: None,
-            environment: None,
-            sender_public_key: None,
-            undeployed: false,
+            ..DeploymentSpec::new("default", name, WorkloadType::Javascript)
         };
         (
             spec.key(),

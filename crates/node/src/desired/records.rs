@@ -126,8 +126,6 @@ impl Records {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use nex_proto::control::WorkloadType;
     use nkeys::KeyPair;
 
@@ -135,21 +133,12 @@ mod tests {
 
     fn spec(version: u64) -> DeploymentSpec {
         DeploymentSpec {
-            namespace: "default".into(),
-            name: "echo".into(),
             version,
-            workload_type: WorkloadType::Javascript,
             location: "nats://NEXCLIFILES/default/echo".into(),
             hash: "ab".repeat(32),
             trigger_subjects: vec!["echo".into()],
             replicas: 2,
-            placement: BTreeMap::new(),
-            description: None,
-            argv: vec![],
-            limits: None,
-            environment: None,
-            sender_public_key: None,
-            undeployed: false,
+            ..DeploymentSpec::new("default", "echo", WorkloadType::Javascript)
         }
     }
 
