@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nex_test_support::{NatsCluster, NodeProcess};
 
-use crate::harness::{NEX, service_error};
+use crate::harness::{NEX, Outcomes, load, service_error};
 
 /// A 3-server cluster, one node given every server, and a client on the first server.
 struct ClusterWorld {
@@ -129,58 +129,15 @@ async fn step_down(
     panic!("{stream} got no new leader after a step-down");
 }
 
-/// Each call: when it was sent (since the start) and whether it succeeded.
-type Outcomes = Vec<(Duration, bool)>;
-
-/// Calls `subject` from `workers` tasks until `stop`, each call with limit `limit`.
-async fn load(
-    client: async_nats::Client,
-    subject: &'static str,
-    workers: usize,
-    limit: Duration,
-    start: Instant,
-    stop: Arc<AtomicBool>,
-) -> Outcomes {
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (client, stop) = (client.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let sent = start.elapsed();
-                let req = async_nats::Request::new()
-                    .payload(Bytes::new())
-                    .timeout(Some(limit));
-                let good = match client.send_request(subject, req).await {
-                    Ok(m) => service_error(&m).is_none(),
-                    Err(_) => false,
-                };
-                out.push((sent, good));
-                if !good {
-                    // A failed call may have failed at once (no responders): do not spin.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            out
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_by_key(|o| o.0);
-    all
-}
-
 /// Successes among calls sent in `[from, to)`, and the number of such calls.
 fn window(out: &Outcomes, from: Duration, to: Duration) -> (usize, usize) {
     let w: Vec<_> = out.iter().filter(|o| o.0 >= from && o.0 < to).collect();
-    (w.iter().filter(|o| o.1).count(), w.len())
+    (w.iter().filter(|o| o.1.is_some()).count(), w.len())
 }
 
 /// First and last failure, relative to `at`.
 fn failures_around(out: &Outcomes, at: Duration) -> Option<(Duration, Duration)> {
-    let failed: Vec<Duration> = out.iter().filter(|o| !o.1).map(|o| o.0).collect();
+    let failed: Vec<Duration> = out.iter().filter(|o| o.1.is_none()).map(|o| o.0).collect();
     Some((
         failed.first()?.saturating_sub(at),
         failed.last()?.saturating_sub(at),

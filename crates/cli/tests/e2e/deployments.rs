@@ -20,7 +20,10 @@ use futures::StreamExt;
 use nex_proto::deployments::Presence;
 use nex_test_support::{NatsCluster, NodeProcess};
 
-use crate::harness::{NEX, temp_file};
+use crate::harness::{NEX, Outcomes, load, temp_file};
+
+/// Each call's time limit under load.
+const CALL_LIMIT: Duration = Duration::from_millis(1500);
 
 /// A cluster of three NATS servers, nodes given every server, and the CLI's home (whose
 /// issuer operates the nodes and whose `deployment.xk` the nodes share).
@@ -138,49 +141,6 @@ async fn holders(client: &async_nats::Client, key: &str, version: Option<u64>) -
         .collect()
 }
 
-/// Each call: when it was sent (since the start) and its answer (`None`: failed).
-type Outcomes = Vec<(Duration, Option<String>)>;
-
-async fn load(
-    client: async_nats::Client,
-    subject: &'static str,
-    workers: usize,
-    start: Instant,
-    stop: Arc<AtomicBool>,
-) -> Outcomes {
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (client, stop) = (client.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let sent = start.elapsed();
-                let req = async_nats::Request::new()
-                    .payload(Bytes::new())
-                    .timeout(Some(Duration::from_millis(1500)));
-                let answer = match client.send_request(subject, req).await {
-                    Ok(m) if crate::harness::service_error(&m).is_none() => {
-                        Some(String::from_utf8_lossy(&m.payload).into_owned())
-                    }
-                    _ => None,
-                };
-                let failed = answer.is_none();
-                out.push((sent, answer));
-                if failed {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            out
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_by_key(|o| o.0);
-    all
-}
-
 fn failed_after(out: &Outcomes, from: Duration) -> (usize, usize) {
     let w: Vec<_> = out.iter().filter(|o| o.0 >= from).collect();
     (w.iter().filter(|o| o.1.is_none()).count(), w.len())
@@ -236,7 +196,14 @@ async fn deployments_are_placed_healed_replaced_handed_over_and_restarted() {
     let victim = running.iter().next().unwrap().clone();
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(load(client.clone(), "svc.call", 4, start, stop.clone()));
+    let calls = tokio::spawn(load(
+        client.clone(),
+        "svc.call",
+        4,
+        CALL_LIMIT,
+        start,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = start.elapsed();
     fleet.kill(&victim);
@@ -266,7 +233,14 @@ async fn deployments_are_placed_healed_replaced_handed_over_and_restarted() {
     let (_d2, v2) = function("v2");
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(load(client.clone(), "svc.call", 4, start, stop.clone()));
+    let calls = tokio::spawn(load(
+        client.clone(),
+        "svc.call",
+        4,
+        CALL_LIMIT,
+        start,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let d = fleet.deploy(&v2, "svc", "2");
     let version2 = d["version"].as_u64().unwrap();
@@ -299,7 +273,14 @@ async fn deployments_are_placed_healed_replaced_handed_over_and_restarted() {
     let duck = holding[0].clone();
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let calls = tokio::spawn(load(client.clone(), "svc.call", 4, start, stop.clone()));
+    let calls = tokio::spawn(load(
+        client.clone(),
+        "svc.call",
+        4,
+        CALL_LIMIT,
+        start,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = fleet.nex(&["lameduck", &duck]);
     assert!(

@@ -280,3 +280,50 @@ pub fn json(bytes: Vec<u8>) -> serde_json::Value {
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&bytes)))
 }
+
+/// Each call of a [`load`]: when it was sent (since the start) and its answer (`None`: it
+/// failed: no responders, a time-out or a service error).
+pub type Outcomes = Vec<(Duration, Option<Bytes>)>;
+
+/// Calls `subject` (empty payload) from `workers` tasks until `stop`, each call with limit
+/// `limit`; returns every call's outcome in the order sent.
+pub async fn load(
+    client: async_nats::Client,
+    subject: &'static str,
+    workers: usize,
+    limit: Duration,
+    start: std::time::Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Outcomes {
+    use std::sync::atomic::Ordering;
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = start.elapsed();
+                let req = async_nats::Request::new()
+                    .payload(Bytes::new())
+                    .timeout(Some(limit));
+                let answer = match client.send_request(subject, req).await {
+                    Ok(m) if service_error(&m).is_none() => Some(m.payload),
+                    _ => None,
+                };
+                let failed = answer.is_none();
+                out.push((sent, answer));
+                if failed {
+                    // A failed call may have failed at once (no responders): do not spin.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_by_key(|o| o.0);
+    all
+}
