@@ -582,7 +582,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (
             nex_test_support::component("echofunction"),
             "bench.wasmc",
-            None,
+            // The same file stem as the preview-1 build: a name of its own, or it replaces it.
+            Some("echofunction-component".to_owned()),
         ),
         (
             nex_test_support::component("counter_component"),

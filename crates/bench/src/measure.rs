@@ -54,7 +54,10 @@ pub async fn measure(
 ) -> anyhow::Result<Row> {
     let payload = Bytes::from(vec![b'x'; size]);
     for _ in 0..300 {
-        client.request(t.subject, payload.clone()).await?;
+        client
+            .request(t.subject, payload.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("warming up {} ({}): {e}", t.key, t.subject))?;
     }
     let mut lat = Vec::with_capacity(plan.latency_requests);
     let mut runtime_ns: Vec<u64> = Vec::new();
