@@ -11,7 +11,12 @@ fn build(cargo: &str, manifest: &Path, target_dir: &Path) {
 }
 
 /// Components: `packages` of the `guests` workspace for `wasm32-wasip2`.
-const COMPONENTS: &[&str] = &["counter-component", "unprovided-component", "kv-component"];
+const COMPONENTS: &[&str] = &[
+    "counter-component",
+    "unprovided-component",
+    "kv-component",
+    "http-component",
+];
 
 fn build_for(cargo: &str, manifest: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
     let status = Command::new(cargo)

@@ -7,8 +7,9 @@
 /// The processes whose CPU time is counted.
 pub struct Watch {
     pub nats: u32,
-    /// The `nex node` process; its children (the agents) are found at each reading.
-    pub node: u32,
+    /// The `nex node` processes (one, or two with `--before`); their children (the agents) are
+    /// found at each reading.
+    pub nodes: Vec<u32>,
     /// The hand-written responders (the floor, Node.js, Python).
     pub responders: Vec<u32>,
 }
@@ -100,8 +101,13 @@ impl Watch {
             client: ticks_of(std::process::id()),
             nats: ticks_of(self.nats),
             responders: self.responders.iter().map(|&p| ticks_of(p)).sum(),
-            node: ticks_of(self.node),
-            agents: children(self.node).into_iter().map(ticks_of).sum(),
+            node: self.nodes.iter().map(|&p| ticks_of(p)).sum(),
+            agents: self
+                .nodes
+                .iter()
+                .flat_map(|&p| children(p))
+                .map(ticks_of)
+                .sum(),
         }
     }
 }

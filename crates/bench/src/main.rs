@@ -41,9 +41,8 @@ struct Args {
     /// Rounds over all targets, interleaved; the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these targets (comma-separated: node, python, wasm, wasmh, wasmc, wasmhc, js, rawkv,
-    /// jskv, wasmkv). The floor
-    /// always runs.
+    /// Only these targets (comma-separated: node, python, wasm, wasmh, wasmc, wasmhc, js, py,
+    /// rawkv, jskv, wasmkv, wasmckv, pykv). The floor always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Payload sizes in bytes (comma-separated); one table per size.
@@ -64,6 +63,18 @@ struct Args {
     /// The node's per-call events (its config's `call_events`): all, failures or off.
     #[arg(long, default_value = "all")]
     call_events: String,
+    /// The node's CPU shares for agents (its config's `cpu.shares`): on or off (the default).
+    #[arg(long, default_value = "off")]
+    cpu_shares: String,
+    /// An earlier build's `nex` (from `scripts/build-before`): its node runs beside this one on
+    /// the same nats-server, and its echo rows are measured in the same interleaved rounds, so
+    /// a change is compared with what it replaced in one run.
+    #[arg(long)]
+    before: Option<PathBuf>,
+    /// The handler fixture guest built by the `--before` commit (the handler ABI changed with
+    /// the typed host API); without it the before run has no handler row.
+    #[arg(long, requires = "before")]
+    before_handler: Option<PathBuf>,
     /// Internal: run as the raw responder on this NATS URL.
     #[arg(long, hide = true)]
     responder: Option<String>,
@@ -74,9 +85,15 @@ struct Args {
 pub(crate) fn kv_bucket() -> String {
     nex_proto::names::workload_buckets("default", "kvget").kv
 }
-/// The KV bucket of the wasm handler doing the same `kv.get`.
-fn kv_bucket_wasm() -> String {
-    nex_proto::names::workload_buckets("default", "kvgetwasm").kv
+/// The KV buckets of the other functions doing the same `get` (wasm handler, component, Python),
+/// with the subject that creates each.
+fn kv_buckets_others() -> [(&'static str, String); 3] {
+    let kv = |name: &str| nex_proto::names::workload_buckets("default", name).kv;
+    [
+        ("bench.wasmkv.kvget", kv("kvgetwasm")),
+        ("bench.wasmckv.kvget", kv("kvgetcomponent")),
+        ("bench.pykv.kvget", kv("kvgetpython")),
+    ]
 }
 /// The function the `jskv` target runs.
 const KV_GET_JS: &str = "(subject, payload) => this.hostServices.kv.get('k');\n";
@@ -123,6 +140,26 @@ const TARGETS: &[Target] = &[
         subject: "bench.js",
     },
     Target {
+        key: "py",
+        name: "nex Python echo (componentize-py handler, instance kept)",
+        subject: "bench.py",
+    },
+    Target {
+        key: "before-wasm",
+        name: "BEFORE: nex wasm echo (seed echofunction)",
+        subject: "before.wasm",
+    },
+    Target {
+        key: "before-wasmh",
+        name: "BEFORE: nex wasm handler echo",
+        subject: "before.wasmh",
+    },
+    Target {
+        key: "before-js",
+        name: "BEFORE: nex JavaScript echo (seed echo.js)",
+        subject: "before.js",
+    },
+    Target {
         key: "rawkv",
         name: "raw responder doing kv.get (async-nats)",
         subject: "bench.rawkv",
@@ -137,7 +174,22 @@ const TARGETS: &[Target] = &[
         name: "nex wasm handler kv.get (host service, nex-guest)",
         subject: "bench.wasmkv.kvget",
     },
+    Target {
+        key: "wasmckv",
+        name: "nex component wasi:keyvalue get (host service)",
+        subject: "bench.wasmckv.kvget",
+    },
+    Target {
+        key: "pykv",
+        name: "nex Python kv-get (nex:function/host)",
+        subject: "bench.pykv.kvget",
+    },
 ];
+
+/// The Python function of the `py` and `pykv` targets (built with componentize-py).
+fn python_app() -> PathBuf {
+    nex_test_support::repo_root().join("guests/python/echo/app.py")
+}
 
 /// Prints one table (ratios to the first row, the floor) and returns it as JSON.
 fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
@@ -202,7 +254,12 @@ fn report(rows: &[Row], size: usize, args: &Args) -> serde_json::Value {
         );
     }
     let by_key = |k: &str| rows.iter().find(|r| r.key == k);
-    for (key, language) in [("jskv", "JavaScript"), ("wasmkv", "a wasm handler")] {
+    for (key, language) in [
+        ("jskv", "JavaScript"),
+        ("wasmkv", "a wasm handler"),
+        ("wasmckv", "a component (wasi:keyvalue)"),
+        ("pykv", "Python"),
+    ] {
         if let (Some(direct), Some(nex)) = (by_key("rawkv"), by_key(key)) {
             println!(
                 "\nkv.get from {language} vs the same kv.get in a raw async-nats responder: p50 {:.2}x, throughput {:.2}x (highest concurrency)",
@@ -227,6 +284,98 @@ fn nex_binary() -> anyhow::Result<PathBuf> {
         nex.display()
     );
     Ok(nex)
+}
+
+/// The `--before` node: an earlier build's `nex node up` on the same nats-server, with the echo
+/// functions deployed through that build's own CLI (its deploy protocol is its own).
+struct Before {
+    node: nex_test_support::NodeProcess,
+    _home: tempfile::TempDir,
+}
+
+async fn start_before(
+    nex: &std::path::Path,
+    handler: Option<&std::path::Path>,
+    url: &str,
+    limits: (u32, u32),
+) -> anyhow::Result<Before> {
+    let home = tempfile::tempdir()?;
+    let node = nex_test_support::NodeProcess::start(nex, url, home.path(), &[])
+        .with_context(|| format!("starting the --before node {}", nex.display()))?;
+    let version = Command::new(nex).arg("--version").output()?;
+    println!(
+        "before: {} ({}), node {}",
+        nex.display(),
+        String::from_utf8_lossy(&version.stdout).trim(),
+        node.node_id
+    );
+    let echo = nex_test_support::guest("echofunction");
+    let js = nex_test_support::repo_root().join("examples/echo.js");
+    let mut deploys = vec![(echo.as_path(), "before.wasm", "before-wasm")];
+    if let Some(h) = handler {
+        deploys.push((h, "before.wasmh", "before-wasmh"));
+    }
+    deploys.push((js.as_path(), "before.js", "before-js"));
+    for (file, subject, name) in deploys {
+        let out = Command::new(nex)
+            .arg("devrun")
+            .arg(file)
+            .args(["--trigger-subject", subject, "--name", name])
+            .args(["--node", &node.node_id, "-s", url])
+            .args(["--max-concurrency", &limits.0.to_string()])
+            .args(["--max-payload-bytes", &limits.1.to_string()])
+            .env("HOME", home.path())
+            .env_remove("NATS_URL")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "the --before CLI could not deploy {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(Before { node, _home: home })
+}
+
+/// After/before ratios of the echo rows measured in this run (`--before`): p50 (lower is
+/// better) and throughput at the highest concurrency (higher is better).
+fn compare(rows: &[Row], top: usize) -> serde_json::Value {
+    let by_key = |k: &str| rows.iter().find(|r| r.key == k);
+    let mut out = Vec::new();
+    println!(
+        "
+### this build against --before, same run (after ÷ before; within 5% is 0.95–1.05)
+"
+    );
+    println!(
+        "| echo | p50 µs before → after | p50 ratio | req/s c={top} before → after | c={top} ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (key, what) in [
+        ("js", "JavaScript"),
+        ("wasm", "wasm command"),
+        ("wasmh", "wasm handler"),
+    ] {
+        let (Some(after), Some(before)) = (by_key(key), by_key(&format!("before-{key}"))) else {
+            continue;
+        };
+        let rps = |r: &Row| r.throughput_rps.last().copied().unwrap_or_default();
+        println!(
+            "| {what} | {:.0} → {:.0} | {:.3}x | {:.0} → {:.0} | {:.3}x |",
+            before.p50_us,
+            after.p50_us,
+            after.p50_us / before.p50_us,
+            rps(before),
+            rps(after),
+            rps(after) / rps(before).max(f64::MIN_POSITIVE),
+        );
+        out.push(serde_json::json!({
+            "key": key, "p50_before_us": before.p50_us, "p50_after_us": after.p50_us,
+            "p50_ratio": after.p50_us / before.p50_us, "concurrency": top,
+            "rps_before": rps(before), "rps_after": rps(after),
+            "rps_ratio": rps(after) / rps(before).max(f64::MIN_POSITIVE),
+        }));
+    }
+    serde_json::Value::Array(out)
 }
 
 struct World {
@@ -546,7 +695,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = home.path().join("node.json");
     std::fs::write(
         &config,
-        serde_json::json!({ "call_events": args.call_events }).to_string(),
+        serde_json::json!({
+            "call_events": args.call_events,
+            "cpu": { "shares": args.cpu_shares != "off" },
+        })
+        .to_string(),
     )?;
     let node = nex_test_support::NodeProcess::start(
         &nex_binary()?,
@@ -554,12 +707,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         home.path(),
         &["--config", &config.to_string_lossy()],
     )?;
-    println!("node call_events: {}", args.call_events);
+    println!(
+        "node call_events: {}, cpu shares: {}",
+        args.call_events, args.cpu_shares
+    );
     let client = async_nats::connect(&url).await?;
     // The node's operator key (the node runs with this home): it may read agent pids.
     let keys_dir = home.path().join(".nex");
     let w = World {
-        nex: NexClient::new(client.clone(), "default", Duration::from_secs(30))
+        // Long enough for the first compile of the Python component (about 30 s on 2 cores).
+        nex: NexClient::new(client.clone(), "default", Duration::from_secs(120))
             .with_keys(std::sync::Arc::new(SenderKeys::load_or_create(&keys_dir)?)),
         keys: SenderKeys::load_or_create(&keys_dir)?,
         client,
@@ -597,6 +754,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         (kv_js, "bench.kv", None),
         (handler, "bench.wasmkv.kvget", Some("kvgetwasm".to_owned())),
+        (
+            nex_test_support::component("kv_component"),
+            "bench.wasmckv.kvget",
+            Some("kvgetcomponent".to_owned()),
+        ),
     ] {
         w.nex
             .devrun(
@@ -606,14 +768,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     name,
                     trigger_subjects: vec![subject.into()],
                     limits,
+                    // Not the --before node, which answers auctions too.
+                    node: Some(w.node.node_id.clone()),
                     ..Default::default()
                 },
             )
             .await?;
     }
+    // Python: built by componentize-py on this machine (a skip, like the responders, without it).
+    if wanted("py") || wanted("pykv") {
+        for (subject, name) in [("bench.py", "pyecho"), ("bench.pykv.kvget", "kvgetpython")] {
+            let deployed = w
+                .nex
+                .devrun(
+                    &python_app(),
+                    &w.keys,
+                    DevrunOptions {
+                        name: Some(name.to_owned()),
+                        trigger_subjects: vec![subject.into()],
+                        limits,
+                        node: Some(w.node.node_id.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            if let Err(e) = deployed {
+                let why = format!("the Python function did not deploy: {e}");
+                skipped.push(("py", why.clone()));
+                skipped.push(("pykv", why));
+                break;
+            }
+        }
+    }
+    let before = match &args.before {
+        Some(nex) => Some(
+            start_before(
+                nex,
+                args.before_handler.as_deref(),
+                &url,
+                (
+                    limits.and_then(|l| l.max_concurrency).unwrap_or(256),
+                    limits.and_then(|l| l.max_payload_bytes).unwrap_or(1 << 20),
+                ),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let has_before = |key: &str| match key.strip_prefix("before-") {
+        None => true,
+        Some(k) => before.is_some() && wanted(k) && (k != "wasmh" || args.before_handler.is_some()),
+    };
     let targets: Vec<Target> = TARGETS
         .iter()
-        .filter(|t| t.key == "raw" || wanted(t.key))
+        .filter(|t| t.key == "raw" || t.key.starts_with("before-") || wanted(t.key))
+        .filter(|t| has_before(t.key))
         .filter(|t| !skipped.iter().any(|(k, _)| *k == t.key))
         .cloned()
         .collect();
@@ -622,10 +831,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // A function's first call creates its bucket; then the value the kv targets read.
     let js = async_nats::jetstream::new(w.client.clone());
-    for (subject, bucket) in [
-        ("bench.kv", kv_bucket()),
-        ("bench.wasmkv.kvget", kv_bucket_wasm()),
-    ] {
+    for (subject, bucket) in std::iter::once(("bench.kv", kv_bucket())).chain(kv_buckets_others()) {
+        if !targets.iter().any(|t| t.subject == subject) {
+            continue;
+        }
         w.client.request(subject, Bytes::new()).await.ok();
         js.get_key_value(bucket)
             .await?
@@ -641,7 +850,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let watch = cpu::Watch {
         nats: nats.pid(),
-        node: w.node.pid(),
+        nodes: std::iter::once(w.node.pid())
+            .chain(before.as_ref().map(|b| b.node.pid()))
+            .collect(),
         responders: std::iter::once(&_raw)
             .chain(&keep)
             .map(responders::Responder::pid)
@@ -662,7 +873,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         let rows: Vec<Row> = samples.into_iter().map(measure::median_row).collect();
-        tables.push(report(&rows, size, &args));
+        let mut table = report(&rows, size, &args);
+        if before.is_some() {
+            table["before_after"] = compare(&rows, top);
+        }
+        tables.push(table);
         if n == 0 {
             match chart::draw(&args.png, &rows, top, size) {
                 Ok(()) => println!("\nchart: {}", args.png.display()),

@@ -1,4 +1,5 @@
-//! Deployments (desired state): `nex devrun --replicas N`, `nex ls`, `nex undeploy`.
+//! Deployments (desired state): `nex devrun --replicas N`, `nex run --replicas N`, `nex ls`,
+//! `nex undeploy`.
 //!
 //! A deployment is a signed record in the `NEXDEPLOYMENTS` bucket; the nodes place and keep its
 //! replicas themselves. These commands write or read records and follow the nodes' presence to
@@ -18,6 +19,19 @@ use nex_proto::deployments::DeploymentSpec;
 use crate::Cli;
 use crate::common::{self, print_json, print_table};
 use crate::devrun::{DevrunArgs, parse_env};
+use crate::run::RunArgs;
+
+/// `--replicas` and `--placement`, the same on `devrun` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReplicaArgs {
+    /// Run as a deployment of N replicas on distinct nodes, kept there by the nodes (a signed
+    /// record in NEXDEPLOYMENTS; replaced on every node by the next deploy of the name).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// With --replicas: only on nodes with this tag (TAG=VALUE; repeat for several).
+    #[arg(long, requires = "replicas")]
+    pub placement: Vec<String>,
+}
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
@@ -42,21 +56,14 @@ fn parse_placement(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>>
     parse_env(pairs).context("--placement takes TAG=VALUE")
 }
 
-/// `nex devrun --replicas N`: upload, write the record, follow it until it runs.
-pub async fn devrun(cli: &Cli, args: &DevrunArgs, replicas: u32) -> anyhow::Result<()> {
-    let client = crate::devrun::devrun_client(cli, args).await?;
-    let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
-    if args.node.is_some() {
-        bail!("--node and --replicas do not go together: the nodes place replicas themselves");
-    }
-    let placement = parse_placement(&args.placement)?;
-    // Nothing is written when no live node could ever run it.
+/// Refuses, before anything is written, a deployment no live node could ever run.
+async fn check_eligible(
+    client: &NexClient,
+    workload_type: WorkloadType,
+    replicas: u32,
+    placement: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     let nodes = client.presence(Duration::from_millis(1500)).await?;
-    let workload_type = args
-        .workload
-        .workload_type
-        .or_else(|| WorkloadType::from_file_name(&args.file.to_string_lossy()))
-        .unwrap_or(WorkloadType::Javascript);
     let probe = DeploymentSpec {
         replicas,
         placement: placement.clone(),
@@ -76,11 +83,61 @@ pub async fn devrun(cli: &Cli, args: &DevrunArgs, replicas: u32) -> anyhow::Resu
             "no node can run this deployment (placement {placement:?}): {seen}; nothing was deployed"
         );
     }
+    Ok(())
+}
+
+/// `nex devrun --replicas N`: upload, write the record, follow it until it runs.
+pub async fn devrun(cli: &Cli, args: &DevrunArgs, replicas: u32) -> anyhow::Result<()> {
+    let client = crate::devrun::devrun_client(cli, args).await?;
+    let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
+    if args.node.is_some() {
+        bail!("--node and --replicas do not go together: the nodes place replicas themselves");
+    }
+    let placement = parse_placement(&args.deployment.placement)?;
+    let workload_type = args
+        .workload
+        .workload_type
+        .or_else(|| WorkloadType::from_file_name(&args.file.to_string_lossy()))
+        .unwrap_or(WorkloadType::Javascript);
+    check_eligible(&client, workload_type, replicas, &placement).await?;
     let opts = args.options()?;
+    crate::devrun::announce_build(cli, &args.file);
     let (spec, written) = client
         .devrun_record(&args.file, &keys, opts, replicas, placement)
         .await
         .with_context(|| format!("deploying {}", args.file.display()))?;
+    // A large artifact (a Python component) takes each node a while to compile.
+    let limit =
+        wait_limit(cli) + nex_client::load_allowance(crate::devrun::artifact_size(&args.file));
+    let p = client.wait_converged(&spec, limit).await?;
+    report(cli, &spec, written.revision, &p)
+}
+
+/// `nex run LOCATION --replicas N`: write the record of an artifact already in the object
+/// store, follow it until it runs.
+pub async fn run(
+    cli: &Cli,
+    args: &RunArgs,
+    artifact: nex_client::devrun::Uploaded,
+    env: BTreeMap<String, String>,
+    replicas: u32,
+) -> anyhow::Result<()> {
+    let client = common::client(cli).await?;
+    let keys = SenderKeys::load_or_create(&keys::default_dir()).context("loading sender keys")?;
+    let placement = parse_placement(&args.deployment.placement)?;
+    check_eligible(&client, artifact.workload_type, replicas, &placement).await?;
+    let opts = nex_client::devrun::DevrunOptions {
+        name: Some(artifact.name.clone()),
+        workload_type: Some(artifact.workload_type),
+        trigger_subjects: args.workload.trigger_subject.clone(),
+        environment: env,
+        description: args.workload.description.clone(),
+        limits: args.workload.limits(),
+        ..Default::default()
+    };
+    let (spec, written) = client
+        .record_deployment(&keys, artifact, opts, replicas, placement)
+        .await?;
     let p = client.wait_converged(&spec, wait_limit(cli)).await?;
     report(cli, &spec, written.revision, &p)
 }
@@ -140,6 +197,7 @@ pub async fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<()> {
                 serde_json::json!({
                     "namespace": r.spec.namespace, "name": r.spec.name, "version": r.spec.version,
                     "revision": r.revision, "issuer": r.issuer, "type": r.spec.workload_type,
+                    "location": r.spec.location, "hash": r.spec.hash,
                     "triggers": r.spec.trigger_subjects, "replicas": r.spec.replicas,
                     "placement": r.spec.placement, "placed": p.placed, "running": p.running,
                     "outdated": p.outdated, "refused": p.refused, "shortfall": p.shortfall(),

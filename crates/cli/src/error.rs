@@ -128,12 +128,28 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<(&'static str, Opti
 }
 
 fn client_hint(e: &nex_client::Error) -> Option<String> {
+    use nex_client::python::PythonError;
+    match e {
+        nex_client::Error::Python(PythonError::ToolMissing { .. }) => {
+            return Some(format!(
+                "componentize-py builds Python functions on this machine: `pip install componentize-py=={}` (in a checkout of nex, `scripts/ensure-tools` installs it)",
+                nex_client::python::COMPONENTIZE_PY_VERSION
+            ));
+        }
+        nex_client::Error::Python(PythonError::BuildFailed { .. }) => {
+            return Some("fix the Python error above; nothing was deployed (docs/python.md shows a whole function)".into());
+        }
+        _ => {}
+    }
     match e.kind() {
         ErrorKind::NoResponders | ErrorKind::TimedOut | ErrorKind::NoBid => {
             Some(IS_A_NODE_RUNNING.into())
         }
         ErrorKind::NotFound | ErrorKind::Ambiguous => Some(
             "`nex node ls` lists node ids, `nex node probe` workload names and ids; a unique prefix of an id is enough".into(),
+        ),
+        ErrorKind::TypeScriptSyntax | ErrorKind::TypeScriptUnsupported => Some(
+            "nex strips a .ts file's types and deploys the JavaScript left, without compiling or type-checking it; docs/javascript.md (TypeScript) lists what is accepted".into(),
         ),
         ErrorKind::Refused => match e.refusal_code() {
             Some(ErrorCode::Unauthorized) => Some(format!(

@@ -6,6 +6,7 @@ mod deployments;
 mod devrun;
 mod error;
 mod events;
+mod new;
 mod node;
 mod progress;
 mod req;
@@ -77,6 +78,8 @@ pub enum Command {
     /// Run and inspect nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Make a function from a template (js, ts, rust, component, python), with a README and a test.
+    New(new::NewArgs),
     /// Upload a local function, pick a node and deploy it in one step.
     Devrun(devrun::DevrunArgs),
     /// Deploy an artifact already in the object store on a given node.
@@ -199,6 +202,7 @@ fn first_line(text: &str) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Node(cmd) => node::run(&cli, cmd).await,
+        Command::New(args) => new::run(&cli, args),
         Command::Devrun(args) => devrun::run(&cli, args).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Stop(args) => run::stop(&cli, args).await,

@@ -16,8 +16,9 @@ pub struct RunArgs {
     /// `<namespace>/` (e.g. nats://NEXCLIFILES/default/echo); other buckets only where the
     /// node config gives them to the namespace.
     pub location: String,
-    /// Node id to deploy on, or a unique prefix of one.
-    pub node: String,
+    /// Node id to deploy on, or a unique prefix of one; none with --replicas (the nodes place
+    /// replicas themselves).
+    pub node: Option<String>,
     /// Environment variables, KEY=VALUE.
     pub env: Vec<String>,
     /// SHA-256 hex of the artifact (default: computed from the object store copy).
@@ -25,6 +26,36 @@ pub struct RunArgs {
     pub hash: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub deployment: crate::deployments::ReplicaArgs,
+}
+
+impl RunArgs {
+    /// The node and the environment: with --replicas there is no node, so a first `KEY=VALUE`
+    /// in its place is part of the environment (node ids never hold `=`).
+    fn node_and_env(&self) -> anyhow::Result<(Option<String>, Vec<String>)> {
+        let mut env = self.env.clone();
+        let node = match (&self.node, self.deployment.replicas) {
+            (Some(n), Some(_)) if n.contains('=') => {
+                env.insert(0, n.clone());
+                None
+            }
+            (Some(n), Some(_)) => {
+                return Err(CliError::Usage(format!(
+                    "node {n} and --replicas do not go together: the nodes place replicas themselves"
+                ))
+                .into());
+            }
+            (None, None) => {
+                return Err(CliError::Usage(
+                    "`nex run` needs the node to deploy on, or --replicas N".into(),
+                )
+                .into());
+            }
+            (node, _) => node.clone(),
+        };
+        Ok((node, env))
+    }
 }
 
 /// `nex stop <WORKLOAD>` stops a workload wherever it runs (every replica of a name);
@@ -65,12 +96,23 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
         .workload_type
         .or_else(|| WorkloadType::from_file_name(&args.location))
         .unwrap_or(WorkloadType::Wasm);
-    let node = client.resolve_node(&args.node).await?;
+    let (node, env) = args.node_and_env()?;
+    let env = parse_env(&env)?;
     let hash = match &args.hash {
         Some(h) => h.clone(),
         None => object_hash(client.nats(), &args.location).await?,
     };
-    let env = parse_env(&args.env)?;
+    let Some(node) = node else {
+        let replicas = args.deployment.replicas.unwrap_or(1);
+        let artifact = nex_client::devrun::Uploaded {
+            name,
+            workload_type,
+            hash,
+            location: args.location.clone(),
+        };
+        return crate::deployments::run(cli, args, artifact, env, replicas).await;
+    };
+    let node = client.resolve_node(&node).await?;
     let environment = if env.is_empty() {
         None
     } else {
@@ -117,4 +159,54 @@ pub async fn stop(cli: &Cli, args: &StopArgs) -> anyhow::Result<()> {
         println!("Stopped workload {} ({})", r.id, r.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["run", "nats://NEXCLIFILES/default/echo"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["--trigger-subject", "t.x"]);
+        Cmd::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn a_node_and_environment_without_replicas() {
+        let (node, env) = parse(&["NABC", "A=1"]).node_and_env().unwrap();
+        assert_eq!(
+            (node.as_deref(), env),
+            (Some("NABC"), vec!["A=1".to_owned()])
+        );
+    }
+
+    #[test]
+    fn with_replicas_there_is_no_node_and_every_pair_is_environment() {
+        let (node, env) = parse(&["A=1", "B=2", "--replicas", "2"])
+            .node_and_env()
+            .unwrap();
+        assert_eq!(node, None);
+        assert_eq!(env, ["A=1", "B=2"]);
+        let (node, env) = parse(&["--replicas", "2"]).node_and_env().unwrap();
+        assert_eq!((node, env.len()), (None, 0));
+    }
+
+    #[test]
+    fn a_node_with_replicas_or_neither_is_a_usage_error() {
+        for args in [&["NABC", "--replicas", "2"][..], &[][..]] {
+            let err = parse(args).node_and_env().unwrap_err();
+            assert!(
+                matches!(err.downcast_ref::<CliError>(), Some(CliError::Usage(_))),
+                "{err}"
+            );
+        }
+    }
 }

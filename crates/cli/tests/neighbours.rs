@@ -31,21 +31,37 @@ async fn p99(w: &World, subject: &str) -> Duration {
     times[N * 99 / 100]
 }
 
-// Ignored in CI: the 2x target is not met for every case yet. Three quiet runs on 2 cores, after
-// the agent took over the log budget: log flood 1.10x, 0.81x, 0.79x idle (was 12.7x); fan-out
-// 1.09x, 1.82x, 1.49x (was 2.0x); stuck load 0.57x, 1.06x, 7.68x (was 5.1x: a top level that
-// spins holds one of the two cores until `load_timeout`, and nothing yet gives agents a CPU
-// share). Run with `cargo test -p nex-cli --test neighbours -- --ignored --nocapture`; issue 17
-// stays open on it.
-#[ignore = "issue 17: the 2x bystander target is not met for a stuck load yet"]
+/// Runs of the whole comparison; the median ratio of each case counts.
+const ROUNDS: usize = 3;
+
+// Ignored in CI (a minute and a half of measuring on a machine that must be quiet). Run with
+// `cargo test --workspace --test neighbours -- --ignored --nocapture`. The node runs with
+// `cpu.shares` on (opt-in, off by default); `NEX_TEST_CPU_SHARES=off` runs it without, for
+// comparison. The numbers are in docs/security.md; the stuck-loads case is not met yet.
+#[ignore = "measures for a minute and a half; run by hand on a quiet machine"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
-    let w = World::start_with_config(r#"{"load_timeout": 8}"#).await;
+    let shares = std::env::var("NEX_TEST_CPU_SHARES").map_or(true, |v| v != "off");
+    let w = World::start_with_config(&format!(
+        r#"{{"load_timeout": 5, "cpu": {{"shares": {shares}}}}}"#
+    ))
+    .await;
     let echo = nex_test_support::guest("echofunction");
     w.devrun(&echo, &["by.echo"], &[]);
-    // Warm up, then the idle baseline.
+    let info: serde_json::Value =
+        serde_json::from_str(&w.nex_ok(&["node", "info", &w.node.node_id, "--json"])).unwrap();
+    let cpu_share = info["sandbox"]["agent.cpu_share"]
+        .as_str()
+        .unwrap_or_default();
+    println!("agents' cpu_share: {cpu_share}");
+    if shares {
+        assert_eq!(
+            cpu_share, "active",
+            "this test needs a cgroup v1 cpu hierarchy the node may write"
+        );
+    }
+    // Warm up.
     p99(&w, "by.echo").await;
-    let idle = p99(&w, "by.echo").await;
 
     let noisy = Tenant::new();
     let c = w.control_as(&noisy, "noisy");
@@ -53,7 +69,7 @@ async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
         timeout_ms: Some(60_000),
         ..Default::default()
     });
-    let deploy = |name: &'static str, code: &'static [u8]| {
+    let deploy = |name: String, code: &'static [u8]| {
         let c = c.clone();
         let keys = noisy.keys();
         async move {
@@ -63,8 +79,8 @@ async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
                     &path,
                     &keys,
                     DevrunOptions {
-                        name: Some(name.into()),
                         trigger_subjects: vec![format!("noisy.{name}")],
+                        name: Some(name),
                         limits,
                         ..Default::default()
                     },
@@ -75,19 +91,19 @@ async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
         }
     };
     deploy(
-        "flood",
+        "flood".into(),
         br#"(subject, payload) => {
   const line = 'x'.repeat(500);
-  const end = Date.now() + 20000;
+  const end = Date.now() + 6000;
   while (Date.now() < end) console.log(line);
 }"#,
     )
     .await
     .unwrap();
     deploy(
-        "fanout",
+        "fanout".into(),
         br#"(subject, payload) => {
-  const end = Date.now() + 20000;
+  const end = Date.now() + 6000;
   let sent = 0;
   while (Date.now() < end) {
     try { this.hostServices.messaging.publish('noisy.sink', 'x'); sent++; } catch (e) {}
@@ -98,47 +114,77 @@ async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
     .await
     .unwrap();
 
-    let mut rows = vec![("idle", idle)];
-    for case in ["flood", "fanout"] {
-        // Start the misbehaving call (it runs 20 s), then measure the bystander meanwhile.
-        let client = w.client.clone();
-        let subject = format!("noisy.{case}");
-        let started = Instant::now();
-        let task = tokio::spawn(async move {
-            let req = async_nats::Request::new().timeout(Some(Duration::from_secs(40)));
-            client.send_request(subject, req).await
-        });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let during = p99(&w, "by.echo").await;
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "measured after the {case} ended"
-        );
-        rows.push((case, during));
-        let _ = task.await;
+    const CASES: [&str; 3] = ["flood", "fanout", "stuck loads"];
+    // ratios[case][round], each against the idle p99 of its round.
+    let mut ratios = vec![Vec::new(); CASES.len()];
+    let mut idles = Vec::new();
+    for round in 0..ROUNDS {
+        let idle = p99(&w, "by.echo").await;
+        idles.push(idle);
+        for (i, case) in CASES.iter().enumerate() {
+            let started = Instant::now();
+            let during = if *case == "stuck loads" {
+                // Two loads that never end, at once (deploys run in parallel): both cores spin
+                // until `load_timeout`.
+                let stuck: Vec<_> = (0..2)
+                    .map(|k| {
+                        tokio::spawn(deploy(
+                            format!("stuck{round}{k}"),
+                            b"while (true) {}\n(subject, payload) => payload",
+                        ))
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let during = p99(&w, "by.echo").await;
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "measured after the loads"
+                );
+                for s in stuck {
+                    assert!(s.await.unwrap().is_err());
+                }
+                during
+            } else {
+                // The misbehaving call runs 6 s; the bystander is measured meanwhile.
+                let client = w.client.clone();
+                let subject = format!("noisy.{case}");
+                let task = tokio::spawn(async move {
+                    let req = async_nats::Request::new().timeout(Some(Duration::from_secs(30)));
+                    client.send_request(subject, req).await
+                });
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let during = p99(&w, "by.echo").await;
+                assert!(
+                    started.elapsed() < Duration::from_secs(6),
+                    "measured after the {case} ended"
+                );
+                let _ = task.await;
+                during
+            };
+            ratios[i].push(during.as_secs_f64() / idle.as_secs_f64());
+        }
     }
-    // A load that never ends, deployed while the bystander is measured.
-    let stuck = tokio::spawn(deploy(
-        "stuck",
-        b"while (true) {}\n(subject, payload) => payload",
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let during = p99(&w, "by.echo").await;
-    rows.push(("stuck load", during));
-    assert!(stuck.await.unwrap().is_err());
 
-    println!("bystander p99 over {N} sequential requests:");
-    for (case, p) in &rows {
-        println!(
-            "  {case:<10} {:>8.3} ms  ({:.2}x idle)",
-            p.as_secs_f64() * 1e3,
-            p.as_secs_f64() / idle.as_secs_f64()
-        );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "bystander p99 over {N} sequential requests, CPU shares {}; idle p99 per round: {:?}",
+        if shares { "on" } else { "off" },
+        idles
+    );
+    let mut medians = Vec::new();
+    for (case, r) in CASES.iter().zip(ratios.iter_mut()) {
+        let rounds = r.clone();
+        let m = median(r);
+        println!("  {case:<12} median {m:.2}x idle (rounds: {rounds:.2?})");
+        medians.push((case, m));
     }
-    for (case, p) in &rows[1..] {
+    for (case, m) in medians {
         assert!(
-            *p <= idle * 2,
-            "{case}: p99 {p:?} is more than twice the idle p99 {idle:?}"
+            m <= 2.0,
+            "{case}: the bystander's p99 is {m:.2}x its idle p99"
         );
     }
 }

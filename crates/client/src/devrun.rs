@@ -1,4 +1,7 @@
-//! `devrun`: upload a local file, pick a node by auction, and deploy it there in one call.
+//! `devrun`: upload a local file, pick a node by auction, and deploy it there in one call. A
+//! `.py` file is built into a WebAssembly component first ([`crate::python`]); a TypeScript file
+//! is uploaded as the JavaScript its types stripped leave ([`nex_typescript`]), so nodes only
+//! ever see JavaScript or WebAssembly.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +12,7 @@ use nex_proto::{DEVRUN_BUCKET, names, validate};
 use sha2::{Digest, Sha256};
 
 use crate::keys::SenderKeys;
-use crate::{Error, NexClient, Result};
+use crate::{Error, NexClient, Result, python};
 
 /// What to deploy.
 #[derive(Debug, Clone, Default)]
@@ -61,14 +64,59 @@ pub struct Uploaded {
     pub location: String,
 }
 
+/// A replica count a record may ask for: 1 to [`MAX_REPLICAS`].
+fn check_replicas(replicas: u32) -> Result<()> {
+    if replicas == 0 || replicas > MAX_REPLICAS {
+        return Err(Error::Invalid(format!(
+            "--replicas must be 1 to {MAX_REPLICAS}, not {replicas}"
+        )));
+    }
+    Ok(())
+}
+
+/// The bytes of the function at `path`: the file, or for a `.py` file the component built from
+/// it ([`crate::python`]; cached, so the same source gives the same artifact).
+async fn function_bytes(path: &Path, opts: &DevrunOptions) -> Result<Vec<u8>> {
+    let mut file = path.to_owned();
+    if python::is_python(path) {
+        if opts.workload_type.is_some_and(|t| t != WorkloadType::Wasm) {
+            return Err(Error::Invalid(
+                "a Python function is built into a WebAssembly component: --type wasm, or none"
+                    .into(),
+            ));
+        }
+        file = python::build_blocking(python::PythonBuild::default(), file)
+            .await?
+            .path;
+    }
+    std::fs::read(&file).map_err(|source| Error::File {
+        what: "cannot read",
+        path: file,
+        source,
+    })
+}
+
+/// The JavaScript of the TypeScript file at `path` (read as `bytes`): its types stripped,
+/// every position kept; errors name `path` as given.
+fn strip_types(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let source = String::from_utf8(bytes)
+        .map_err(|_| Error::Invalid(format!("{} is not UTF-8 text", path.display())))?;
+    let js = nex_typescript::strip(&path.display().to_string(), &source)?;
+    Ok(js.into_bytes())
+}
+
 impl NexClient {
-    /// Checks `opts` against `path` and uploads it under this namespace's prefix.
+    /// Checks `opts` against `path` and uploads it under this namespace's prefix. A `.py` file
+    /// is built into a component first. A TypeScript file (`.ts`, `.mts`, `.cts`) deployed as
+    /// JavaScript is stripped of its types first: the artifact and its hash are the JavaScript,
+    /// each token where it was in the `.ts` file; one that cannot be stripped is
+    /// [`Error::TypeScript`] and nothing is uploaded.
     pub async fn upload_function(&self, path: &Path, opts: &DevrunOptions) -> Result<Uploaded> {
-        let bytes = std::fs::read(path).map_err(|source| Error::File {
-            what: "cannot read",
-            path: path.to_owned(),
-            source,
-        })?;
+        Ok(self.upload_sized(path, opts).await?.0)
+    }
+
+    /// [`upload_function`](Self::upload_function), with the artifact's size.
+    async fn upload_sized(&self, path: &Path, opts: &DevrunOptions) -> Result<(Uploaded, u64)> {
         let file_name = path
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
@@ -88,17 +136,29 @@ impl NexClient {
                 "a function needs at least one --trigger_subject".into(),
             ));
         }
+        // Checked first: a Python build takes a while.
+        let bytes = function_bytes(path, opts).await?;
+        let bytes = if workload_type == WorkloadType::Javascript
+            && nex_typescript::is_typescript(&file_name)
+        {
+            strip_types(path, bytes)?
+        } else {
+            bytes
+        };
         let hash = hex::encode(Sha256::digest(&bytes));
         // Under the namespace's own prefix: the only place in this bucket a node lets a deploy
         // of this namespace fetch from.
         let key = names::devrun_key(self.namespace(), &name, &hash);
         let location = self.upload(DEVRUN_BUCKET, &key, &bytes).await?;
-        Ok(Uploaded {
-            name,
-            workload_type,
-            hash,
-            location,
-        })
+        Ok((
+            Uploaded {
+                name,
+                workload_type,
+                hash,
+                location,
+            },
+            bytes.len() as u64,
+        ))
     }
 
     /// Uploads `path` and writes a deployment record for it: `replicas` copies on nodes
@@ -112,12 +172,24 @@ impl NexClient {
         replicas: u32,
         placement: BTreeMap<String, String>,
     ) -> Result<(DeploymentSpec, crate::deployments::Written)> {
-        if replicas == 0 || replicas > MAX_REPLICAS {
-            return Err(Error::Invalid(format!(
-                "--replicas must be 1 to {MAX_REPLICAS}, not {replicas}"
-            )));
-        }
+        check_replicas(replicas)?;
         let up = self.upload_function(path, &opts).await?;
+        self.record_deployment(keys, up, opts, replicas, placement)
+            .await
+    }
+
+    /// Writes the signed record of a deployment of `artifact` (already in the object store):
+    /// `replicas` on distinct nodes with the `placement` tags, kept there by the nodes. The
+    /// environment is sealed to the nodes' shared deployment xkey.
+    pub async fn record_deployment(
+        &self,
+        keys: &SenderKeys,
+        artifact: Uploaded,
+        opts: DevrunOptions,
+        replicas: u32,
+        placement: BTreeMap<String, String>,
+    ) -> Result<(DeploymentSpec, crate::deployments::Written)> {
+        check_replicas(replicas)?;
         let (environment, sender_public_key) = if opts.environment.is_empty() {
             (None, None)
         } else {
@@ -129,11 +201,11 @@ impl NexClient {
         };
         let spec = DeploymentSpec {
             namespace: self.namespace().to_owned(),
-            name: up.name,
+            name: artifact.name,
             version: 0,
-            workload_type: up.workload_type,
-            location: up.location,
-            hash: up.hash,
+            workload_type: artifact.workload_type,
+            location: artifact.location,
+            hash: artifact.hash,
             trigger_subjects: opts.trigger_subjects,
             replicas,
             placement,
@@ -162,12 +234,15 @@ impl NexClient {
         keys: &SenderKeys,
         opts: DevrunOptions,
     ) -> Result<Deployed> {
-        let Uploaded {
-            name,
-            workload_type,
-            hash,
-            location,
-        } = self.upload_function(path, &opts).await?;
+        let (
+            Uploaded {
+                name,
+                workload_type,
+                hash,
+                location,
+            },
+            size,
+        ) = self.upload_sized(path, &opts).await?;
 
         let (node_id, node_xkey) = match &opts.node {
             Some(n) => {
@@ -212,11 +287,33 @@ impl NexClient {
             limits: opts.limits,
         };
         keys.sign_deploy(&mut req)?;
-        let run = self.deploy(&node_id, &req).await?;
+        // A large artifact (a Python component) takes the node a while to compile.
+        let run = self.deploy_artifact(&node_id, &req, size).await?;
         Ok(Deployed {
             node_id,
             location,
             run,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typescript_is_stripped_in_place_and_errors_name_the_file() {
+        let js = strip_types(Path::new("fns/f.ts"), b"let x: number = 1;\nx;\n".to_vec());
+        assert_eq!(js.unwrap(), b"let x         = 1;\nx;\n");
+        let e = strip_types(Path::new("fns/f.ts"), b"\nenum E { A }\n".to_vec()).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::TypeScriptUnsupported);
+        match e {
+            Error::TypeScript(ts) => {
+                assert!(ts.to_string().starts_with("fns/f.ts:2:1:"), "{ts}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = strip_types(Path::new("f.ts"), vec![0xff, 0xfe]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid);
     }
 }

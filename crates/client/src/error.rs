@@ -64,12 +64,20 @@ pub enum Error {
         what: String,
         source: nkeys::error::Error,
     },
+    /// A TypeScript source cannot become JavaScript (its position is in the `.ts` file);
+    /// nothing was uploaded.
+    #[error(transparent)]
+    TypeScript(#[from] nex_typescript::Error),
     /// A token cannot be signed.
     #[error(transparent)]
     Token(#[from] nex_jwt::JwtError),
     /// A NATS or JetStream operation failed.
     #[error("{what}: {source}")]
     Nats { what: String, source: BoxError },
+    /// A Python function could not be built into a component; its
+    /// [`code`](crate::python::PythonError::code) says why.
+    #[error(transparent)]
+    Python(#[from] crate::python::PythonError),
 }
 
 fn known_list(known: &[String]) -> String {
@@ -103,6 +111,14 @@ pub enum ErrorKind {
     Local,
     /// A NATS or JetStream operation failed.
     Nats,
+    /// A Python function could not be built ([`Error::code`] says why:
+    /// `python_tool_missing`, `python_build_failed`).
+    Python,
+    /// A TypeScript source does not parse ([`nex_typescript::Error::Syntax`]).
+    TypeScriptSyntax,
+    /// A TypeScript source uses what stripping types cannot turn into JavaScript
+    /// ([`nex_typescript::Error::Unsupported`]).
+    TypeScriptUnsupported,
 }
 
 impl ErrorKind {
@@ -119,6 +135,9 @@ impl ErrorKind {
             ErrorKind::Invalid => "bad_request",
             ErrorKind::Local => "local",
             ErrorKind::Nats => "nats",
+            ErrorKind::Python => "python",
+            ErrorKind::TypeScriptSyntax => "typescript_syntax",
+            ErrorKind::TypeScriptUnsupported => "typescript_unsupported",
         }
     }
 }
@@ -143,6 +162,11 @@ impl Error {
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::File { .. } | Error::Key { .. } | Error::Token(_) => ErrorKind::Local,
             Error::Nats { .. } => ErrorKind::Nats,
+            Error::Python(_) => ErrorKind::Python,
+            Error::TypeScript(nex_typescript::Error::Syntax { .. }) => ErrorKind::TypeScriptSyntax,
+            Error::TypeScript(nex_typescript::Error::Unsupported { .. }) => {
+                ErrorKind::TypeScriptUnsupported
+            }
         }
     }
 
@@ -154,9 +178,13 @@ impl Error {
         }
     }
 
-    /// A stable, machine-readable code: the node's [`ErrorCode`] when it refused with one,
-    /// otherwise the [`ErrorKind`]'s.
+    /// A stable, machine-readable code: the node's [`ErrorCode`] when it refused with one, a
+    /// Python build's own (`python_tool_missing`, `python_build_failed`), otherwise the
+    /// [`ErrorKind`]'s.
     pub fn code(&self) -> &'static str {
+        if let Error::Python(e) = self {
+            return e.code();
+        }
         match self.refusal_code() {
             Some(c) => c.as_str(),
             None => self.kind().as_str(),
@@ -205,6 +233,37 @@ mod tests {
         assert_eq!(
             (e.kind(), e.code()),
             (ErrorKind::NoResponders, "no_responders")
+        );
+    }
+
+    #[test]
+    fn python_build_errors_have_their_own_codes() {
+        let e = Error::from(crate::python::PythonError::ToolMissing {
+            found: "componentize-py is not on PATH".into(),
+        });
+        assert_eq!(
+            (e.kind(), e.code()),
+            (ErrorKind::Python, "python_tool_missing")
+        );
+        let e = Error::from(crate::python::PythonError::BuildFailed {
+            path: "app.py".into(),
+            stderr: "SyntaxError: expected ':'".into(),
+        });
+        assert_eq!(e.code(), "python_build_failed");
+        assert!(e.to_string().contains("SyntaxError"), "{e}");
+    }
+
+    #[test]
+    fn typescript_errors_have_codes_of_their_own() {
+        let e = Error::from(nex_typescript::strip("f.ts", "let x: = 1;").unwrap_err());
+        assert_eq!(
+            (e.kind(), e.code()),
+            (ErrorKind::TypeScriptSyntax, "typescript_syntax")
+        );
+        let e = Error::from(nex_typescript::strip("f.ts", "enum E { A }").unwrap_err());
+        assert_eq!(
+            (e.kind(), e.code()),
+            (ErrorKind::TypeScriptUnsupported, "typescript_unsupported")
         );
     }
 

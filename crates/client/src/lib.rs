@@ -2,13 +2,14 @@
 //!
 //! This crate owns talking to nodes: pings and auctions that gather many answers, requests to one
 //! node, uploading artifacts to the object store, and `devrun` (upload + auction + deploy in one
-//! call). The CLI, the benchmark and the tests all use it; it never formats subjects itself
+//! call; a `.py` file is first built into a component, see [`python`]). The CLI, the benchmark and the tests all use it; it never formats subjects itself
 //! (see [`nex_proto::subjects`]).
 
 pub mod deployments;
 pub mod devrun;
 mod error;
 pub mod keys;
+pub mod python;
 mod resolve;
 
 pub use error::{BoxError, Error, ErrorKind, Result};
@@ -184,10 +185,22 @@ impl NexClient {
         token: Option<String>,
         payload: Bytes,
     ) -> Result<T> {
+        self.request_within(subject, token, payload, self.timeout)
+            .await
+    }
+
+    /// [`request_raw`](Self::request_raw), waiting up to `timeout`.
+    async fn request_within<T: DeserializeOwned>(
+        &self,
+        subject: String,
+        token: Option<String>,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<T> {
         let req = async_nats::Request::new()
             .payload(payload)
             .headers(Self::jwt_headers(token))
-            .timeout(Some(self.timeout));
+            .timeout(Some(timeout));
         let msg = self
             .client
             .send_request(subject.clone(), req)
@@ -198,7 +211,7 @@ impl NexClient {
                 },
                 async_nats::RequestErrorKind::TimedOut => Error::TimedOut {
                     subject: subject.clone(),
-                    timeout: self.timeout,
+                    timeout,
                 },
                 _ => Error::nats(format!("requesting {subject}"), e),
             })?;
@@ -252,6 +265,23 @@ impl NexClient {
     pub async fn deploy(&self, node: &str, req: &DeployRequest) -> Result<RunResponse> {
         self.request(subjects::deploy(&self.namespace, node), req)
             .await
+    }
+
+    /// Deploys on `node` an artifact of `artifact_bytes` bytes, waiting for the node's load,
+    /// which may take longer for a large one: this client's timeout plus [`load_allowance`].
+    pub async fn deploy_artifact(
+        &self,
+        node: &str,
+        req: &DeployRequest,
+        artifact_bytes: u64,
+    ) -> Result<RunResponse> {
+        let subject = subjects::deploy(&self.namespace, node);
+        let payload =
+            Bytes::from(serde_json::to_vec(req).map_err(|e| {
+                Error::Invalid(format!("cannot encode the request to {subject}: {e}"))
+            })?);
+        let wait = self.timeout + load_allowance(artifact_bytes);
+        self.request_within(subject, None, payload, wait).await
     }
 
     /// Stops workload `workload_id` on `node`, signing the request with `keys` (the issuer that
@@ -344,6 +374,16 @@ impl tokio::io::AsyncRead for Counted<'_> {
         }
         polled
     }
+}
+
+/// How much longer than for a small artifact a node may take to load one of `bytes` bytes,
+/// by the nodes' default `compile_time_per_mib` ([`LoadDeadline::DEFAULT`]): a client waits
+/// this much more for the deploy's answer (54 s for an 18 MiB Python component).
+///
+/// [`LoadDeadline::DEFAULT`]: nex_proto::control::LoadDeadline::DEFAULT
+pub fn load_allowance(bytes: u64) -> Duration {
+    let d = nex_proto::control::LoadDeadline::DEFAULT;
+    d.for_bytes(bytes).saturating_sub(d.base)
 }
 
 /// SHA-256 hex of `bytes`, as deploy requests carry it.

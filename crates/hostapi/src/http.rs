@@ -9,6 +9,19 @@ use crate::error::{GuestError, excerpt};
 
 /// Longest URL, in bytes.
 pub const MAX_URL_BYTES: usize = 8 * 1024;
+/// Request headers a function may not set: the node's client frames the message itself, and
+/// `host` must name the host the policy decided on. (A runtime whose guests set them as part of
+/// framing, as `wasi:http` clients do, leaves them out of the call.)
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+];
 /// Most request headers.
 pub const MAX_HEADERS: usize = 100;
 /// Longest header name or value, in bytes.

@@ -44,6 +44,18 @@ pub struct Launch {
     pub no_sandbox: bool,
     /// See [`crate::config::NodeConfig::test_escape_payload`].
     pub test_escape_payload: Option<String>,
+    /// The agents' CPU groups; `Err`: why agents run without a CPU share.
+    pub cpu: Result<Arc<crate::cpu::CpuGroups>, Arc<crate::cpu::CpuGroupError>>,
+}
+
+impl Launch {
+    /// What workloads show for their CPU share in their `sandbox` map.
+    fn cpu_state(&self) -> String {
+        match &self.cpu {
+            Ok(_) => "active".into(),
+            Err(e) => format!("unavailable: {e}"),
+        }
+    }
 }
 
 /// An agent process that is running and has put its process limits in place, waiting for the
@@ -77,6 +89,12 @@ impl Started {
             .process_group(0);
         let mut child = cmd.spawn().map_err(SpawnError::Spawn)?;
         let pid = child.id().unwrap_or_default();
+        // Before it reads its workload: all the tenant code it will run has a share of its own.
+        if let Ok(groups) = &launch.cpu
+            && let Err(e) = groups.place(pid)
+        {
+            tracing::warn!("agent {pid} runs without a CPU share of its own: {e}");
+        }
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         enlarge_pipe(&stdin);
@@ -129,6 +147,29 @@ impl WarmAgents {
             Some(s) => Ok(s),
             None => Started::launch(&self.launch),
         }
+    }
+
+    /// Ends the warm agents and removes the agents' CPU groups (at node exit, after the
+    /// workloads stopped; a group whose agent still runs stays for the next node to remove).
+    pub async fn close(&self) {
+        let ready = std::mem::take(&mut *self.lock());
+        for mut s in ready {
+            let _ = s.child.kill().await;
+        }
+        // Stopped workloads' agents may take a moment to exit; then their groups can go.
+        if let Ok(groups) = &self.launch.cpu {
+            for _ in 0..50 {
+                if groups.close() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Agents started and waiting for a workload.
+    pub fn warm(&self) -> usize {
+        self.lock().len()
     }
 
     /// Starts agents in the background until `size` are ready.
@@ -326,7 +367,10 @@ pub enum SpawnError {
     /// The agent refused the workload; the message is the runtime's reason.
     #[error("{0}")]
     Refused(String),
-    #[error("the workload did not finish loading within {0:?} (the node's load_timeout)")]
+    #[error(
+        "the workload did not finish loading within {0:?} (the node's load_timeout, plus \
+         compile_time_per_mib for each MiB of artifact)"
+    )]
     Timeout(Duration),
     #[error("the agent exited while loading: {0}")]
     Died(String),
@@ -417,7 +461,7 @@ impl AgentConn {
             }
             Ok(Ok(Some(buf))) => buf,
         };
-        let ready = match agent_wire::decode_from_agent(&first) {
+        let mut ready: AgentReady = match agent_wire::decode_from_agent(&first) {
             Ok(FromAgent::Ready(json)) => serde_json::from_slice(&json).unwrap_or_default(),
             Ok(FromAgent::InitFailed(msg)) => return Err(SpawnError::Refused(msg)),
             Ok(other) => {
@@ -428,6 +472,14 @@ impl AgentConn {
             Err(e) => return Err(SpawnError::Died(e.to_string())),
         };
 
+        if let Ok(groups) = &spec.agents.launch.cpu
+            && let Err(e) = groups.loaded(pid)
+        {
+            tracing::warn!("agent {pid} keeps its loading CPU share: {e}");
+        }
+        ready
+            .sandbox
+            .insert("cpu_share".into(), spec.agents.launch.cpu_state());
         let (frames_tx, frames_rx) = mpsc::unbounded_channel();
         let pending: Arc<Pending> = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
@@ -437,7 +489,10 @@ impl AgentConn {
         tokio::spawn(read_loop(
             frames_tx.clone(),
             stdout,
-            child,
+            AgentProcess {
+                child,
+                cpu: spec.agents.launch.cpu.as_ref().ok().cloned(),
+            },
             pending.clone(),
             dead.clone(),
             logs,
@@ -605,10 +660,29 @@ async fn write_loop(mut stdin: ChildStdin, mut rx: mpsc::UnboundedReceiver<Vec<u
     }
 }
 
+/// A running agent process and the CPU group it is in.
+struct AgentProcess {
+    child: tokio::process::Child,
+    cpu: Option<Arc<crate::cpu::CpuGroups>>,
+}
+
+impl AgentProcess {
+    /// Kills the agent first, so a half-broken one cannot linger, reaps it and removes its group.
+    async fn end(mut self) -> std::io::Result<std::process::ExitStatus> {
+        let pid = self.child.id();
+        let _ = self.child.start_kill();
+        let status = self.child.wait().await;
+        if let (Some(groups), Some(pid)) = (self.cpu, pid) {
+            groups.remove_agent(pid);
+        }
+        status
+    }
+}
+
 async fn read_loop(
     frames: mpsc::UnboundedSender<Vec<u8>>,
     mut stdout: BufReader<ChildStdout>,
-    mut child: tokio::process::Child,
+    process: AgentProcess,
     pending: Arc<Pending>,
     dead: Arc<AtomicBool>,
     logs: AgentContext,
@@ -675,9 +749,7 @@ async fn read_loop(
     }
     dead.store(true, Ordering::Release);
     logs.flush_dropped().await;
-    // Kill first so a half-broken agent cannot linger, then reap it.
-    let _ = child.start_kill();
-    let status = child.wait().await;
+    let status = process.end().await;
     let drained: Vec<_> = pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())

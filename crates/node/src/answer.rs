@@ -45,6 +45,9 @@ pub struct Call {
     pub reply_to: Option<Subject>,
     /// The workload's concurrency slot, given back when the call is answered.
     pub permit: OwnedSemaphorePermit,
+    /// When the node took the message: the call's latency, as the node sees it, ends at its
+    /// answer.
+    pub started: std::time::Instant,
 }
 
 /// Answers the calls of one workload.
@@ -59,6 +62,8 @@ pub struct Answerer {
     events: CallEvents,
     succeeded_calls: AtomicU64,
     failed_calls: AtomicU64,
+    /// Failed calls by code, and the latency of answered calls (the Prometheus endpoint).
+    stats: crate::metrics::CallStats,
 }
 
 impl Answerer {
@@ -74,6 +79,7 @@ impl Answerer {
             events,
             succeeded_calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
+            stats: crate::metrics::CallStats::default(),
             succeeded: ExecSucceededEncoder::new(
                 emitter.id_prefix(),
                 emitter.node_id(),
@@ -98,12 +104,18 @@ impl Answerer {
         )
     }
 
+    /// Failed calls by code and the latency of answered calls.
+    pub fn stats(&self) -> &crate::metrics::CallStats {
+        &self.stats
+    }
+
     /// Sends the caller its answer, counts the call and emits its event if `call_events` says so.
     pub async fn answer(&self, call: Call, outcome: Outcome) {
         let Call {
             trigger,
             reply_to,
             permit,
+            started,
         } = call;
         match outcome {
             Outcome::Reply {
@@ -148,15 +160,18 @@ impl Answerer {
                         .publish_with_headers(to, headers, Bytes::new())
                         .await;
                 }
+                self.stats.failed(code);
                 self.failed_event(&trigger, code, message).await;
             }
         }
+        self.stats.observe(started.elapsed());
         drop(permit);
     }
 
     /// Reports a call the node refused before it reached the agent. Nobody is answered (the
     /// reply subject is what was refused); only `function_exec_failed` says why.
     pub async fn refused(&self, trigger: &str, code: FailureCode, message: String) {
+        self.stats.failed(code);
         self.failed_event(trigger, code, message).await;
     }
 

@@ -162,9 +162,15 @@ pub struct NodeConfig {
     pub namespace_defaults: NamespaceDefaults,
     /// Declared memory of all workloads together may reach this multiple of the host's memory.
     pub memory_overcommit: f64,
-    /// Longest a workload may take to load (compile, top level, init) before its deploy fails.
+    /// Longest a workload may take to load (compile, top level, init) before its deploy fails,
+    /// whatever its size; [`compile_time_per_mib`](Self::compile_time_per_mib) more per MiB.
     #[serde(with = "secs")]
     pub load_timeout: Duration,
+    /// More load time per MiB of artifact: compiling WebAssembly takes time in proportion to
+    /// its size (an 18 MiB Python component takes 20-30 s in a debug build). Bounded by
+    /// `node_limits.max_workload_bytes`.
+    #[serde(with = "secs")]
+    pub compile_time_per_mib: Duration,
     /// Log and host-call rates per function.
     pub rate_limits: RateLimits,
     /// Subject patterns functions may not be triggered by: a trigger that could receive any
@@ -222,6 +228,44 @@ pub struct NodeConfig {
     pub call_events: CallEvents,
     /// Desired state: deployment records, presence and placement (see [`DeploymentsConfig`]).
     pub deployments: DeploymentsConfig,
+    /// CPU shares of agents (see [`CpuConfig`]).
+    pub cpu: CpuConfig,
+    /// The Prometheus endpoint (see [`MetricsConfig`]).
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus endpoint (`crate::metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9464`; none (the default): no
+    /// endpoint. It names every tenant's functions: bind it where only operators reach.
+    pub listen: Option<String>,
+}
+
+/// How agents share the CPU (`crate::cpu`): each in a cgroup of its own, all of them together
+/// weighed against the node and the rest of the machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuConfig {
+    /// Give each agent a CPU share of its own (off by default: measured, it cost the call
+    /// path's p99, see docs/security.md). Where the node cannot make cgroups (no cgroup v1
+    /// `cpu` hierarchy it may write), agents run without, and workloads show
+    /// `cpu_share: unavailable: <why>` in their sandbox map.
+    pub shares: bool,
+    /// The cgroup v1 `cpu.shares` of the group of all agents: 1024 weighs as much as one busy
+    /// thread of the node, nats-server or anything else in the node's cgroup. Each agent's own
+    /// group has 1024 inside it, so agents are equal.
+    pub agents_shares: u64,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        Self {
+            shares: false,
+            agents_shares: 1024,
+        }
+    }
 }
 
 /// How the node takes part in running deployment records (the `NEXDEPLOYMENTS` bucket).
@@ -281,6 +325,17 @@ mod secs {
     }
 }
 
+impl NodeConfig {
+    /// How long a workload of `bytes` bytes may take to load.
+    pub fn load_deadline(&self, bytes: u64) -> Duration {
+        nex_proto::control::LoadDeadline {
+            base: self.load_timeout,
+            per_mib: self.compile_time_per_mib,
+        }
+        .for_bytes(bytes)
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
@@ -291,7 +346,8 @@ impl Default for NodeConfig {
             namespaces: BTreeMap::new(),
             namespace_defaults: NamespaceDefaults::default(),
             memory_overcommit: 2.0,
-            load_timeout: Duration::from_secs(10),
+            load_timeout: nex_proto::control::LoadDeadline::DEFAULT.base,
+            compile_time_per_mib: nex_proto::control::LoadDeadline::DEFAULT.per_mib,
             rate_limits: RateLimits::default(),
             deny_trigger_subjects: Vec::new(),
             host_services: None,
@@ -309,6 +365,8 @@ impl Default for NodeConfig {
             nexus: None,
             idle_trim_after: Duration::from_secs(5),
             machine_pool_size: 1,
+            cpu: CpuConfig::default(),
+            metrics: MetricsConfig::default(),
             nats: nex_connect::ConnectSpec::default(),
             bucket_replicas: nex_connect::Replicas::Auto,
             call_events: CallEvents::All,
@@ -377,6 +435,16 @@ mod tests {
         .unwrap();
         assert_eq!(ok.node_limits.max_workloads, 3);
         assert_eq!(ok.heartbeat_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_load_deadline_grows_with_the_artifact() {
+        let d = NodeConfig::default();
+        assert_eq!(d.load_deadline(0), Duration::from_secs(10));
+        assert_eq!(d.load_deadline(18 << 20), Duration::from_secs(64));
+        let c =
+            NodeConfig::from_json(r#"{"load_timeout": 2, "compile_time_per_mib": 0.5}"#).unwrap();
+        assert_eq!(c.load_deadline(4 << 20), Duration::from_secs(4));
     }
 
     #[test]

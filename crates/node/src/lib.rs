@@ -21,9 +21,11 @@ mod answer;
 mod artifact;
 pub mod config;
 mod control;
+mod cpu;
 mod desired;
 mod emitter;
 pub mod identity;
+mod metrics;
 mod tenancy;
 mod workload;
 
@@ -220,6 +222,11 @@ pub async fn run(
             exe: agent_exe,
             no_sandbox: config.no_sandbox,
             test_escape_payload: config.test_escape_payload.clone(),
+            cpu: if config.cpu.shares {
+                cpu::CpuGroups::start(config.cpu.agents_shares).map_err(Arc::new)
+            } else {
+                Err(Arc::new(cpu::CpuGroupError::Off))
+            },
         },
         config.machine_pool_size,
     );
@@ -252,6 +259,12 @@ pub async fn run(
         known_nodes: Default::default(),
     });
     node.agents.refill();
+    if let Some(listen) = &node.config.metrics.listen {
+        let addr = metrics::serve(&node, listen)
+            .await
+            .map_err(|e| Error::Config(format!("metrics.listen {listen}: {e}")))?;
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
 
     let subs = ControlSubjects::for_node(&node_id);
     let mut streams = Vec::new();
@@ -330,6 +343,7 @@ pub async fn run(
     {
         tracing::warn!("workloads did not stop in time; their agents end with the node");
     }
+    node.agents.close().await;
     let goodbye = async {
         emitter
             .event(

@@ -56,6 +56,8 @@ pub struct Workload {
     answerer: Arc<Answerer>,
     /// Calls refused for their reply subject (see [`Workload::refuse_reply`]).
     refused_calls: AtomicU64,
+    /// Times the agent was started again after it ended.
+    restarts: AtomicU64,
 }
 
 impl Workload {
@@ -103,6 +105,7 @@ impl Workload {
             limit,
             answerer,
             refused_calls: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             meta,
         });
         tracing::info!(
@@ -179,6 +182,22 @@ impl Workload {
         conn.kill();
     }
 
+    /// What the Prometheus endpoint reports of this workload.
+    pub fn sample(&self) -> crate::metrics::WorkloadSample<'_> {
+        let (succeeded, failed) = self.answerer.counts();
+        let limit = self.meta.limits.max_concurrency as usize;
+        crate::metrics::WorkloadSample {
+            namespace: &self.meta.namespace,
+            name: &self.meta.name,
+            succeeded,
+            failed,
+            stats: self.answerer.stats(),
+            in_flight: limit.saturating_sub(self.permits.available_permits()) as u64,
+            restarts: self.restarts.load(Ordering::Relaxed),
+            agent_pid: self.conn().pid(),
+        }
+    }
+
     /// Summary for workload pings.
     pub fn summary(&self) -> MachineSummary {
         MachineSummary {
@@ -251,6 +270,7 @@ impl Workload {
             trigger: msg.subject,
             reply_to: msg.reply,
             permit,
+            started: Instant::now(),
         };
         let refused = if msg.payload.len() > self.meta.limits.max_payload_bytes as usize {
             Some((
@@ -348,6 +368,7 @@ async fn supervise(
                 Ok((conn, _ready, next_exit)) => {
                     *wl.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
                     exit = next_exit;
+                    wl.restarts.fetch_add(1, Ordering::Relaxed);
                     wl.agent_event(events::AGENT_STARTED, 0, "restarted".into())
                         .await;
                     backoff = Duration::from_millis(50);

@@ -175,12 +175,17 @@ impl WorkloadType {
         }
     }
 
-    /// Guess the type from a file name: `.js`/`.mjs` is JavaScript, `.wasm` is WebAssembly.
+    /// Guess the type from a file name: `.js`/`.mjs` is JavaScript, and so is TypeScript
+    /// (`.ts`/`.mts`/`.cts`: the client strips its types before uploading); `.wasm` is
+    /// WebAssembly, and so is `.py` (`nex devrun` builds a Python function into a component).
     pub fn from_file_name(name: &str) -> Option<Self> {
         let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".js") || lower.ends_with(".mjs") {
+        if [".js", ".mjs", ".ts", ".mts", ".cts"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+        {
             Some(WorkloadType::Javascript)
-        } else if lower.ends_with(".wasm") {
+        } else if lower.ends_with(".wasm") || lower.ends_with(".py") {
             Some(WorkloadType::Wasm)
         } else {
             None
@@ -204,6 +209,33 @@ impl std::str::FromStr for WorkloadType {
                 "unknown workload type `{other}`: expected `javascript` or `wasm`"
             )),
         }
+    }
+}
+
+/// How long a node lets a workload load (compile, top level, init) before its deploy fails: a
+/// base for every workload and a time per MiB of artifact, since compiling WebAssembly takes
+/// time in proportion to its size (an 18 MiB Python component takes 20-30 s on a node built for
+/// debugging). A node's config sets both (`load_timeout`, `compile_time_per_mib`); a client
+/// waits for a deploy by the defaults. Bounded by the node's largest artifact
+/// (`node_limits.max_workload_bytes`, 64 MiB by default: 10 s + 192 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadDeadline {
+    /// For every workload, whatever its size.
+    pub base: std::time::Duration,
+    /// More for each MiB of artifact.
+    pub per_mib: std::time::Duration,
+}
+
+impl LoadDeadline {
+    /// A node's defaults: 10 s, and 3 s per MiB.
+    pub const DEFAULT: LoadDeadline = LoadDeadline {
+        base: std::time::Duration::from_secs(10),
+        per_mib: std::time::Duration::from_secs(3),
+    };
+
+    /// The deadline of an artifact of `bytes` bytes.
+    pub fn for_bytes(self, bytes: u64) -> std::time::Duration {
+        self.base + self.per_mib.mul_f64(bytes as f64 / (1024.0 * 1024.0))
     }
 }
 
@@ -507,11 +539,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn python_files_are_wasm_and_load_deadlines_grow_with_size() {
+        assert_eq!(
+            WorkloadType::from_file_name("app.py"),
+            Some(WorkloadType::Wasm)
+        );
+        assert_eq!(WorkloadType::from_file_name("app.txt"), None);
+        let d = LoadDeadline::DEFAULT;
+        assert_eq!(d.for_bytes(0), std::time::Duration::from_secs(10));
+        assert_eq!(d.for_bytes(18 << 20), std::time::Duration::from_secs(64));
+    }
+
+    #[test]
     fn v8_is_javascript_and_unknown_types_are_named() {
         let t: WorkloadType = serde_json::from_str("\"v8\"").unwrap();
         assert_eq!(t, WorkloadType::Javascript);
         let err = "elf".parse::<WorkloadType>().unwrap_err();
         assert!(err.contains("elf"), "{err}");
+    }
+
+    #[test]
+    fn typescript_files_are_javascript_workloads() {
+        for name in ["f.js", "f.mjs", "f.ts", "F.MTS", "f.cts"] {
+            assert_eq!(
+                WorkloadType::from_file_name(name),
+                Some(WorkloadType::Javascript),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            WorkloadType::from_file_name("f.wasm"),
+            Some(WorkloadType::Wasm)
+        );
+        assert_eq!(WorkloadType::from_file_name("f.tsx"), None);
     }
 
     #[test]

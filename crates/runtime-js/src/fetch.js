@@ -1,5 +1,5 @@
-// Fetch and what it speaks: Event/EventTarget, AbortController/AbortSignal, Headers, Request,
-// Response and fetch itself. `native.host` is the host-service call of host_services.rs: a
+// Fetch and what it speaks: Event/EventTarget, AbortController/AbortSignal, Headers, Blob,
+// Request, Response and fetch itself. `native.host` is the host-service call of host_services.rs: a
 // request goes through the node's HTTP service, under its allow/deny policy, limits and
 // timeouts, and nowhere else. Installed on first use of one of these names (web.rs).
 (function (native) {
@@ -210,6 +210,55 @@
     [Symbol.iterator]() { return this.entries(); }
   }
 
+  // ---- Blob ----------------------------------------------------------------------------------
+  // A Blob's bytes: immutable once made, so slices and reads copy.
+  const blobBytes = new WeakMap();
+  function partBytes(part) {
+    if (part instanceof Blob) return blobBytes.get(part);
+    if (part instanceof ArrayBuffer) return new Uint8Array(part.slice(0));
+    if (ArrayBuffer.isView(part)) {
+      return new Uint8Array(part.buffer.slice(part.byteOffset, part.byteOffset + part.byteLength));
+    }
+    return new TextEncoder().encode(String(part));
+  }
+  const blobOf = (bytes, type) => {
+    const b = new Blob([], { type });
+    blobBytes.set(b, bytes);
+    return b;
+  };
+  class Blob {
+    #type;
+    constructor(parts = [], options = {}) {
+      if (parts === null || typeof parts !== 'object' || typeof parts[Symbol.iterator] !== 'function') {
+        throw new TypeError("Failed to construct 'Blob': The provided value cannot be converted to a sequence.");
+      }
+      const chunks = [];
+      let size = 0;
+      for (const p of parts) { const b = partBytes(p); chunks.push(b); size += b.length; }
+      const bytes = new Uint8Array(size);
+      let at = 0;
+      for (const c of chunks) { bytes.set(c, at); at += c.length; }
+      blobBytes.set(this, bytes);
+      const t = options && options.type !== undefined ? String(options.type) : '';
+      this.#type = /^[\x20-\x7e]*$/.test(t) ? t.toLowerCase() : '';
+    }
+    get size() { return blobBytes.get(this).length; }
+    get type() { return this.#type; }
+    arrayBuffer() { return Promise.resolve(blobBytes.get(this).slice().buffer); }
+    bytes() { return Promise.resolve(blobBytes.get(this).slice()); }
+    text() { return Promise.resolve(new TextDecoder().decode(blobBytes.get(this))); }
+    slice(start, end, type = '') {
+      const n = this.size;
+      const at = (v, d) => {
+        const i = v === undefined ? d : Math.trunc(Number(v)) || 0;
+        return i < 0 ? Math.max(n + i, 0) : Math.min(i, n);
+      };
+      const s = at(start, 0), e = at(end, n);
+      return blobOf(blobBytes.get(this).slice(s, Math.max(s, e)), type);
+    }
+    get [Symbol.toStringTag]() { return 'Blob'; }
+  }
+
   // ---- Body (shared by Request and Response) -------------------------------------------------
   // The body of a Request or Response: its bytes (or null) and whether it was read.
   const bodies = new WeakMap();
@@ -221,6 +270,7 @@
     if (body instanceof URLSearchParams) {
       return [new TextEncoder().encode(body.toString()), 'application/x-www-form-urlencoded;charset=UTF-8'];
     }
+    if (body instanceof Blob) return [blobBytes.get(body).slice(), body.type === '' ? null : body.type];
     if (body instanceof ArrayBuffer) return [new Uint8Array(body.slice(0)), null];
     if (ArrayBuffer.isView(body)) return [new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)), null];
     return [new TextEncoder().encode(String(body)), 'text/plain;charset=UTF-8'];
@@ -238,7 +288,10 @@
     bytes() { return consume(this); }
     text() { return consume(this).then((b) => new TextDecoder().decode(b)); }
     json() { return this.text().then((t) => JSON.parse(t)); }
-    blob() { return Promise.reject(new TypeError('Blob bodies are not supported: use arrayBuffer() or bytes()')); }
+    blob() {
+      const type = this.headers.get('content-type') || '';
+      return consume(this).then((b) => blobOf(b, type));
+    }
     formData() { return Promise.reject(new TypeError('FormData bodies are not supported: use text()')); }
   }
   const cloneBody = (from, to, where) => {
@@ -425,6 +478,7 @@
   define('AbortController', AbortController);
   define('AbortSignal', AbortSignal);
   define('Headers', Headers);
+  define('Blob', Blob);
   define('Request', Request);
   define('Response', Response);
   define('fetch', fetch);

@@ -48,6 +48,23 @@ Symbol(q) could not be cloned.
 }
 
 #[test]
+fn blob_joins_parts_slices_and_reads_like_node() {
+    let got = lines(
+        r#"const b = new Blob(['héllo ', new Uint8Array([119, 111]), new Blob(['rld'])], {type: 'Text/Plain'});
+out.push(b.size, b.type, await b.text(), Object.prototype.toString.call(b));
+out.push(await b.slice(1, 3).text(), await b.slice(-3).text(), b.slice(2, 1).size, b.slice(0, 2, 'x/y').type, b.slice().type);
+out.push(new Uint8Array(await b.arrayBuffer()).length, (await b.bytes())[0]);
+const r = new Response(b); out.push(r.headers.get('content-type'), await r.text());
+const r2 = new Response('abc', {headers: {'content-type': 'text/x'}}); const b2 = await r2.blob(); out.push(b2.size, b2.type, await b2.text(), b2 instanceof Blob);
+try { new Blob('abc') } catch (e) { out.push(e.name) }"#,
+    );
+    assert_eq!(
+        got,
+        "12\ntext/plain\nhéllo world\n[object Blob]\né\nrld\n0\nx/y\n\n12\n104\ntext/plain\nhéllo world\n3\ntext/x\nabc\ntrue\nTypeError"
+    );
+}
+
+#[test]
 fn text_decoder_streams_split_sequences() {
     let got = lines(
         r#"const d = new TextDecoder(); const bytes = new TextEncoder().encode('\ufeffé✓😀');

@@ -300,6 +300,7 @@ const FETCH_GLOBALS: &[&str] = &[
     "AbortController",
     "AbortSignal",
     "Headers",
+    "Blob",
     "Request",
     "Response",
     "fetch",

@@ -377,9 +377,12 @@ impl Drop for WasmFunction {
     }
 }
 
-/// Core instances, memories and tables one component instance may hold (a `wasm32-wasip2`
-/// Rust program has three or four core instances, one memory and a few tables).
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Core instances and tables one component instance may hold: a `wasm32-wasip2` Rust program
+/// has three or four core instances, one memory and a few tables; a Python function built by
+/// `componentize-py` has 14 core modules (CPython, its C library and extension modules, the
+/// WASI adapter and shims) in 15 core instances. Bounded so that one component cannot take the
+/// whole pool.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 fn engine(config: &WasmConfig) -> Result<Engine, LoadError> {
     let mut pool = PoolingAllocationConfig::new();
@@ -694,7 +697,7 @@ impl WasmFunction {
                 Ok(reply)
             }
             Ok(None) => Ok(stdout),
-            Err(e) => Err(e),
+            Err(e) => with_panic(Err(e), &stderr),
         };
         Invocation {
             result,
@@ -893,6 +896,88 @@ impl WasmFunction {
     }
 }
 
+/// Longest panic message put in front of a trap's reason.
+const MAX_PANIC_TEXT: usize = 1024;
+
+/// The panic a Rust guest printed to stderr before it trapped, as one line:
+/// `panicked at src/main.rs:9:5: boom` (the thread name and the backtrace note left out).
+pub(crate) fn panic_text(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let at = text.rfind("panicked at ")?;
+    let mut lines = text[at..].lines();
+    let location = lines.next()?.trim_end().trim_end_matches(':').to_owned();
+    let message: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("note: ") && !l.starts_with("stack backtrace:"))
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let one = if message.is_empty() {
+        location
+    } else {
+        format!("{location}: {}", message.join(" "))
+    };
+    Some(capped(one))
+}
+
+/// `one`, cut to [`MAX_PANIC_TEXT`] bytes with `…` when longer.
+fn capped(mut one: String) -> String {
+    if one.len() > MAX_PANIC_TEXT {
+        let mut cut = MAX_PANIC_TEXT;
+        while !one.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        one.truncate(cut);
+        one.push('…');
+    }
+    one
+}
+
+/// The exception a Python guest (built by componentize-py) printed before it trapped, as one
+/// line: `ValueError: asked to fail (File "/0/app.py", line 45, in handle)` — the last
+/// traceback's exception and its innermost frame. (The runtime's own panic that follows, "Python
+/// function threw an unexpected exception", says nothing more.)
+pub(crate) fn python_exception(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let at = text.rfind("Traceback (most recent call last):")?;
+    let mut place = None;
+    for line in text[at..].lines().skip(1) {
+        let trimmed = line.trim();
+        if line.starts_with(char::is_whitespace) {
+            if trimmed.starts_with("File ") {
+                place = Some(trimmed.to_owned());
+            }
+            continue;
+        }
+        if trimmed.is_empty() {
+            continue;
+        }
+        return Some(capped(match place {
+            Some(p) => format!("{trimmed} ({p})"),
+            None => trimmed.to_owned(),
+        }));
+    }
+    None
+}
+
+/// A trap with the panic that caused it, when the guest printed one: the caller then reads
+/// `panicked at src/main.rs:9:5: boom (wasm trap: wasm `unreachable` instruction executed)`,
+/// not the trap kind alone; for a Python guest, the exception
+/// (`ValueError: asked to fail (File "/0/app.py", line 45, in handle) (wasm trap: ...)`).
+pub(crate) fn with_panic(
+    result: Result<Vec<u8>, InvokeError>,
+    stderr: &[u8],
+) -> Result<Vec<u8>, InvokeError> {
+    match result {
+        Err(InvokeError::Trap(reason)) => Err(InvokeError::Trap(
+            match python_exception(stderr).or_else(|| panic_text(stderr)) {
+                Some(panic) => format!("{panic} ({reason})"),
+                None => reason,
+            },
+        )),
+        other => other,
+    }
+}
+
 /// What a failed call of a module or a component was: its deadline (epoch interrupt), its
 /// reply cap, its memory limit, or a trap, with the reason only (not the whole backtrace).
 pub(crate) fn classify(e: wasmtime::Error, config: &WasmConfig) -> InvokeError {
@@ -1044,6 +1129,54 @@ impl Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_printed_before_a_trap_is_one_line() {
+        let stderr = b"log line\nthread 'main' panicked at src/main.rs:9:5:\nasked to trap\nsecond line\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_text(stderr).as_deref(),
+            Some("panicked at src/main.rs:9:5: asked to trap second line")
+        );
+        let trapped = with_panic(Err(InvokeError::Trap("unreachable".into())), stderr);
+        assert_eq!(
+            trapped,
+            Err(InvokeError::Trap(
+                "panicked at src/main.rs:9:5: asked to trap second line (unreachable)".into()
+            ))
+        );
+        // No panic printed: the trap as it was; other errors untouched.
+        assert_eq!(
+            with_panic(Err(InvokeError::Trap("oob".into())), b"just logs\n"),
+            Err(InvokeError::Trap("oob".into()))
+        );
+        assert_eq!(
+            with_panic(Err(InvokeError::Exit(3)), stderr),
+            Err(InvokeError::Exit(3))
+        );
+        let long = format!(
+            "thread 'main' panicked at a.rs:1:1:\n{}\n",
+            "é".repeat(2000)
+        );
+        let one = panic_text(long.as_bytes()).unwrap();
+        assert!(one.len() <= MAX_PANIC_TEXT + '…'.len_utf8() && one.ends_with('…'));
+    }
+
+    #[test]
+    fn a_python_exception_printed_before_a_trap_is_one_line() {
+        let stderr = b"Traceback (most recent call last):\n  File \"/0/app.py\", line 45, in handle\n    raise ValueError(\"asked to fail\")\nValueError: asked to fail\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            with_panic(Err(InvokeError::Trap("unreachable".into())), stderr),
+            Err(InvokeError::Trap(
+                "ValueError: asked to fail (File \"/0/app.py\", line 45, in handle) (unreachable)"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            python_exception(b"Traceback (most recent call last):\nKeyError: 'x'\n").as_deref(),
+            Some("KeyError: 'x'")
+        );
+        assert_eq!(python_exception(b"no traceback\n"), None);
+    }
 
     #[test]
     fn headers_are_checked_before_compiling() {

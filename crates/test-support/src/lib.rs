@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub use nex_embedded_nats::{ClusterOptions, Liveness, NatsServer, Options};
 
 mod cluster;
-pub use cluster::{NatsCluster, http_get_json};
+pub use cluster::{NatsCluster, http_get, http_get_json};
 
 /// Starts a real nats-server with JetStream on a free port and a temporary store.
 pub fn nats() -> NatsServer {

@@ -83,7 +83,10 @@ async fn a_handler_component_counts_in_its_own_bucket_and_survives_errors_but_no
     let m = w.request("count", b"trap").await.unwrap();
     let (code, message) = service_error(&m).expect("a service error");
     assert_eq!(code, "500");
-    assert!(message.contains("trap"), "{message}");
+    assert!(
+        message.contains("panicked at") && message.contains("asked to trap on count"),
+        "{message}"
+    );
     assert_eq!(w.call("count", b"").await, b"count=4 calls=1");
 
     // Sleeping waits on a `wasi:clocks` pollable: wasmtime-wasi's futures, run in the sandbox.
@@ -204,4 +207,46 @@ async fn a_component_on_wasi_blobstore_writes_reads_lists_and_deletes_in_its_obj
     );
     let other = String::from_utf8(w.call("blob", b"blob-other").await).unwrap();
     assert!(other.starts_with("error: no container `other`"), "{other}");
+}
+
+/// `wasi:http/outgoing-handler` from a command component: the request goes through the node's
+/// HTTP host service (its allow list opens the local server), the body is written after
+/// `handle` as a streaming client does, and a host the policy refuses is the guest-visible
+/// error `HttpRequestDenied`, not a trap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_on_wasi_http_reaches_a_local_server_and_a_denied_host_is_an_error_code() {
+    let (w, base) = World::with_local_http().await;
+    w.devrun(&component("http-component"), &["web"], &["--name", "web"]);
+
+    let got =
+        String::from_utf8(w.call("web", format!("GET {base}/a?b=c").as_bytes()).await).unwrap();
+    let (status, body) = got.split_once(' ').unwrap();
+    assert_eq!(status, "201", "{got}");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["line"], "GET /a?b=c HTTP/1.1");
+    assert_eq!(body["from"], "component");
+
+    let got = String::from_utf8(
+        w.call("web", format!("POST {base}/p a body").as_bytes())
+            .await,
+    )
+    .unwrap();
+    let (status, body) = got.split_once(' ').unwrap();
+    assert_eq!(status, "201", "{got}");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["line"], "POST /p HTTP/1.1");
+    assert_eq!(body["body"], "a body");
+
+    // 127.0.0.2 is loopback but not on the allow list: refused before any connection.
+    let port = base.rsplit(':').next().unwrap();
+    let got = w
+        .call("web", format!("GET http://127.0.0.2:{port}/").as_bytes())
+        .await;
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        "error: ErrorCode::HttpRequestDenied"
+    );
+    // The function goes on.
+    let got = String::from_utf8(w.call("web", format!("GET {base}/").as_bytes()).await).unwrap();
+    assert!(got.starts_with("201 "), "{got}");
 }

@@ -516,3 +516,62 @@ async fn bad_deployments_are_refused_and_change_nothing() {
         );
     }
 }
+
+/// `nex run LOCATION KEY=VALUE --replicas N` writes a record for an artifact already in the
+/// object store: the nodes place it (with its sealed environment), and a node given with
+/// --replicas is a usage error.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_replicas_deploys_an_uploaded_artifact() {
+    let fleet = Fleet::start(2);
+    let client = async_nats::connect(fleet.cluster.url(1)).await.unwrap();
+    let control = nex_client::NexClient::new(client.clone(), "default", Duration::from_secs(5));
+    let location = control
+        .upload_artifact(
+            "from-store",
+            b"(subject, payload) => 'greeting=' + process.env.GREETING",
+        )
+        .await
+        .unwrap();
+    let out = fleet.nex_json(&[
+        "run",
+        &location,
+        "GREETING=hello",
+        "--json",
+        "--type",
+        "javascript",
+        "--name",
+        "stored",
+        "--trigger-subject",
+        "stored.call",
+        "--replicas",
+        "2",
+    ]);
+    assert_eq!(out["converged"], true, "{out}");
+    assert_eq!(out["running"].as_array().map(Vec::len), Some(2), "{out}");
+    let m = client
+        .request("stored.call", Bytes::new())
+        .await
+        .expect("the deployment answers");
+    assert_eq!(&m.payload[..], b"greeting=hello");
+    let ls = fleet.nex_json(&["ls", "--json"]);
+    assert_eq!(ls[0]["name"], "stored", "{ls}");
+    assert_eq!(ls[0]["location"], location.as_str(), "{ls}");
+
+    let node = fleet.nodes[0].node_id.clone();
+    let out = fleet.nex(&[
+        "run",
+        &location,
+        &node,
+        "--name",
+        "stored",
+        "--trigger-subject",
+        "stored.call",
+        "--replicas",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("do not go together"),
+        "{err}"
+    );
+}

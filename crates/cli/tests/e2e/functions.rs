@@ -95,7 +95,9 @@ async fn failures_answer_at_once_and_the_next_call_works() {
     let m = w.request("f.trap", b"boom").await.unwrap();
     let (code, msg) = service_error(&m).expect("trap answers with an error");
     assert_eq!(code, "500");
-    assert!(msg.contains("trap"), "{msg}");
+    // The panic's message and place reach the caller, with the trap.
+    assert!(msg.contains("trap.rs:8:9: asked to trap"), "{msg}");
+    assert!(msg.contains("unreachable"), "{msg}");
     assert!(t.elapsed() < Duration::from_secs(3));
     assert_eq!(w.call("f.trap", b"fine").await, b"fine");
 

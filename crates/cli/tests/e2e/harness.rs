@@ -36,6 +36,16 @@ impl World {
         Self::start_on(nex_test_support::nats(), extra).await
     }
 
+    /// A world whose node lets functions' HTTP requests reach 127.0.0.1 (loopback is denied by
+    /// default), and the base URL of an [`echo_http_server`] there.
+    pub async fn with_local_http() -> (World, String) {
+        let w = Self::start_with_config(
+            r#"{"host_services": {"services": {"http": {"config": {"allow_hosts": ["127.0.0.1"]}}}}}"#,
+        )
+        .await;
+        (w, echo_http_server().await)
+    }
+
     /// A world on a server the test started (say, with a config of its own).
     pub async fn start_on(nats: nex_test_support::NatsServer, extra: &[&str]) -> World {
         let home = tempfile::tempdir().unwrap();
@@ -326,4 +336,72 @@ pub async fn load(
     }
     all.sort_by_key(|o| o.0);
     all
+}
+
+/// A real HTTP server on loopback that answers every request with `201 Created` and a JSON
+/// description of it: request line, the `x-from`, `x-key` and `content-type` headers, body. A
+/// TLS ClientHello gets `400` (plain HTTP only).
+pub async fn echo_http_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, len) = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf[0] == 0x16 {
+                        let _ = s.write_all(b"HTTP/1.1 400 plain http only\r\n\r\n").await;
+                        return;
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        })
+                        .unwrap_or_default()
+                };
+                let reply = serde_json::json!({
+                    "line": head.lines().next().unwrap_or(""),
+                    "from": header("x-from"),
+                    "key": header("x-key"),
+                    "type": header("content-type"),
+                    "body": String::from_utf8_lossy(&buf[head_end..]),
+                })
+                .to_string();
+                let resp = format!(
+                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Served-By: test\r\nContent-Length: {}\r\n\r\n{}",
+                    reply.len(),
+                    reply
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }

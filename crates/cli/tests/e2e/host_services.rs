@@ -234,72 +234,9 @@ async fn host_service_errors_throw_and_system_subjects_are_refused() {
     );
 }
 
-/// A real HTTP server on loopback: answers every request with a JSON description of it.
-async fn http_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, content_len) = loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if buf[0] == 0x16 {
-                        // A TLS ClientHello: this server speaks plain HTTP only.
-                        let _ = s.write_all(b"HTTP/1.1 400 plain http only\r\n\r\n").await;
-                        return;
-                    }
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                while buf.len() < head_end + content_len {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let first = head.lines().next().unwrap_or("").to_owned();
-                let from = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_lowercase()
-                            .strip_prefix("x-from:")
-                            .map(|v| v.trim().to_owned())
-                    })
-                    .unwrap_or_default();
-                let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-                let reply =
-                    serde_json::json!({"line": first, "from": from, "body": body}).to_string();
-                let resp = format!(
-                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
-                    reply.len(),
-                    reply
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn http_hosts_can_be_denied_by_node_config() {
-    let base = http_server().await;
+    let base = echo_http_server().await;
     let port = base.rsplit(':').next().unwrap().to_owned();
     // Private addresses opened, 127.0.0.1 denied: deny wins, in every form of the address.
     let w = World::start_with_config(
@@ -331,7 +268,7 @@ const ALLOW_LOOPBACK: &str =
 #[tokio::test(flavor = "multi_thread")]
 async fn http_client_talks_to_a_real_local_server() {
     let w = World::start_with_config(ALLOW_LOOPBACK).await;
-    let base = http_server().await;
+    let base = echo_http_server().await;
     w.devrun(&example("http-fetch.js"), &["http.fetch"], &[]);
     let got = json(
         w.call("http.fetch", format!("{base}/hello?x=1").as_bytes())
@@ -418,7 +355,7 @@ return [String.fromCharCode(...req), reqMany.length];
 #[tokio::test(flavor = "multi_thread")]
 async fn webassembly_functions_use_every_host_service_through_the_guest_library() {
     let w = World::start_with_config(ALLOW_LOOPBACK).await;
-    let base = http_server().await;
+    let base = echo_http_server().await;
     let mut published = collect(&w.client, "wasm.published").await;
     for answer in ["r1", "r2"] {
         answer_requests(&w, "wasm.backend", answer).await;

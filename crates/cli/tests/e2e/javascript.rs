@@ -115,79 +115,13 @@ async fn web_platform_globals_work_in_the_sandbox() {
     assert_ne!(again["uuid"], v["uuid"]);
 }
 
-/// A real HTTP server on loopback that answers every request with a JSON description of it
-/// (request line, `x-key` and `content-type` headers, body).
-async fn echo_http_server() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, len) = loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                while buf.len() < head_end + len {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let header = |name: &str| {
-                    head.lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                        })
-                        .unwrap_or_default()
-                };
-                let reply = serde_json::json!({
-                    "line": head.lines().next().unwrap_or(""),
-                    "key": header("x-key"),
-                    "type": header("content-type"),
-                    "body": String::from_utf8_lossy(&buf[head_end..]),
-                })
-                .to_string();
-                let resp = format!(
-                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Served-By: test\r\nContent-Length: {}\r\n\r\n{}",
-                    reply.len(),
-                    reply
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 /// Issue 20, second part: fetch through the node's HTTP host service against a real server on
 /// loopback (opened by the node's policy), with `Headers`, `Request`, `Response`,
 /// `AbortController`, `structuredClone` and streaming `TextDecoder` in the sandbox; a denied
 /// address rejects with a `TypeError` and the function goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_reaches_a_local_server_and_a_denied_host_is_a_type_error() {
-    let w = World::start_with_config(
-        r#"{"host_services": {"services": {"http": {"config": {"allow_hosts": ["127.0.0.1"]}}}}}"#,
-    )
-    .await;
-    let base = echo_http_server().await;
+    let (w, base) = World::with_local_http().await;
     let (_d, path) = temp_file(
         "fetcher.js",
         br#"async (subject, payload) => {

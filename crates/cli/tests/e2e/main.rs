@@ -16,5 +16,8 @@ mod javascript;
 mod logs_events;
 mod nodes;
 mod ownership;
+mod python;
+mod scaffold;
 mod security;
 mod tenancy;
+mod typescript;

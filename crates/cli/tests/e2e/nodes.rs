@@ -180,3 +180,82 @@ async fn deploys_take_an_agent_started_ahead() {
     w.devrun(&js, &["echo.warm.js"], &[]);
     assert_eq!(w.call("echo.warm.js", b"j").await, b"j");
 }
+
+/// Issue 21, observability: with `metrics.listen`, the node serves Prometheus metrics per
+/// function (calls by result, failures by code, a latency histogram, in flight, restarts) and
+/// per node (workloads, agents, memory); other paths are 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_serves_prometheus_metrics_per_function() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = World::start_with_config(&format!(
+        r#"{{"metrics": {{"listen": "127.0.0.1:{port}"}}}}"#
+    ))
+    .await;
+    let (_dir, f) = temp_file(
+        "metered.js",
+        b"(subject, payload) => { if (payload.length === 0) throw new Error('empty'); return payload; }",
+    );
+    w.devrun(&f, &["metered"], &[]);
+    for _ in 0..3 {
+        assert_eq!(w.call("metered", b"x").await, b"x");
+    }
+    let failed = w.request("metered", b"").await.unwrap();
+    assert!(service_error(&failed).is_some());
+
+    let (status, text) = nex_test_support::http_get(port, "/metrics").unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in:\n{text}"))
+            .to_owned()
+    };
+    let labels = r#"namespace="default",name="metered""#;
+    assert!(
+        line(&format!(
+            r#"nex_function_calls_total{{{labels},result="succeeded"}}"#
+        ))
+        .ends_with(" 3")
+    );
+    assert!(
+        line(&format!(
+            r#"nex_function_calls_total{{{labels},result="failed"}}"#
+        ))
+        .ends_with(" 1")
+    );
+    assert!(
+        line(&format!(
+            r#"nex_function_failures_total{{{labels},code="500"}}"#
+        ))
+        .ends_with(" 1")
+    );
+    assert!(
+        line(&format!(
+            r#"nex_function_call_duration_seconds_count{{{labels}}}"#
+        ))
+        .ends_with(" 4")
+    );
+    assert!(
+        line(&format!(
+            r#"nex_function_call_duration_seconds_bucket{{le="+Inf",{labels}}}"#
+        ))
+        .ends_with(" 4")
+    );
+    assert!(line(&format!(r#"nex_function_in_flight{{{labels}}}"#)).ends_with(" 0"));
+    assert!(line(&format!(r#"nex_function_restarts_total{{{labels}}}"#)).ends_with(" 0"));
+    assert!(line("nex_node_workloads ").ends_with(" 1"));
+    let memory: u64 = line("nex_node_memory_bytes ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(memory > 1 << 20, "{memory}");
+
+    let (status, _) = nex_test_support::http_get(port, "/other").unwrap();
+    assert!(status.contains(" 404 "), "{status}");
+}

@@ -35,18 +35,7 @@ pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects followed before the request fails.
 pub const MAX_REDIRECTS: usize = 5;
-/// Request headers a function may not set: the client frames the message itself, and `host`
-/// must name the host the policy decided on.
-pub const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-];
+pub use nex_hostapi::http::RESERVED_HEADERS;
 
 /// A response.
 #[derive(Debug)]

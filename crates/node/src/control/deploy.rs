@@ -373,7 +373,8 @@ fn admit<'a>(node: &'a Node, r: Reservation, issuer: &str, local: bool) -> Resul
     Ok(Reserved { node, id })
 }
 
-/// Stage 5: an agent loads the workload, bounded by the node's `load_timeout`; no lock is held.
+/// Stage 5: an agent loads the workload, bounded by the node's `load_timeout` plus
+/// `compile_time_per_mib` for each MiB of artifact; no lock is held.
 async fn start(
     node: &Arc<Node>,
     meta: WorkloadMeta,
@@ -383,9 +384,9 @@ async fn start(
     let name = meta.name.clone();
     let spec = AgentSpec {
         init,
+        load_timeout: node.config.load_deadline(bytes.len() as u64),
         artifact: Arc::new(bytes),
         agents: node.agents.clone(),
-        load_timeout: node.config.load_timeout,
     };
     let host = nex_hostservices::HostServices::with_replicas(
         node.host_client.clone(),

@@ -17,6 +17,9 @@
 //! made and then called for trigger after trigger, as long as its calls end normally; a trap
 //! or a timeout discards it and the next call gets a fresh one.
 //!
+//! Both kinds may also import `wasi:http/outgoing-handler@0.2.x`: requests go to the node's
+//! HTTP host service ([`http`]), as a JavaScript `fetch` does.
+//!
 //! Limits are the module path's: a memory cap per linear memory, a deadline by epoch
 //! interruption (the same [`Ticker`](crate::Ticker)), a cap on the reply.
 
@@ -36,6 +39,7 @@ use crate::{
 mod blobstore;
 mod capture;
 mod host;
+mod http;
 mod keyvalue;
 mod logging;
 mod messaging;
@@ -83,6 +87,8 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:messaging/producer", "@0.2.0-draft"),
     ("wasi:messaging/request-reply", "@0.2.0-draft"),
     ("wasi:blobstore/", "@0.2.0-draft"),
+    ("wasi:http/types", "@0.2."),
+    ("wasi:http/outgoing-handler", "@0.2."),
 ];
 
 /// Imports whose calls go to the node (and may wait on it), by prefix.
@@ -91,6 +97,7 @@ const HOST_SERVICE_IMPORTS: &[&str] = &[
     "wasi:keyvalue/",
     "wasi:messaging/",
     "wasi:blobstore/",
+    "wasi:http/outgoing-handler@",
 ];
 
 /// Whether nex provides the import called `name` (e.g. `wasi:cli/stdout@0.2.3`).
@@ -136,6 +143,21 @@ pub(crate) struct ComponentState {
     host: Option<HostServices>,
     /// The present call's deadline, which host calls never wait past.
     deadline: Instant,
+    /// `wasi:http`: its resources' limits, and the hooks that send requests to the node.
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: http::NodeHttp,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for ComponentState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        // Every `wasi:http` call comes through here: the hooks see the present call's deadline.
+        self.http_hooks.deadline = self.deadline;
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -259,6 +281,7 @@ impl ComponentFunction {
         let mut linker: Linker<ComponentState> = Linker::new(&engine);
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(link)?;
         add_host_interfaces(&mut linker).map_err(link)?;
         let uses_host_services = component
             .component_type()
@@ -327,6 +350,7 @@ impl ComponentFunction {
             .memory_size(self.config.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
+        let deadline = Instant::now() + self.config.timeout;
         let state = ComponentState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -334,7 +358,12 @@ impl ComponentFunction {
             stdout,
             stderr,
             host: self.config.host_services.clone(),
-            deadline: Instant::now() + self.config.timeout,
+            deadline,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http::NodeHttp {
+                host: self.config.host_services.clone(),
+                deadline,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -386,7 +415,7 @@ impl ComponentFunction {
                 Ok(reply)
             }
             Ok(None) => Ok(stdout),
-            Err(e) => Err(e),
+            Err(e) => crate::with_panic(Err(e), &stderr),
         };
         ComponentInvocation {
             result,
@@ -490,5 +519,8 @@ mod tests {
         assert!(!provided("wasi:keyvalue/watcher@0.2.0-draft"));
         assert!(!provided("wasi:cli/stdout@0.3.0"));
         assert!(!provided("acme:thing/api@1.0.0"));
+        assert!(provided("wasi:http/outgoing-handler@0.2.6"));
+        assert!(provided("wasi:http/types@0.2.0"));
+        assert!(!provided("wasi:http/incoming-handler@0.2.0"));
     }
 }

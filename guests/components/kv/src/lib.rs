@@ -2,7 +2,8 @@
 //! batch), `wasi:logging`, `wasi:messaging` and `wasi:blobstore`, as a component written for
 //! another WASI cloud host would use them. It imports nothing of `nex:function/host`.
 //!
-//! By payload:
+//! On a subject ending in `.kvget` (nex-bench), whatever the payload: `get("k")`, answering the
+//! value (empty when there is none). Otherwise by payload:
 //! - empty: `increment("count", 1)` in the `default` bucket; answers `count=<n>`.
 //! - `other`: opens the store `other`; answers what `open` said (`error: no-such-store`).
 //! - `crud`: set, get, exists, list-keys, delete and the batch calls on keys `crud.*`; answers
@@ -123,6 +124,12 @@ fn client() -> Result<types::Client, HandleError> {
 
 impl Guest for Kv {
     fn handle(subject: String, payload: Vec<u8>) -> Result<Vec<u8>, HandleError> {
+        if subject.ends_with(".kvget") {
+            return Ok(open()?
+                .get("k")
+                .map_err(|e| fail("get", e))?
+                .unwrap_or_default());
+        }
         let payload = String::from_utf8(payload)
             .map_err(|_| HandleError::BadInput("the payload is not UTF-8".into()))?;
         let words: Vec<&str> = payload.split(' ').collect();
