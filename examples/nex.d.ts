@@ -228,7 +228,7 @@ declare class AbortSignal extends EventTarget {
   onabort: ((this: AbortSignal, event: Event) => void) | null;
   throwIfAborted(): void;
   static abort(reason?: unknown): AbortSignal;
-  /** Aborts with a TimeoutError after `ms` (a fetch waiting on the network ends it when it returns). */
+  /** Aborts with a TimeoutError after `ms`; a fetch given it is cut short by the node when it is due. */
   static timeout(ms: number): AbortSignal;
   static any(signals: Iterable<AbortSignal>): AbortSignal;
 }
@@ -253,8 +253,42 @@ declare class Headers implements Iterable<[string, string]> {
   [Symbol.iterator](): IterableIterator<[string, string]>;
 }
 
-/** A body: text (UTF-8), bytes or form parameters. */
-type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams;
+declare class Blob {
+  constructor(parts?: Iterable<string | ArrayBuffer | ArrayBufferView | Blob>, options?: { type?: string });
+  readonly size: number;
+  /** Lower-cased. */
+  readonly type: string;
+  slice(start?: number, end?: number, type?: string): Blob;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  bytes(): Promise<Uint8Array>;
+  text(): Promise<string>;
+}
+
+declare class File extends Blob {
+  constructor(parts: Iterable<string | ArrayBuffer | ArrayBufferView | Blob>, name: string, options?: { type?: string; lastModified?: number });
+  readonly name: string;
+  readonly lastModified: number;
+}
+
+type FormDataEntryValue = string | File;
+declare class FormData implements Iterable<[string, FormDataEntryValue]> {
+  constructor();
+  /** A Blob value becomes a File named `filename`, its own name, or `blob`. */
+  append(name: string, value: string | Blob, filename?: string): void;
+  set(name: string, value: string | Blob, filename?: string): void;
+  get(name: string): FormDataEntryValue | null;
+  getAll(name: string): FormDataEntryValue[];
+  has(name: string): boolean;
+  delete(name: string): void;
+  forEach(callback: (value: FormDataEntryValue, name: string, form: FormData) => void, thisArg?: unknown): void;
+  entries(): IterableIterator<[string, FormDataEntryValue]>;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<FormDataEntryValue>;
+  [Symbol.iterator](): IterableIterator<[string, FormDataEntryValue]>;
+}
+
+/** A body: text (UTF-8), bytes, form parameters, a Blob (its type), or multipart form data. */
+type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData;
 
 interface NexBody {
   readonly bodyUsed: boolean;
@@ -262,6 +296,10 @@ interface NexBody {
   bytes(): Promise<Uint8Array>;
   text(): Promise<string>;
   json(): Promise<any>;
+  /** A Blob typed by the `content-type` header. */
+  blob(): Promise<Blob>;
+  /** Parsed by `content-type`: multipart/form-data or application/x-www-form-urlencoded. */
+  formData(): Promise<FormData>;
 }
 
 interface RequestInit {
@@ -283,6 +321,8 @@ declare class Request implements NexBody {
   bytes(): Promise<Uint8Array>;
   text(): Promise<string>;
   json(): Promise<any>;
+  blob(): Promise<Blob>;
+  formData(): Promise<FormData>;
   clone(): Request;
 }
 
@@ -309,6 +349,8 @@ declare class Response implements NexBody {
   bytes(): Promise<Uint8Array>;
   text(): Promise<string>;
   json(): Promise<any>;
+  blob(): Promise<Blob>;
+  formData(): Promise<FormData>;
   clone(): Response;
 }
 

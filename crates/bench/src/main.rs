@@ -290,7 +290,50 @@ fn nex_binary() -> anyhow::Result<PathBuf> {
 /// functions deployed through that build's own CLI (its deploy protocol is its own).
 struct Before {
     node: nex_test_support::NodeProcess,
-    _home: tempfile::TempDir,
+    nex: PathBuf,
+    url: String,
+    home: tempfile::TempDir,
+}
+
+impl Before {
+    /// The agent pid of the before node's JavaScript echo, from that build's own
+    /// `nex node info --json` (run as the node's operator, who may read pids): the object that
+    /// holds an `agent_pid` and, somewhere inside, the name `before-js`.
+    fn js_agent_pid(&self) -> Option<u32> {
+        let out = Command::new(&self.nex)
+            .args([
+                "node",
+                "info",
+                &self.node.node_id,
+                "--json",
+                "-s",
+                &self.url,
+            ])
+            .env("HOME", self.home.path())
+            .env_remove("NATS_URL")
+            .output()
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        fn names(v: &serde_json::Value, name: &str) -> bool {
+            match v {
+                serde_json::Value::String(s) => s == name,
+                serde_json::Value::Array(a) => a.iter().any(|x| names(x, name)),
+                serde_json::Value::Object(o) => o.values().any(|x| names(x, name)),
+                _ => false,
+            }
+        }
+        fn find(v: &serde_json::Value) -> Option<u32> {
+            match v {
+                serde_json::Value::Object(o) => match o.get("agent_pid").and_then(|p| p.as_u64()) {
+                    Some(pid) if names(v, "before-js") => Some(pid as u32),
+                    _ => o.values().find_map(find),
+                },
+                serde_json::Value::Array(a) => a.iter().find_map(find),
+                _ => None,
+            }
+        }
+        find(&json)
+    }
 }
 
 async fn start_before(
@@ -333,7 +376,12 @@ async fn start_before(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(Before { node, _home: home })
+    Ok(Before {
+        node,
+        nex: nex.to_owned(),
+        url: url.to_owned(),
+        home,
+    })
 }
 
 /// After/before ratios of the echo rows measured in this run (`--before`): p50 (lower is
@@ -390,38 +438,69 @@ async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
     // The same echo as a command component (a custom section appended is valid there too).
     let component = std::fs::read(nex_test_support::component("echofunction"))?;
     let js = std::fs::read(nex_test_support::repo_root().join("examples/echo.js"))?;
-    let kinds = [
+    // The Python echo as componentize-py built it (from the client's cache, as the `py` target
+    // deployed it); none without the tool.
+    let python: anyhow::Result<Vec<u8>> =
+        match nex_client::python::build_blocking(Default::default(), python_app()).await {
+            Ok(built) => std::fs::read(&built.path).map_err(Into::into),
+            Err(e) => Err(e.into()),
+        };
+    let mut kinds = vec![
         coldstart::Artifact {
             kind: "js",
             workload_type: "javascript",
             bytes: js,
             fresh_each_time: false,
+            at_most: None,
         },
         coldstart::Artifact {
             kind: "wasm-cached",
             workload_type: "wasm",
             bytes: wasm.clone(),
             fresh_each_time: false,
+            at_most: None,
         },
         coldstart::Artifact {
             kind: "wasm-uncached",
             workload_type: "wasm",
             bytes: wasm,
             fresh_each_time: true,
+            at_most: None,
         },
         coldstart::Artifact {
             kind: "component-cached",
             workload_type: "wasm",
             bytes: component.clone(),
             fresh_each_time: false,
+            at_most: None,
         },
         coldstart::Artifact {
             kind: "component-uncached",
             workload_type: "wasm",
             bytes: component,
             fresh_each_time: true,
+            at_most: None,
         },
     ];
+    match python {
+        Ok(bytes) => kinds.extend([
+            coldstart::Artifact {
+                kind: "python-cached",
+                workload_type: "wasm",
+                bytes: bytes.clone(),
+                fresh_each_time: false,
+                at_most: None,
+            },
+            coldstart::Artifact {
+                kind: "python-uncached",
+                workload_type: "wasm",
+                bytes,
+                fresh_each_time: true,
+                at_most: Some(1),
+            },
+        ]),
+        Err(e) => println!("note: no Python cold starts: {e}"),
+    }
     println!("\n## cold start: deploy request to first reply, median of {n}\n");
     println!("| function | median ms | min ms | max ms |\n|---|---:|---:|---:|");
     let mut out = serde_json::Map::new();
@@ -479,7 +558,11 @@ async fn agent_pids(w: &World) -> anyhow::Result<Vec<(String, u32)>> {
         .collect())
 }
 
-async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_json::Value> {
+async fn memory_figures(
+    w: &World,
+    functions: usize,
+    before_node: Option<&Before>,
+) -> anyhow::Result<serde_json::Value> {
     let js = nex_test_support::repo_root().join("examples/echo.js");
     let wasm = nex_test_support::guest("echofunction");
     let js_pid = deploy_one(w, &js, "idle-js").await?;
@@ -510,6 +593,10 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     let js_use = memory::usage(js_pid).unwrap_or_default();
     let wasm_use = memory::usage(wasm_pid).unwrap_or_default();
     let handler_use = memory::usage(handler_pid).unwrap_or_default();
+    // The --before node's JavaScript echo has been idle as long (its rounds ended with ours).
+    let before_js_use = before_node
+        .and_then(Before::js_agent_pid)
+        .and_then(memory::usage);
     let node_before = memory::usage(w.node.pid()).unwrap_or_default();
     // What that costs the next caller, against a first call after a shorter pause (no trim yet)
     // and the call right after: medians over three pauses of each kind.
@@ -604,6 +691,18 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
             mib(u.private_kib)
         );
     }
+    match (before_node, before_js_use) {
+        (Some(_), Some(u)) => println!(
+            "| BEFORE: one idle JavaScript function (the --before build) | {:.1} | {:.1} | {:.1} |",
+            mib(u.rss_kib),
+            mib(u.pss_kib),
+            mib(u.private_kib)
+        ),
+        (Some(_), None) => println!(
+            "| BEFORE: one idle JavaScript function | the --before node did not report its agent's pid | | |"
+        ),
+        _ => {}
+    }
     let n = agents.len().max(1) as u64;
     println!(
         "| {functions} JavaScript functions, per function | {:.1} | {:.1} | {:.1} |",
@@ -646,6 +745,7 @@ async fn memory_figures(w: &World, functions: usize) -> anyhow::Result<serde_jso
     let u = |u: memory::Usage| serde_json::json!({"rss_kib": u.rss_kib, "pss_kib": u.pss_kib, "private_kib": u.private_kib});
     Ok(serde_json::json!({
         "idle_js": u(js_use), "idle_wasm": u(wasm_use), "idle_wasm_handler": u(handler_use),
+        "before_idle_js": before_js_use.map(u),
         "call_after_idle": after_idle,
         "functions": functions, "answered": answered, "deploy_seconds": deploy_secs,
         "all_agents": u(total), "node_before": u(node_before), "node_after": u(node_after),
@@ -887,7 +987,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let memory = if args.functions > 0 {
-        Some(memory_figures(&w, args.functions).await?)
+        Some(memory_figures(&w, args.functions, before.as_ref()).await?)
     } else {
         None
     };

@@ -1,4 +1,4 @@
-//! Helpers shared by subcommands: connecting, logging setup, output.
+//! Helpers shared by subcommands: connecting and output.
 
 use std::time::Duration;
 
@@ -10,24 +10,6 @@ use crate::Cli;
 
 /// Default NATS URL when none is given.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
-
-pub fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},async_nats=warn")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-pub fn init_tracing_agent() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
 
 /// The connection the CLI's flags (and `NATS_*` variables) describe: no servers when `-s` is not
 /// given, a bounded connect (an interactive command fails at once when no server accepts it), and

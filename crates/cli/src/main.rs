@@ -11,6 +11,7 @@ mod node;
 mod progress;
 mod req;
 mod run;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
         test_escape_payload,
     } = cli.command
     {
-        common::init_tracing_agent();
+        telemetry::init_agent();
         if seccomp_selftest {
             return ExitCode::from(nex_agent::limits::selftest_forbidden_syscall() as u8);
         }
@@ -159,7 +160,15 @@ fn main() -> ExitCode {
         let escape = test_escape_payload.map(String::into_bytes);
         return ExitCode::from(nex_agent::run(!no_sandbox, escape) as u8);
     }
-    common::init_tracing(&cli.loglevel);
+    let otel = matches!(&cli.command, Command::Node(node::NodeCommand::Up(a)) if a.otel);
+    // Flushes the spans still queued when `main` returns.
+    let _spans = match telemetry::init(&cli.loglevel, otel) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

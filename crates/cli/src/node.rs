@@ -61,6 +61,11 @@ pub struct UpArgs {
     /// Seed file of the node key (created when missing).
     #[arg(long = "node-seed", visible_alias = "node_seed")]
     pub node_seed: Option<PathBuf>,
+    /// Export the node's spans (deploys and calls) over OTLP/HTTP, to the endpoint the standard
+    /// variables name (OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318;
+    /// OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf or http/json; OTEL_SERVICE_NAME).
+    #[arg(long)]
+    pub otel: bool,
 }
 
 #[derive(Args, Debug)]

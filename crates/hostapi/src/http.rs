@@ -91,6 +91,10 @@ pub struct Request {
     pub headers: BTreeMap<String, String>,
     #[serde(with = "crate::bytes")]
     pub body: Vec<u8>,
+    /// The function's own limit on the whole exchange, in milliseconds, when it is shorter than
+    /// the node's (a fetch with `AbortSignal.timeout`, `wasi:http` request options); `None` is
+    /// the node's limit. Past it the call fails as a timeout.
+    pub timeout_ms: Option<u32>,
 }
 
 /// An HTTP response.

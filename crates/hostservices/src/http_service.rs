@@ -28,10 +28,19 @@ pub struct HttpClient {
 
 impl Http for HttpClient {
     async fn request(&self, r: Request) -> Result<Response, GuestError> {
-        let resp =
-            crate::http::request(r.method.as_str(), &r.url, &r.headers, &r.body, &self.policy)
-                .await
-                .map_err(guest_error)?;
+        let limit = r.timeout_ms.map_or(crate::http::TIMEOUT, |ms| {
+            std::time::Duration::from_millis(ms.into())
+        });
+        let resp = crate::http::request_within(
+            r.method.as_str(),
+            &r.url,
+            &r.headers,
+            &r.body,
+            &self.policy,
+            limit,
+        )
+        .await
+        .map_err(guest_error)?;
         Ok(Response {
             status: resp.status,
             headers: resp.headers,

@@ -46,6 +46,8 @@ pub struct Launch {
     pub test_escape_payload: Option<String>,
     /// The agents' CPU groups; `Err`: why agents run without a CPU share.
     pub cpu: Result<Arc<crate::cpu::CpuGroups>, Arc<crate::cpu::CpuGroupError>>,
+    /// Loading agents run at nice 19 (`crate::priority`; the node config's `cpu.nice_loading`).
+    pub nice_loading: bool,
 }
 
 impl Launch {
@@ -54,6 +56,15 @@ impl Launch {
         match &self.cpu {
             Ok(_) => "active".into(),
             Err(e) => format!("unavailable: {e}"),
+        }
+    }
+
+    /// What workloads show for their priority while loading in their `sandbox` map.
+    fn priority_state(&self) -> String {
+        if self.nice_loading {
+            crate::priority::state()
+        } else {
+            "off in the node config".into()
         }
     }
 }
@@ -94,6 +105,12 @@ impl Started {
             && let Err(e) = groups.place(pid)
         {
             tracing::warn!("agent {pid} runs without a CPU share of its own: {e}");
+        }
+        if launch.nice_loading
+            && let Err(e @ crate::priority::PriorityError::Set { .. }) =
+                crate::priority::loading(pid)
+        {
+            tracing::warn!("agent {pid} loads at the node's priority: {e}");
         }
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -477,9 +494,17 @@ impl AgentConn {
         {
             tracing::warn!("agent {pid} keeps its loading CPU share: {e}");
         }
+        if spec.agents.launch.nice_loading
+            && let Err(e @ crate::priority::PriorityError::Set { .. }) = crate::priority::ready(pid)
+        {
+            tracing::warn!("agent {pid} keeps its loading priority: {e}");
+        }
         ready
             .sandbox
             .insert("cpu_share".into(), spec.agents.launch.cpu_state());
+        ready
+            .sandbox
+            .insert("load_priority".into(), spec.agents.launch.priority_state());
         let (frames_tx, frames_rx) = mpsc::unbounded_channel();
         let pending: Arc<Pending> = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));

@@ -48,6 +48,8 @@ pub struct Call {
     /// When the node took the message: the call's latency, as the node sees it, ends at its
     /// answer.
     pub started: std::time::Instant,
+    /// Its `call` span ([`crate::spans`]; disabled unless spans are exported), ended here.
+    pub span: tracing::Span,
 }
 
 /// Answers the calls of one workload.
@@ -116,7 +118,15 @@ impl Answerer {
             reply_to,
             permit,
             started,
+            span,
         } = call;
+        crate::spans::record_outcome(
+            &span,
+            match &outcome {
+                Outcome::Reply { .. } => None,
+                Outcome::Failed { code, .. } => Some(*code as u16),
+            },
+        );
         match outcome {
             Outcome::Reply {
                 elapsed_nanos,

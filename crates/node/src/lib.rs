@@ -26,6 +26,8 @@ mod desired;
 mod emitter;
 pub mod identity;
 mod metrics;
+mod priority;
+mod spans;
 mod tenancy;
 mod workload;
 
@@ -227,6 +229,7 @@ pub async fn run(
             } else {
                 Err(Arc::new(cpu::CpuGroupError::Off))
             },
+            nice_loading: config.cpu.nice_loading,
         },
         config.machine_pool_size,
     );

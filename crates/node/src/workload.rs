@@ -267,6 +267,12 @@ impl Workload {
     /// Starts one trigger message's call; its answer goes out when the agent replies.
     async fn start_call(&self, msg: Message, permit: OwnedSemaphorePermit) {
         let call = Call {
+            span: crate::spans::call(
+                &self.meta.namespace,
+                &self.meta.name,
+                &msg.subject,
+                msg.headers.as_ref(),
+            ),
             trigger: msg.subject,
             reply_to: msg.reply,
             permit,

@@ -97,6 +97,15 @@
     if (at !== undefined && g.performance.now() >= at) abortSignal(signal, timedOut());
     for (const s of sources.get(signal) || []) expire(s);
   }
+  // The earliest time (performance.now) `signal` or a signal it follows is due to time out.
+  function dueAt(signal) {
+    let at = timeoutAt.get(signal);
+    for (const s of sources.get(signal) || []) {
+      const d = dueAt(s);
+      if (d !== undefined && (at === undefined || d < at)) at = d;
+    }
+    return at;
+  }
   class AbortSignal extends EventTarget {
     #aborted = false;
     #reason = undefined;
@@ -259,6 +268,132 @@
     get [Symbol.toStringTag]() { return 'Blob'; }
   }
 
+  // ---- File, FormData -------------------------------------------------------------------------
+  class File extends Blob {
+    #name;
+    #lastModified;
+    constructor(bits, name, options = {}) {
+      if (arguments.length < 2) throw new TypeError(`File constructor: At least 2 arguments required, but only ${arguments.length} passed`);
+      super(bits, options);
+      this.#name = String(name);
+      const lm = options && options.lastModified !== undefined ? Number(options.lastModified) : Date.now();
+      this.#lastModified = Number.isFinite(lm) ? Math.trunc(lm) : 0;
+    }
+    get name() { return this.#name; }
+    get lastModified() { return this.#lastModified; }
+    get [Symbol.toStringTag]() { return 'File'; }
+  }
+  // A FormData entry's value: a string, or a File (a Blob becomes one, named `blob` or as given).
+  function entryValue(value, filename, argc, where) {
+    if (value instanceof Blob) {
+      if (filename === undefined && value instanceof File) return value;
+      const name = filename !== undefined ? String(filename) : value instanceof File ? value.name : 'blob';
+      const f = new File([], name, { type: value.type, lastModified: value instanceof File ? value.lastModified : undefined });
+      blobBytes.set(f, blobBytes.get(value));
+      return f;
+    }
+    if (argc > 2) throw new TypeError(`FormData.${where}: Argument 2 is not a Blob, so it cannot have a filename`);
+    return String(value);
+  }
+  class FormData {
+    #entries = [];
+    constructor(form) {
+      if (form !== undefined) throw new TypeError('FormData constructor: Argument 1 could not be converted to: undefined.');
+    }
+    #need(where, argc, n) {
+      if (argc < n) throw new TypeError(`FormData.${where}: ${n} arguments required, but only ${argc} present.`);
+    }
+    append(name, value, filename) {
+      this.#need('append', arguments.length, 2);
+      this.#entries.push([String(name), entryValue(value, filename, arguments.length, 'append')]);
+    }
+    set(name, value, filename) {
+      this.#need('set', arguments.length, 2);
+      const n = String(name), entry = [n, entryValue(value, filename, arguments.length, 'set')];
+      const i = this.#entries.findIndex(([k]) => k === n);
+      if (i < 0) { this.#entries.push(entry); return; }
+      this.#entries = this.#entries.filter(([k], j) => k !== n || j === i);
+      this.#entries[i] = entry;
+    }
+    get(name) { const e = this.#entries.find(([k]) => k === String(name)); return e === undefined ? null : e[1]; }
+    getAll(name) { return this.#entries.filter(([k]) => k === String(name)).map(([, v]) => v); }
+    has(name) { return this.#entries.some(([k]) => k === String(name)); }
+    delete(name) { const n = String(name); this.#entries = this.#entries.filter(([k]) => k !== n); }
+    forEach(callback, thisArg) { for (const [k, v] of this) callback.call(thisArg, v, k, this); }
+    *entries() { for (const e of this.#entries.slice()) yield [e[0], e[1]]; }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    get [Symbol.toStringTag]() { return 'FormData'; }
+  }
+  // multipart/form-data as browsers and undici write it: names and string values with their line
+  // breaks made CRLF, `"` and line breaks in names and filenames percent-escaped.
+  const crlf = (t) => t.replace(/\r(?!\n)|(?<!\r)\n/g, '\r\n');
+  const escapeName = (t) => t.replace(/\n/g, '%0A').replace(/\r/g, '%0D').replace(/"/g, '%22');
+  function encodeFormData(fd) {
+    const rnd = g.crypto.getRandomValues(new Uint32Array(2));
+    const boundary = `----formdata-nex-${rnd[0].toString(16)}${rnd[1].toString(16)}`;
+    const enc = new TextEncoder();
+    const parts = [];
+    for (const [name, value] of fd) {
+      let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escapeName(crlf(name))}"`;
+      if (typeof value === 'string') {
+        parts.push(enc.encode(`${head}\r\n\r\n${crlf(value)}\r\n`));
+      } else {
+        head += `; filename="${escapeName(value.name)}"\r\nContent-Type: ${value.type || 'application/octet-stream'}\r\n\r\n`;
+        parts.push(enc.encode(head), blobBytes.get(value), enc.encode('\r\n'));
+      }
+    }
+    parts.push(enc.encode(`--${boundary}--\r\n`));
+    return [blobBytes.get(new Blob(parts)), `multipart/form-data; boundary=${boundary}`];
+  }
+  // The FormData of a body, by its content type: urlencoded or multipart; anything else a
+  // TypeError, as in Node.
+  function decodeFormData(bytes, type) {
+    const mime = type.split(';')[0].trim().toLowerCase();
+    const fd = new FormData();
+    if (mime === 'application/x-www-form-urlencoded') {
+      for (const [k, v] of new URLSearchParams(new TextDecoder().decode(bytes))) fd.append(k, v);
+      return fd;
+    }
+    const m = /;\s*boundary=(?:"([^"]+)"|([^;]+))/i.exec(type);
+    if (mime !== 'multipart/form-data' || m === null) {
+      throw new TypeError(`Could not parse content as FormData (content type ${JSON.stringify(type)})`);
+    }
+    // Latin-1 keeps one character per byte, so offsets in the text are offsets in the bytes.
+    const text = Array.from(bytes, (b) => String.fromCharCode(b)).join('');
+    const delimiter = `--${m[1] || m[2].trim()}`;
+    const bad = (why) => new TypeError(`Could not parse content as FormData: ${why}`);
+    let at = text.indexOf(delimiter);
+    if (at < 0) throw bad('no boundary');
+    const unescape = (t) => t.replace(/%0A/gi, '\n').replace(/%0D/gi, '\r').replace(/%22/g, '"');
+    const utf8 = (t) => new TextDecoder().decode(Uint8Array.from(t, (c) => c.charCodeAt(0)));
+    for (;;) {
+      at += delimiter.length;
+      if (text.startsWith('--', at)) return fd;
+      if (!text.startsWith('\r\n', at)) throw bad('a boundary is not followed by CRLF');
+      const headEnd = text.indexOf('\r\n\r\n', at + 2);
+      if (headEnd < 0) throw bad('a part has no end of headers');
+      const next = text.indexOf(`\r\n${delimiter}`, headEnd + 4);
+      if (next < 0) throw bad('a part has no closing boundary');
+      let name = null, filename = null, ctype = '';
+      for (const line of text.slice(at + 2, headEnd).split('\r\n')) {
+        const colon = line.indexOf(':');
+        const key = line.slice(0, colon).trim().toLowerCase(), value = line.slice(colon + 1).trim();
+        if (key === 'content-disposition') {
+          const n = /;\s*name="([^"]*)"/i.exec(value), f = /;\s*filename="([^"]*)"/i.exec(value);
+          if (n) name = unescape(utf8(n[1]));
+          if (f) filename = unescape(utf8(f[1]));
+        } else if (key === 'content-type') ctype = value;
+      }
+      if (name === null) throw bad('a part has no name');
+      const body = bytes.slice(headEnd + 4, next);
+      if (filename === null) fd.append(name, new TextDecoder().decode(body));
+      else fd.append(name, blobOf(body, ctype), filename);
+      at = next + 2;
+    }
+  }
+
   // ---- Body (shared by Request and Response) -------------------------------------------------
   // The body of a Request or Response: its bytes (or null) and whether it was read.
   const bodies = new WeakMap();
@@ -271,6 +406,7 @@
       return [new TextEncoder().encode(body.toString()), 'application/x-www-form-urlencoded;charset=UTF-8'];
     }
     if (body instanceof Blob) return [blobBytes.get(body).slice(), body.type === '' ? null : body.type];
+    if (body instanceof FormData) return encodeFormData(body);
     if (body instanceof ArrayBuffer) return [new Uint8Array(body.slice(0)), null];
     if (ArrayBuffer.isView(body)) return [new Uint8Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)), null];
     return [new TextEncoder().encode(String(body)), 'text/plain;charset=UTF-8'];
@@ -292,7 +428,10 @@
       const type = this.headers.get('content-type') || '';
       return consume(this).then((b) => blobOf(b, type));
     }
-    formData() { return Promise.reject(new TypeError('FormData bodies are not supported: use text()')); }
+    formData() {
+      const type = this.headers.get('content-type') || '';
+      return consume(this).then((b) => decodeFormData(b, type));
+    }
   }
   const cloneBody = (from, to, where) => {
     const b = bodies.get(from);
@@ -455,16 +594,24 @@
       }
       const headers = {};
       for (const [k, v] of request.headers) headers[k] = v;
+      // The exchange blocks the function, so no timer can fire during it: a timeout signal's
+      // time goes to the node as the exchange's limit, which cuts the request short there.
+      const due = signal === null ? undefined : dueAt(signal);
+      const limit = due === undefined ? undefined : Math.max(0, Math.ceil(due - g.performance.now()));
       let reply;
       try {
-        reply = native.host('http.request', request.method, request.url, headers, bodies.get(request).bytes);
+        reply = native.host('http.request', request.method, request.url, headers, bodies.get(request).bytes, limit);
       } catch (e) {
+        if (signal !== null) {
+          expire(signal);
+          if (signal.aborted) throw signal.reason;
+        }
         const err = new TypeError(`fetch failed: ${e && e.message}`, { cause: e });
         if (e && e.code) err.code = e.code;
         throw err;
       }
-      // The exchange blocks the function, so no timer fired meanwhile: a timeout signal that
-      // expired during it aborts now, and the fetch rejects with its reason.
+      // A timeout signal that expired during the exchange aborts now, and the fetch rejects
+      // with its reason.
       if (signal !== null) {
         expire(signal);
         if (signal.aborted) throw signal.reason;
@@ -479,6 +626,8 @@
   define('AbortSignal', AbortSignal);
   define('Headers', Headers);
   define('Blob', Blob);
+  define('File', File);
+  define('FormData', FormData);
   define('Request', Request);
   define('Response', Response);
   define('fetch', fetch);

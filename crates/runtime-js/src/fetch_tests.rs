@@ -225,6 +225,7 @@ fn fetch_goes_through_the_http_host_service() {
             ]
             .into(),
             body: br#"{"a":1}"#.to_vec(),
+            timeout_ms: None,
         }
     );
     assert_eq!(seen[1].method, http::Method::Put);
@@ -291,4 +292,126 @@ fn a_bare_function_leaves_every_global_unevaluated() {
     .unwrap();
     // Using one of web.js's globals defines them all, and none of fetch.js's.
     assert_eq!(f.invoke(1, "s", b"").result.unwrap(), b"true,false");
+}
+
+#[test]
+fn form_data_and_file_encode_and_parse_like_node() {
+    let got = lines(
+        r#"const fd = new FormData();
+fd.append('a', 'x\ny');
+fd.append('b', new Blob(['blob-bytes'], {type: 'text/plain'}));
+fd.append('a', 2);
+fd.append('f', new File(['file'], 'n"1.txt', {type: 'application/json', lastModified: 5}));
+fd.append('g', new Blob(['g']), 'given.bin');
+out.push(fd.get('a'), fd.getAll('a').join('|'), fd.has('b'), fd.get('zz'), Object.prototype.toString.call(fd));
+const b = fd.get('b'); out.push(b instanceof File, b instanceof Blob, b.name, b.type, b.size);
+const f = fd.get('f'); out.push(f.name, f.lastModified, f.type, await f.text(), Object.prototype.toString.call(f));
+out.push(fd.get('g').name, fd.get('g').type);
+fd.set('a', 'only'); out.push(fd.getAll('a').join('|'), [...fd.keys()].join(','));
+fd.delete('g'); out.push([...fd.keys()].join(','));
+const r = new Response(fd);
+const ct = r.headers.get('content-type');
+out.push(ct.startsWith('multipart/form-data; boundary='));
+const boundary = ct.split('boundary=')[1];
+const text = await r.text();
+out.push(JSON.stringify(text.split(boundary).join('BOUNDARY')));
+const back = await new Response(text, {headers: {'content-type': ct}}).formData();
+for (const [k, v] of back) out.push(k + '=' + (typeof v === 'string' ? v : `File(${v.name},${v.type},${await v.text()})`));
+const u = await new Response('x=1&y=%20z&x=2', {headers: {'content-type': 'application/x-www-form-urlencoded'}}).formData();
+out.push(u.getAll('x').join('|'), JSON.stringify(u.get('y')));
+try { await new Response('abc', {headers: {'content-type': 'text/plain'}}).formData() } catch (e) { out.push(e.name) }
+try { fd.append('only-one') } catch (e) { out.push(e.name) }
+const nf = new File(['ab'], 'plain'); out.push(nf.type === '', typeof nf.lastModified, nf.size);
+const fd2 = new FormData(); fd2.append('k', 'v'); const seen = []; fd2.forEach((v, k, p) => seen.push(k, v, p === fd2)); out.push(seen.join(','));
+const fd3 = new FormData(); fd3.append('l\n"x', 'a\nb\rc\r\nd'); fd3.append('e', new Blob(['z']), 'q\r.bin');
+const r3 = new Response(fd3); const bd = r3.headers.get('content-type').split('boundary=')[1];
+out.push(JSON.stringify((await r3.text()).split(bd).join('B')));
+try { new FormData(5) } catch (e) { out.push(e.name, e.message) }
+const q = new Request('http://x/', {method: 'POST', body: fd3}); out.push(q.headers.get('content-type').startsWith('multipart/form-data; boundary=----formdata-'))"#,
+    );
+    // `node` printed this for the same code (the boundary replaced, as it is random).
+    assert_eq!(
+        got,
+        r#"x
+y
+x
+y|2
+true
+
+[object FormData]
+true
+true
+blob
+text/plain
+10
+n"1.txt
+5
+application/json
+file
+[object File]
+given.bin
+
+only
+a,b,f,g
+a,b,f
+true
+"--BOUNDARY\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nonly\r\n--BOUNDARY\r\nContent-Disposition: form-data; name=\"b\"; filename=\"blob\"\r\nContent-Type: text/plain\r\n\r\nblob-bytes\r\n--BOUNDARY\r\nContent-Disposition: form-data; name=\"f\"; filename=\"n%221.txt\"\r\nContent-Type: application/json\r\n\r\nfile\r\n--BOUNDARY--\r\n"
+a=only
+b=File(blob,text/plain,blob-bytes)
+f=File(n"1.txt,application/json,file)
+1|2
+" z"
+TypeError
+TypeError
+true
+number
+2
+k,v,true
+"--B\r\nContent-Disposition: form-data; name=\"l%0D%0A%22x\"\r\n\r\na\r\nb\r\nc\r\nd\r\n--B\r\nContent-Disposition: form-data; name=\"e\"; filename=\"q%0D.bin\"\r\nContent-Type: application/octet-stream\r\n\r\nz\r\n--B--\r\n"
+TypeError
+FormData constructor: Argument 1 could not be converted to: undefined.
+true"#
+    );
+}
+
+#[test]
+fn a_timeout_signal_goes_to_the_host_as_the_exchange_limit() {
+    let (f, seen) = with_host(
+        r#"async (s) => {
+  const out = [];
+  try { await fetch('http://slow.example/', { signal: AbortSignal.timeout(300) }); } catch (e) { out.push(e.name, e instanceof DOMException); }
+  const c = new AbortController();
+  await fetch('http://a.example/', { signal: AbortSignal.any([c.signal, AbortSignal.timeout(5000), AbortSignal.timeout(800)]) });
+  await fetch('http://a.example/', { signal: c.signal });
+  await fetch('http://a.example/');
+  return out.join('|');
+}"#,
+        |r| {
+            if r.url.contains("slow") {
+                // What the node does when the limit passes: the exchange fails as a timeout.
+                std::thread::sleep(std::time::Duration::from_millis(
+                    r.timeout_ms.unwrap_or(0).into(),
+                ));
+                Err(GuestError::new(
+                    ErrorKind::Timeout,
+                    "no complete answer in time",
+                ))
+            } else {
+                Ok(Reply::Http(http::Response {
+                    status: 200,
+                    ..Default::default()
+                }))
+            }
+        },
+    );
+    assert_eq!(
+        String::from_utf8(f.invoke(1, "s", b"").result.unwrap()).unwrap(),
+        "TimeoutError|true"
+    );
+    let limits: Vec<Option<u32>> = seen.borrow().iter().map(|r| r.timeout_ms).collect();
+    let near = |got: Option<u32>, want: u32| got.is_some_and(|ms| ms <= want && ms + 100 >= want);
+    assert!(near(limits[0], 300), "{limits:?}");
+    // The earliest of the signals `any` follows; a signal that cannot time out sets none.
+    assert!(near(limits[1], 800), "{limits:?}");
+    assert_eq!(limits[2..], [None, None]);
 }

@@ -138,6 +138,7 @@ fn build(a: &Args<'_, '_>) -> Result<Call, GuestError> {
             url: a.text(1, "url")?,
             headers: a.headers(2)?,
             body: a.bytes(3)?,
+            timeout_ms: a.number(4).map(|m| m.min(u32::MAX as u64) as u32),
         })),
     })
 }

@@ -592,7 +592,8 @@ mod tests {
                 method: http::Method::Patch,
                 url: "http://127.0.0.1:1/x".into(),
                 headers: [("x-n".to_string(), "5".to_string())].into(),
-                body: b"body".to_vec()
+                body: b"body".to_vec(),
+                timeout_ms: None,
             }))
         );
     }

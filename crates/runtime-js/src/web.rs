@@ -301,6 +301,8 @@ const FETCH_GLOBALS: &[&str] = &[
     "AbortSignal",
     "Headers",
     "Blob",
+    "File",
+    "FormData",
     "Request",
     "Response",
     "fetch",

@@ -67,9 +67,21 @@ impl NodeProcess {
     /// Starts `nex node up --json -s <url>` plus `extra` args with `home` as `$HOME`, and waits for
     /// the node to report its id.
     pub fn start(nex: &Path, url: &str, home: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(nex, url, home, extra, &[])
+    }
+
+    /// [`NodeProcess::start`] with variables `env` set for the node.
+    pub fn start_with_env(
+        nex: &Path,
+        url: &str,
+        home: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(nex)
             .args(["node", "up", "--json", "-s", url, "--loglevel", "warn"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("HOME", home)
             .env_remove("NATS_URL")
             .stdin(Stdio::null())

@@ -48,9 +48,19 @@ impl World {
 
     /// A world on a server the test started (say, with a config of its own).
     pub async fn start_on(nats: nex_test_support::NatsServer, extra: &[&str]) -> World {
+        Self::start_with_env(nats, extra, &[]).await
+    }
+
+    /// [`World::start_on`] with variables `env` set for the node.
+    pub async fn start_with_env(
+        nats: nex_test_support::NatsServer,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> World {
         let home = tempfile::tempdir().unwrap();
-        let node = NodeProcess::start(Path::new(NEX), &nats.url(), home.path(), extra)
-            .expect("node starts");
+        let node =
+            NodeProcess::start_with_env(Path::new(NEX), &nats.url(), home.path(), extra, env)
+                .expect("node starts");
         let client = async_nats::connect(nats.url()).await.unwrap();
         World {
             nats,
@@ -317,8 +327,18 @@ pub async fn load(
                     .payload(Bytes::new())
                     .timeout(Some(limit));
                 let answer = match client.send_request(subject, req).await {
-                    Ok(m) if service_error(&m).is_none() => Some(m.payload),
-                    _ => None,
+                    Ok(m) => match service_error(&m) {
+                        None => Some(m.payload),
+                        Some(e) => {
+                            // Shown with the test's output when it fails.
+                            eprintln!("load: {subject} sent at {sent:?}: service error {e:?}");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("load: {subject} sent at {sent:?}: {e}");
+                        None
+                    }
                 };
                 let failed = answer.is_none();
                 out.push((sent, answer));
@@ -378,6 +398,10 @@ pub async fn echo_http_server() -> String {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                // A server that answers late, for limits on the client's side.
+                if head.starts_with("GET /slow ") {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
                 let header = |name: &str| {
                     head.lines()
                         .find_map(|l| {

@@ -117,8 +117,9 @@ async fn web_platform_globals_work_in_the_sandbox() {
 
 /// Issue 20, second part: fetch through the node's HTTP host service against a real server on
 /// loopback (opened by the node's policy), with `Headers`, `Request`, `Response`,
-/// `AbortController`, `structuredClone` and streaming `TextDecoder` in the sandbox; a denied
-/// address rejects with a `TypeError` and the function goes on.
+/// `AbortController`, `FormData`, `structuredClone` and streaming `TextDecoder` in the sandbox; a
+/// denied address rejects with a `TypeError` and the function goes on; a timeout signal cuts a
+/// slow exchange short.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_reaches_a_local_server_and_a_denied_host_is_a_type_error() {
     let (w, base) = World::with_local_http().await;
@@ -139,6 +140,13 @@ async fn fetch_reaches_a_local_server_and_a_denied_host_is_a_type_error() {
   catch (e) { out.denied = e.name + ': ' + e.message; }
   const c = new AbortController(); c.abort();
   out.aborted = await fetch(base, { signal: c.signal }).then(() => 'fetched', (e) => e.name);
+  const t0 = performance.now();
+  out.cut = await fetch(base + '/slow', { signal: AbortSignal.timeout(300) }).then(() => 'fetched', (e) => e.name);
+  out.cutMs = performance.now() - t0;
+  const fd = new FormData(); fd.append('q', 'a b'); fd.append('f', new File(['file-bytes'], 'f.txt', { type: 'text/plain' }));
+  const multi = await (await fetch(base + '/multi', { method: 'POST', body: fd })).json();
+  const parsed = await new Response(multi.body, { headers: { 'content-type': multi.type } }).formData();
+  out.multi = [multi.type.startsWith('multipart/form-data; boundary='), parsed.get('q'), parsed.get('f').name, await parsed.get('f').text()];
   const clone = structuredClone({ m: new Map([['k', [1]]]) });
   out.clone = clone.m.get('k')[0];
   const d = new TextDecoder();
@@ -171,6 +179,13 @@ async fn fetch_reaches_a_local_server_and_a_denied_host_is_a_type_error() {
             "{denied}"
         );
         assert_eq!(v["aborted"], "AbortError");
+        // The server answers after 3 s; the signal's 300 ms went with the request to the node.
+        assert_eq!(v["cut"], "TimeoutError", "{v}");
+        assert!(v["cutMs"].as_f64().unwrap() < 2000.0, "{v}");
+        assert_eq!(
+            v["multi"],
+            serde_json::json!([true, "a b", "f.txt", "file-bytes"])
+        );
         assert_eq!(v["clone"], 1);
         assert_eq!(v["stream"], "✓");
         assert_eq!(v["made"]["made"], true);

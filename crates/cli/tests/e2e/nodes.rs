@@ -259,3 +259,154 @@ async fn the_node_serves_prometheus_metrics_per_function() {
     let (status, _) = nex_test_support::http_get(port, "/other").unwrap();
     assert!(status.contains(" 404 "), "{status}");
 }
+
+/// An OTLP/HTTP collector on loopback: every request body posted to it (OTLP JSON here), in
+/// order; answers each with an empty success.
+async fn otlp_collector() -> (u16, tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                // Requests, one after another on the connection (keep-alive).
+                loop {
+                    let mut len = 0;
+                    loop {
+                        let mut line = String::new();
+                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if s.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        let _ = tx.send(v);
+                    }
+                    let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+                    if s.get_mut().write_all(ok.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// Issue 21: `nex node up --otel` exports its spans over OTLP/HTTP to the endpoint of the
+/// standard variables: a `deploy` span with the workload's id, and a `call` span per call whose
+/// trace is the caller's when the trigger message carries a W3C `traceparent`, with failures
+/// marked as errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_of_deploys_and_calls_reach_an_otlp_collector() {
+    let (port, mut posts) = otlp_collector().await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let w = World::start_with_env(
+        nex_test_support::nats(),
+        &["--otel"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", "nex-e2e"),
+        ],
+    )
+    .await;
+    let (_dir, f) = temp_file(
+        "traced.js",
+        b"(subject, payload) => { if (payload.length === 0) throw new Error('empty'); return payload; }",
+    );
+    w.devrun(&f, &["traced"], &[]);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01").as_str(),
+    );
+    let m = w
+        .client
+        .request_with_headers("traced", headers, bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(&m.payload[..], b"x");
+    assert!(service_error(&w.request("traced", b"").await.unwrap()).is_some());
+
+    // Spans by name, with their attributes as a map, until the three are in.
+    let mut spans: Vec<(
+        String,
+        serde_json::Value,
+        serde_json::Map<String, serde_json::Value>,
+    )> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while spans.iter().filter(|s| s.0 == "call").count() < 2
+        || !spans.iter().any(|s| s.0 == "deploy")
+    {
+        let post = tokio::time::timeout_at(deadline, posts.recv())
+            .await
+            .expect("the spans reach the collector within 20 s")
+            .unwrap();
+        for rs in post["resourceSpans"].as_array().into_iter().flatten() {
+            let service = &rs["resource"]["attributes"];
+            assert!(service.to_string().contains("nex-e2e"), "{service}");
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    let attrs = span["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| (a["key"].as_str().unwrap().to_owned(), a["value"].clone()))
+                        .collect();
+                    spans.push((
+                        span["name"].as_str().unwrap().to_owned(),
+                        span.clone(),
+                        attrs,
+                    ));
+                }
+            }
+        }
+    }
+    let text = |attrs: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        attrs
+            .get(k)
+            .and_then(|v| v["stringValue"].as_str())
+            .map(str::to_owned)
+    };
+    let (_, _, deploy) = spans.iter().find(|s| s.0 == "deploy").unwrap();
+    assert_eq!(text(deploy, "nex.workload").as_deref(), Some("traced"));
+    assert_eq!(text(deploy, "nex.namespace").as_deref(), Some("default"));
+    assert!(
+        text(deploy, "nex.workload_id").is_some_and(|id| !id.is_empty()),
+        "{deploy:?}"
+    );
+    let calls: Vec<_> = spans.iter().filter(|s| s.0 == "call").collect();
+    let ok = calls
+        .iter()
+        .find(|c| text(&c.2, "nex.result").as_deref() == Some("succeeded"))
+        .expect("a succeeded call span");
+    assert_eq!(ok.1["traceId"].as_str(), Some(trace_id), "{}", ok.1);
+    assert_eq!(ok.1["parentSpanId"].as_str(), Some("00f067aa0ba902b7"));
+    assert_eq!(
+        text(&ok.2, "messaging.destination.name").as_deref(),
+        Some("traced")
+    );
+    let failed = calls
+        .iter()
+        .find(|c| text(&c.2, "nex.result").as_deref() == Some("failed"))
+        .expect("a failed call span");
+    assert_ne!(failed.1["traceId"].as_str(), Some(trace_id));
+    assert_eq!(failed.1["status"]["code"], 2, "{}", failed.1);
+}

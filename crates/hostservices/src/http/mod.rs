@@ -65,8 +65,11 @@ pub enum Error {
         to: String,
         reason: RedirectRefused,
     },
-    /// The exchange took longer than [`TIMEOUT`].
-    #[error("`{url}`: no complete answer within {:?}", TIMEOUT)]
+    /// The exchange took longer than [`TIMEOUT`] (or the function's shorter limit).
+    #[error(
+        "`{url}`: no complete answer in time (the node's limit is {:?})",
+        TIMEOUT
+    )]
     Timeout { url: String },
     /// The response body is larger than [`MAX_RESPONSE_BYTES`].
     #[error("`{url}`: response above {} bytes", MAX_RESPONSE_BYTES)]
@@ -307,13 +310,26 @@ fn header_map(url: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap
 
 /// Performs one request under `policy`: `method` (upper case), `url`, extra request `headers`
 /// (none of [`RESERVED_HEADERS`]), and `body` (sent with a `Content-Length` when it is not empty
-/// or the method is not GET, HEAD or DELETE).
+/// or the method is not GET, HEAD or DELETE), within [`TIMEOUT`].
 pub async fn request(
     method: &str,
     url: &str,
     headers: &BTreeMap<String, String>,
     body: &[u8],
     policy: &HttpPolicy,
+) -> Result<Response> {
+    request_within(method, url, headers, body, policy, TIMEOUT).await
+}
+
+/// [`request`] within `limit` instead of [`TIMEOUT`] when that is shorter (the function's own
+/// limit: a fetch's `AbortSignal.timeout`).
+pub async fn request_within(
+    method: &str,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    policy: &HttpPolicy,
+    limit: Duration,
 ) -> Result<Response> {
     let parsed = parse_url(url).map_err(|reason| Error::InvalidUrl {
         url: url.to_owned(),
@@ -378,7 +394,7 @@ pub async fn request(
             body,
         })
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    tokio::time::timeout(limit.min(TIMEOUT), exchange)
         .await
         .map_err(|_| Error::Timeout {
             url: url.to_owned(),

@@ -14,7 +14,7 @@ use nex_proto::agent_wire::AgentInit;
 use nex_proto::control::*;
 use nex_proto::events::{self, WorkloadDeployed};
 use nex_proto::{subjects, validate};
-use tracing::instrument;
+use tracing::{Instrument, instrument};
 
 use super::auth;
 use super::error::{ControlError, Result};
@@ -79,9 +79,26 @@ impl Authority {
     }
 }
 
-/// Validates, authorizes, fetches, admits and starts a workload.
-#[instrument(skip_all, fields(namespace = ns, workload_name = %req.workload_name))]
+/// Validates, authorizes, fetches, admits and starts a workload, in a `deploy` span
+/// ([`crate::spans`]) that ends with the workload's id or the error.
 pub(crate) async fn deploy(
+    node: &Arc<Node>,
+    ns: &str,
+    req: DeployRequest,
+    authority: Authority,
+) -> Result<RunResponse> {
+    let span = crate::spans::deploy(ns, &req.workload_name, &req.workload_type);
+    let result = deploy_in_span(node, ns, req, authority)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(r) => crate::spans::record_deploy(&span, Ok(&r.id)),
+        Err(e) => crate::spans::record_deploy(&span, Err(e)),
+    }
+    result
+}
+
+async fn deploy_in_span(
     node: &Arc<Node>,
     ns: &str,
     req: DeployRequest,
@@ -237,6 +254,7 @@ fn check_owner(node: &Node, ns: &str, name: &str, issuer: &str, local: bool) -> 
 }
 
 /// Stage 3: the artifact, checked against the signed hash.
+#[instrument(level = "debug", skip_all)]
 async fn fetch_artifact(
     node: &Node,
     ns: &str,
@@ -375,6 +393,7 @@ fn admit<'a>(node: &'a Node, r: Reservation, issuer: &str, local: bool) -> Resul
 
 /// Stage 5: an agent loads the workload, bounded by the node's `load_timeout` plus
 /// `compile_time_per_mib` for each MiB of artifact; no lock is held.
+#[instrument(level = "debug", skip_all, fields(bytes = bytes.len()))]
 async fn start(
     node: &Arc<Node>,
     meta: WorkloadMeta,

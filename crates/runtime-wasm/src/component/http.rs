@@ -43,7 +43,7 @@ impl WasiHttpHooks for NodeHttp {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
+        options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Sent {
         let host = self.host.clone();
@@ -54,7 +54,7 @@ impl WasiHttpHooks for NodeHttp {
             )))?;
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();
-            let call = to_call(&parts, body)?;
+            let call = to_call(&parts, body, options.as_ref())?;
             let reply = tokio::task::spawn_blocking(move || {
                 let result = (host.0)(&nex_hostapi::encode_call(&call), deadline);
                 nex_hostapi::decode_result(&result)
@@ -89,7 +89,11 @@ impl WasiHttpHooks for NodeHttp {
 /// The host call for `parts` and `body`. Repeated headers are joined with `, ` (RFC 9110); the
 /// framing headers a `wasi:http` client sets (`host`, `content-length`, ...) are left to the
 /// node's client, which frames the request itself.
-fn to_call(parts: &http::request::Parts, body: Bytes) -> Result<Call, Error> {
+fn to_call(
+    parts: &http::request::Parts,
+    body: Bytes,
+    options: Option<&RequestOptions>,
+) -> Result<Call, Error> {
     let method = hostapi_http::Method::parse(parts.method.as_str())
         .map_err(|_| Error::HttpRequestMethodInvalid)?;
     let mut headers = std::collections::BTreeMap::<String, String>::new();
@@ -115,8 +119,23 @@ fn to_call(parts: &http::request::Parts, body: Bytes) -> Result<Call, Error> {
             url: parts.uri.to_string(),
             headers,
             body: body.to_vec(),
+            timeout_ms: options.and_then(exchange_limit_ms),
         },
     )))
+}
+
+/// The guest's limit on the whole exchange (the node's client collects the body, so the three
+/// `wasi:http` timeouts add up to one): the sum of those it set, `None` when it set none.
+fn exchange_limit_ms(o: &RequestOptions) -> Option<u32> {
+    let set = [
+        o.connect_timeout,
+        o.first_byte_timeout,
+        o.between_bytes_timeout,
+    ];
+    let total = set.iter().flatten().sum::<std::time::Duration>();
+    set.iter()
+        .any(Option::is_some)
+        .then(|| total.as_millis().min(u32::MAX as u128) as u32)
 }
 
 /// The `wasi:http` error code a guest sees for a failed host call.
@@ -151,7 +170,7 @@ mod tests {
             .unwrap();
         let (parts, ()) = request.into_parts();
         let Call::Http(hostapi_http::Call::Request(r)) =
-            to_call(&parts, Bytes::from_static(b"body")).unwrap()
+            to_call(&parts, Bytes::from_static(b"body"), None).unwrap()
         else {
             panic!("not an HTTP call");
         };
@@ -166,6 +185,19 @@ mod tests {
             r.headers
         );
         assert_eq!(r.body, b"body");
+        assert_eq!(r.timeout_ms, None);
+        // The guest's own timeouts add up to the exchange's limit.
+        let options = RequestOptions {
+            connect_timeout: Some(std::time::Duration::from_millis(200)),
+            first_byte_timeout: Some(std::time::Duration::from_millis(300)),
+            between_bytes_timeout: None,
+        };
+        let Call::Http(hostapi_http::Call::Request(r)) =
+            to_call(&parts, Bytes::new(), Some(&options)).unwrap()
+        else {
+            panic!("not an HTTP call");
+        };
+        assert_eq!(r.timeout_ms, Some(500));
     }
 
     #[test]
@@ -177,7 +209,7 @@ mod tests {
             .unwrap()
             .into_parts();
         assert!(matches!(
-            to_call(&parts, Bytes::new()),
+            to_call(&parts, Bytes::new(), None),
             Err(Error::HttpRequestMethodInvalid)
         ));
     }
