@@ -161,7 +161,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         key: "rawkv",
-        name: "raw responder doing kv.get (async-nats)",
+        name: "raw responder doing kv.get (async-nats, a task per request)",
         subject: "bench.rawkv",
     },
     Target {
@@ -510,8 +510,13 @@ async fn cold_starts(w: &World, n: usize) -> anyhow::Result<serde_json::Value> {
         let median = coldstart::median_ms(&mut times);
         let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         println!(
-            "| {} | {median:.1} | {:.1} | {:.1} |",
+            "| {}{} | {median:.1} | {:.1} | {:.1} |",
             kind.kind,
+            if times.len() < n {
+                format!(" ({} of {n} runs)", times.len())
+            } else {
+                String::new()
+            },
             ms(&times[0]),
             ms(&times[times.len() - 1])
         );

@@ -1,5 +1,6 @@
 //! The services nex competes with, each in its own process: the floor (a raw async-nats echo
-//! responder in Rust, which also answers `bench.rawkv` with a direct `kv.get`), and what users
+//! responder in Rust, which also answers `bench.rawkv` with a direct `kv.get`, each request in a
+//! task of its own so that gets overlap as a function's do), and what users
 //! write instead — a Node.js responder on the npm `nats` package and a Python one on `nats-py`,
 //! skipped with a note where the runtime or package is missing.
 
@@ -21,18 +22,23 @@ pub async fn raw(url: &str) -> anyhow::Result<()> {
     let kv_client = client.clone();
     tokio::spawn(async move {
         let js = async_nats::jetstream::new(kv_client.clone());
-        let mut store = None;
+        let mut store: Option<std::sync::Arc<async_nats::jetstream::kv::Store>> = None;
         while let Some(msg) = kv_sub.next().await {
             if store.is_none() {
-                store = js.get_key_value(kv_bucket()).await.ok();
+                store = js.get_key_value(kv_bucket()).await.ok().map(Into::into);
             }
-            let value = match &store {
-                Some(s) => s.get("k").await.ok().flatten().unwrap_or_default(),
-                None => Bytes::new(),
-            };
-            if let Some(reply) = msg.reply {
-                let _ = kv_client.publish(reply, value).await;
-            }
+            // Concurrent, as a hand-written async service (and nex's host service) would be: a
+            // get in flight does not hold up the next request.
+            let (store, client) = (store.clone(), kv_client.clone());
+            tokio::spawn(async move {
+                let value = match &store {
+                    Some(s) => s.get("k").await.ok().flatten().unwrap_or_default(),
+                    None => Bytes::new(),
+                };
+                if let Some(reply) = msg.reply {
+                    let _ = client.publish(reply, value).await;
+                }
+            });
         }
     });
     while let Some(msg) = sub.next().await {

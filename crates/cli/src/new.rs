@@ -19,6 +19,9 @@ pub enum Template {
     Ts,
     /// Rust, a WASI command (`wasm32-wasip1`): argv[1] = subject, stdin = payload, stdout = reply.
     Rust,
+    /// Rust, a handler module (`wasm32-wasip1`, `nex_guest::handler!`): one instance answers
+    /// call after call; host services through `nex_guest` (copied in, with the host API).
+    RustHandler,
     /// Rust, a handler component (`wasm32-wasip2`) counting in its bucket through `wasi:keyvalue`.
     Component,
     /// Python, a handler component built by `nex devrun app.py` (componentize-py).
@@ -64,6 +67,56 @@ const RUST: &[File] = template! {
     "test.sh" => "rust/test.sh",
     "README.md" => "rust/README.md",
 };
+
+const RUST_HANDLER: &[File] = template! {
+    "Cargo.toml" => "rust-handler/Cargo.toml",
+    "src/lib.rs" => "rust-handler/src/lib.rs",
+    "test.sh" => "rust-handler/test.sh",
+    "README.md" => "rust-handler/README.md",
+    "nex/guest/Cargo.toml" => "rust-handler/nex/guest.Cargo.toml",
+    "nex/hostapi/Cargo.toml" => "rust-handler/nex/hostapi.Cargo.toml",
+};
+
+/// nex's guest library and the typed host API it shares with the node, as they are in this
+/// build (not on crates.io yet): copied as they are, never filled in.
+const GUEST_LIBRARY: &[File] = &[
+    (
+        "nex/guest/src/lib.rs",
+        include_str!("../../../guests/nex-guest/src/lib.rs"),
+    ),
+    (
+        "nex/hostapi/src/lib.rs",
+        include_str!("../../hostapi/src/lib.rs"),
+    ),
+    (
+        "nex/hostapi/src/bytes.rs",
+        include_str!("../../hostapi/src/bytes.rs"),
+    ),
+    (
+        "nex/hostapi/src/error.rs",
+        include_str!("../../hostapi/src/error.rs"),
+    ),
+    (
+        "nex/hostapi/src/http.rs",
+        include_str!("../../hostapi/src/http.rs"),
+    ),
+    (
+        "nex/hostapi/src/kv.rs",
+        include_str!("../../hostapi/src/kv.rs"),
+    ),
+    (
+        "nex/hostapi/src/messaging.rs",
+        include_str!("../../hostapi/src/messaging.rs"),
+    ),
+    (
+        "nex/hostapi/src/object_store.rs",
+        include_str!("../../hostapi/src/object_store.rs"),
+    ),
+    (
+        "nex/hostapi/src/rate.rs",
+        include_str!("../../hostapi/src/rate.rs"),
+    ),
+];
 
 const COMPONENT: &[File] = template! {
     "Cargo.toml" => "component/Cargo.toml",
@@ -169,6 +222,7 @@ impl Template {
             Template::Js => JS.to_vec(),
             Template::Ts => TS.to_vec(),
             Template::Rust => RUST.to_vec(),
+            Template::RustHandler => RUST_HANDLER.to_vec(),
             Template::Component => COMPONENT.iter().chain(WIT).copied().collect(),
             Template::Python => PYTHON.to_vec(),
         }
@@ -183,6 +237,10 @@ impl Template {
             Template::Rust => format!(
                 "cargo build --release --target wasm32-wasip1 && \
                  nex devrun target/wasm32-wasip1/release/{name}.wasm --trigger_subject {name}"
+            ),
+            Template::RustHandler => format!(
+                "cargo build --release --target wasm32-wasip1 && \
+                 nex devrun target/wasm32-wasip1/release/{crate_name}.wasm --trigger_subject {name}"
             ),
             Template::Component => format!(
                 "cargo build --release --target wasm32-wasip2 && \
@@ -207,8 +265,10 @@ fn fill(text: &str, name: &str, source: &str) -> String {
 /// the paths written.
 pub fn make(template: Template, name: &str, dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     nex_proto::validate::name("function name", name).map_err(CliError::Usage)?;
-    if matches!(template, Template::Rust | Template::Component)
-        && name.starts_with(|c: char| c.is_ascii_digit())
+    if matches!(
+        template,
+        Template::Rust | Template::RustHandler | Template::Component
+    ) && name.starts_with(|c: char| c.is_ascii_digit())
     {
         return Err(CliError::Usage(format!(
             "function name `{name}` starts with a digit, which a Rust crate name cannot"
@@ -243,6 +303,18 @@ pub fn make(template: Template, name: &str, dir: &Path) -> Result<Vec<PathBuf>, 
         }
         written.push(path);
     }
+    if template == Template::RustHandler {
+        for (path, text) in GUEST_LIBRARY {
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            // The host API's own tests stay in the nex repository.
+            let text = text.replace("#[cfg(test)]\nmod tests;\n", "");
+            std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+            written.push(path);
+        }
+    }
     Ok(written)
 }
 
@@ -260,7 +332,7 @@ pub fn run(cli: &Cli, args: &NewArgs) -> anyhow::Result<()> {
     }
     println!("Made {} in {}:", args.name, dir.display());
     for path in &written {
-        if !path.starts_with(dir.join("wit")) {
+        if !path.starts_with(dir.join("wit")) && !path.starts_with(dir.join("nex")) {
             println!("  {}", path.display());
         }
     }
@@ -281,6 +353,7 @@ mod tests {
             Template::Js,
             Template::Ts,
             Template::Rust,
+            Template::RustHandler,
             Template::Component,
             Template::Python,
         ] {

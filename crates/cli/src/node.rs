@@ -88,7 +88,7 @@ fn load_config(args: &UpArgs) -> anyhow::Result<NodeConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let mut c = NodeConfig::from_json(&text).map_err(anyhow::Error::msg)?;
+            let mut c = NodeConfig::from_json(&text)?;
             // Autostart file locations are relative to the config file.
             let base = path.parent().map(PathBuf::from).unwrap_or_default();
             for w in &mut c.autostart.workloads {

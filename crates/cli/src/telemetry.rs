@@ -1,9 +1,11 @@
 //! Logging, and with `nex node up --otel` the node's spans exported over OTLP.
 //!
 //! Log lines go to stderr through `tracing_subscriber::fmt`, filtered by `RUST_LOG` or
-//! `--loglevel`. The node's spans (`deploy` with `fetch_artifact` and `start` inside it, and
-//! `call` for each call: see docs/architecture.md) are at level DEBUG, so the log filter leaves
-//! them out and a call pays one disabled-callsite check for them. With `--otel`, a second layer
+//! `--loglevel`. The node's spans are `deploy` (INFO, so log lines during a deploy carry its
+//! fields) with `fetch_artifact` and `start` inside it (DEBUG), and `call` for each call (DEBUG,
+//! so the log filter leaves it out and a call pays one disabled-callsite check for it); see
+//! docs/architecture.md. `RUST_LOG=nex_node=debug` makes every call's span real (allocated,
+//! formatted into log lines) even without an exporter. With `--otel`, a second layer
 //! with its own filter takes every span of `nex_node` and the OpenTelemetry SDK's batch
 //! processor exports them on a thread of its own, over OTLP/HTTP (`opentelemetry-otlp`, the
 //! reqwest blocking client). The endpoint and protocol are the standard `OTEL_EXPORTER_OTLP_*`

@@ -79,8 +79,41 @@ impl Method {
 /// A call on the HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Call {
-    /// `http.request`. Reply: [`Reply::Http`](crate::Reply::Http).
+    /// `http.request` within the node's limit. Reply: [`Reply::Http`](crate::Reply::Http).
     Request(Request),
+    /// `http.request` within the function's own limit on the whole exchange, in milliseconds,
+    /// when it is shorter than the node's (a fetch's `AbortSignal.timeout`, `wasi:http` request
+    /// options); past it the call fails as a timeout. A variant of its own, after the first, so
+    /// that modules built before it encode and decode as they did. Reply: as `Request`.
+    RequestWithin { request: Request, timeout_ms: u32 },
+}
+
+impl Call {
+    /// The call for `request`, within `timeout_ms` when there is one.
+    pub fn new(request: Request, timeout_ms: Option<u32>) -> Call {
+        match timeout_ms {
+            None => Call::Request(request),
+            Some(timeout_ms) => Call::RequestWithin {
+                request,
+                timeout_ms,
+            },
+        }
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        match self {
+            Call::Request(r) | Call::RequestWithin { request: r, .. } => r,
+        }
+    }
+
+    /// The function's own limit, if it set one.
+    pub fn timeout_ms(&self) -> Option<u32> {
+        match self {
+            Call::Request(_) => None,
+            Call::RequestWithin { timeout_ms, .. } => Some(*timeout_ms),
+        }
+    }
 }
 
 /// One HTTP request.
@@ -91,10 +124,6 @@ pub struct Request {
     pub headers: BTreeMap<String, String>,
     #[serde(with = "crate::bytes")]
     pub body: Vec<u8>,
-    /// The function's own limit on the whole exchange, in milliseconds, when it is shorter than
-    /// the node's (a fetch with `AbortSignal.timeout`, `wasi:http` request options); `None` is
-    /// the node's limit. Past it the call fails as a timeout.
-    pub timeout_ms: Option<u32>,
 }
 
 /// An HTTP response.
@@ -109,7 +138,7 @@ pub struct Response {
 
 impl Call {
     pub(crate) fn validate(&self, op: &str) -> Result<(), GuestError> {
-        let Call::Request(r) = self;
+        let r = self.request();
         let bad = |why: String| GuestError::invalid_argument(format!("{op}: {why}"));
         if r.url.len() > MAX_URL_BYTES {
             return Err(bad(format!(

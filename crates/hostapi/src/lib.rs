@@ -152,7 +152,9 @@ impl Call {
                 messaging::Call::Request { .. } => Op::Request,
                 messaging::Call::RequestMany { .. } => Op::RequestMany,
             },
-            Call::Http(http::Call::Request(_)) => Op::HttpRequest,
+            Call::Http(http::Call::Request(_) | http::Call::RequestWithin { .. }) => {
+                Op::HttpRequest
+            }
         }
     }
 

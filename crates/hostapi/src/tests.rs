@@ -44,8 +44,16 @@ fn every_call() -> Vec<Call> {
             url: "http://127.0.0.1:1/x?y=1".into(),
             headers: BTreeMap::from([("x-a".into(), "1".into()), ("x-b".into(), "2".into())]),
             body: b"body".to_vec(),
-            timeout_ms: Some(250),
         })),
+        Call::Http(http::Call::RequestWithin {
+            request: http::Request {
+                method: http::Method::Get,
+                url: "http://127.0.0.1:1/slow".into(),
+                headers: BTreeMap::new(),
+                body: vec![],
+            },
+            timeout_ms: 250,
+        }),
     ]
 }
 
@@ -322,7 +330,6 @@ fn http_methods_urls_and_headers_are_checked() {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body: vec![0; body],
-            timeout_ms: None,
         }))
     };
     assert_eq!(kind(req("http://h/", &[("x-a", "b\tc")], 0)), None);
@@ -385,7 +392,6 @@ fn truncated_trailing_and_non_canonical_encodings_are_refused() {
         url: String::new(),
         headers: BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
         body: vec![],
-        timeout_ms: None,
     })));
     let a = bytes.iter().position(|&b| b == b'a').unwrap();
     bytes[a] = b'c';

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use nex_hostapi::GuestError;
-use nex_hostapi::http::{Request, Response};
+use nex_hostapi::http::{Call, Response};
 
 use crate::HttpPolicy;
 
@@ -14,11 +14,8 @@ use crate::HttpPolicy;
 /// one workload overlap. It awaits the network (up to [`crate::http::TIMEOUT`]) and never blocks
 /// the thread. The request is already validated ([`nex_hostapi::Call::validate`]).
 pub trait Http {
-    /// Performs one request.
-    fn request(
-        &self,
-        request: Request,
-    ) -> impl Future<Output = Result<Response, GuestError>> + Send;
+    /// Performs one request, within the function's own limit when the call has one.
+    fn request(&self, call: Call) -> impl Future<Output = Result<Response, GuestError>> + Send;
 }
 
 /// [`Http`] through the node's own client, within `policy`.
@@ -27,10 +24,11 @@ pub struct HttpClient {
 }
 
 impl Http for HttpClient {
-    async fn request(&self, r: Request) -> Result<Response, GuestError> {
-        let limit = r.timeout_ms.map_or(crate::http::TIMEOUT, |ms| {
+    async fn request(&self, call: Call) -> Result<Response, GuestError> {
+        let limit = call.timeout_ms().map_or(crate::http::TIMEOUT, |ms| {
             std::time::Duration::from_millis(ms.into())
         });
+        let r = call.request();
         let resp = crate::http::request_within(
             r.method.as_str(),
             &r.url,

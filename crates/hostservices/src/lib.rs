@@ -92,9 +92,7 @@ impl HostServices {
             Call::Kv(c) => self.kv_call(c).await,
             Call::ObjectStore(c) => self.object_call(c).await,
             Call::Messaging(c) => self.messaging_call(c).await,
-            Call::Http(nex_hostapi::http::Call::Request(r)) => {
-                self.http.request(r).await.map(Reply::Http)
-            }
+            Call::Http(c) => self.http.request(c).await.map(Reply::Http),
         }
     }
 

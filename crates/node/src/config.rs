@@ -380,32 +380,59 @@ impl Default for NodeConfig {
     }
 }
 
+/// Why a node configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not the config's JSON: a syntax error, a wrong type, or an unknown field (named).
+    #[error("invalid node configuration: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `host_services.services.http.config` has an unknown key or a wrong type.
+    #[error("host_services.services.http.config: {0}")]
+    HttpConfig(#[source] serde_json::Error),
+    /// An allow or deny entry of the HTTP policy is malformed.
+    #[error("host_services.services.http.config: {0}")]
+    HttpPolicy(#[from] nex_hostservices::http::RuleError),
+    /// `default_limits` are out of range.
+    #[error("default_limits: {0}")]
+    Limits(String),
+    /// The namespaces' subject spaces or buckets are malformed or overlap.
+    #[error(transparent)]
+    Namespaces(#[from] crate::tenancy::TenancyError),
+    /// `metrics.listen` cannot be bound.
+    #[error("metrics.listen {listen}: {source}")]
+    MetricsListen {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node's own executable (what agents run) cannot be found.
+    #[error("cannot find the node's own executable for agents: {0}")]
+    AgentExe(#[source] std::io::Error),
+}
+
 impl NodeConfig {
     /// Parses a JSON config; unknown fields are an error that names the field.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let config: Self =
-            serde_json::from_str(text).map_err(|e| format!("invalid node configuration: {e}"))?;
-        config
-            .http_policy()
-            .map_err(|e| format!("invalid node configuration: {e}"))?;
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = serde_json::from_str(text)?;
+        config.http_policy()?;
         Ok(config)
     }
 
     /// The HTTP host policy from `host_services.services.http.config` (see [`HttpConfig`]);
     /// an unknown key, a wrong type or a malformed entry is an error, never an open door.
-    pub fn http_policy(&self) -> Result<nex_hostservices::HttpPolicy, String> {
-        let err = |e: &dyn std::fmt::Display| format!("host_services.services.http.config: {e}");
+    pub fn http_policy(&self) -> Result<nex_hostservices::HttpPolicy, ConfigError> {
         let config: HttpConfig = match self
             .host_services
             .as_ref()
             .and_then(|h| h.pointer("/services/http/config"))
         {
             None | Some(serde_json::Value::Null) => HttpConfig::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| err(&e))?,
+            Some(v) => serde_json::from_value(v.clone()).map_err(ConfigError::HttpConfig)?,
         };
-        nex_hostservices::HttpPolicy::new(&config.allow_hosts, &config.deny_hosts)
-            .map(|p| p.with_private_addresses(config.allow_private_addresses))
-            .map_err(|e| err(&e))
+        Ok(
+            nex_hostservices::HttpPolicy::new(&config.allow_hosts, &config.deny_hosts)
+                .map(|p| p.with_private_addresses(config.allow_private_addresses))?,
+        )
     }
 
     /// The quotas of namespace `ns`: (most workloads, most declared memory in MiB).
@@ -421,8 +448,10 @@ impl NodeConfig {
     }
 
     /// The limits a workload gets when its deploy sets none.
-    pub fn workload_defaults(&self) -> Result<ResolvedLimits, String> {
-        ResolvedLimits::DEFAULT.apply(self.default_limits.as_ref())
+    pub fn workload_defaults(&self) -> Result<ResolvedLimits, ConfigError> {
+        ResolvedLimits::DEFAULT
+            .apply(self.default_limits.as_ref())
+            .map_err(ConfigError::Limits)
     }
 }
 
@@ -433,7 +462,8 @@ mod tests {
     #[test]
     fn unknown_fields_are_named() {
         let err = NodeConfig::from_json(r#"{"tags": {}, "colour": "blue"}"#).unwrap_err();
-        assert!(err.contains("colour"), "{err}");
+        assert!(matches!(err, ConfigError::Json(_)), "{err:?}");
+        assert!(err.to_string().contains("colour"), "{err}");
         let ok = NodeConfig::from_json(
             r#"{"tags": {"a": "b"}, "node_limits": {"max_workloads": 3}, "heartbeat_interval": 1}"#,
         )
@@ -461,7 +491,11 @@ mod tests {
         assert_eq!(with(r#""auto""#).unwrap().bucket_replicas, Replicas::Auto);
         for bad in ["0", "10000", r#""many""#] {
             let err = with(bad).unwrap_err();
-            assert!(err.contains("bucket replicas must be 1 to 5"), "{err}");
+            assert!(matches!(err, ConfigError::Json(_)), "{err:?}");
+            assert!(
+                err.to_string().contains("bucket replicas must be 1 to 5"),
+                "{err}"
+            );
         }
     }
 
@@ -474,7 +508,7 @@ mod tests {
             with(r#""failures""#).unwrap().call_events,
             CallEvents::Failures
         );
-        let err = with(r#""some""#).unwrap_err();
+        let err = with(r#""some""#).unwrap_err().to_string();
         assert!(err.contains("all") && err.contains("off"), "{err}");
         assert!(CallEvents::Failures.on_failure() && !CallEvents::Failures.on_success());
         assert!(!CallEvents::Off.on_failure());
@@ -517,8 +551,8 @@ mod tests {
         ] {
             let err = with(bad).unwrap_err();
             assert!(
-                err.contains("host_services.services.http.config"),
-                "{bad}: {err}"
+                matches!(err, ConfigError::HttpConfig(_) | ConfigError::HttpPolicy(_)),
+                "{bad}: {err:?}"
             );
         }
     }

@@ -56,7 +56,10 @@ use crate::workload::Workload;
 pub enum Error {
     /// The configuration cannot be used.
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] config::ConfigError),
+    /// A key file of the node cannot be used.
+    #[error("key file {0}")]
+    KeyFile(#[from] identity::KeyFileError),
     /// Subscribing to the control subjects failed.
     #[error("could not subscribe to {subject}: {source}")]
     Subscribe {
@@ -208,16 +211,15 @@ pub async fn run(
     let node_id = identity.node_id();
     let agent_exe = match &config.agent_exe {
         Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| Error::Config(format!("cannot find own executable for agents: {e}")))?,
+        None => std::env::current_exe().map_err(config::ConfigError::AgentExe)?,
     };
     let cache_dir = config
         .cache_dir
         .clone()
         .or_else(|| Some(std::env::temp_dir().join("nex-cache")));
-    config.workload_defaults().map_err(Error::Config)?;
-    let http_policy = config.http_policy().map_err(Error::Config)?;
-    tenancy::check_policies(&config.namespaces).map_err(|e| Error::Config(e.to_string()))?;
+    config.workload_defaults()?;
+    let http_policy = config.http_policy()?;
+    tenancy::check_policies(&config.namespaces).map_err(config::ConfigError::from)?;
     let emitter = Arc::new(Emitter::new(client.clone(), node_id.clone()));
     let agents = agent::WarmAgents::new(
         agent::Launch {
@@ -263,9 +265,12 @@ pub async fn run(
     });
     node.agents.refill();
     if let Some(listen) = &node.config.metrics.listen {
-        let addr = metrics::serve(&node, listen)
-            .await
-            .map_err(|e| Error::Config(format!("metrics.listen {listen}: {e}")))?;
+        let addr = metrics::serve(&node, listen).await.map_err(|source| {
+            config::ConfigError::MetricsListen {
+                listen: listen.clone(),
+                source,
+            }
+        })?;
         tracing::info!("metrics on http://{addr}/metrics");
     }
 

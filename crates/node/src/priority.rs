@@ -1,5 +1,5 @@
 //! Agents that are loading yield the CPU: every thread of an agent runs at nice 19 from its
-//! start until its workload reports ready, then at nice 0 like the node.
+//! start until its workload reports ready, then at the node's own nice value (read once).
 //!
 //! A load runs tenant code the node cannot interrupt cheaply: a JavaScript top level (one that
 //! never ends runs until the node's `load_timeout`), or the compile of a large component on
@@ -20,8 +20,6 @@ use rustix::process::Pid;
 
 /// The nice value of a loading agent's threads (the lowest priority there is).
 pub const LOADING_NICE: i32 = 19;
-/// The nice value of a ready agent's threads.
-pub const READY_NICE: i32 = 0;
 /// `CAP_SYS_NICE`: lowering a nice value.
 const CAP_SYS_NICE: u32 = 23;
 
@@ -96,10 +94,17 @@ pub fn loading(pid: u32) -> Result<(), PriorityError> {
     set(pid, LOADING_NICE)
 }
 
-/// Agent `pid`'s workload is ready: nice [`READY_NICE`].
+/// The nice value of a ready agent's threads: the node's own, as agents had before
+/// (they inherit it), read once.
+pub fn ready_nice() -> i32 {
+    static NICE: OnceLock<i32> = OnceLock::new();
+    *NICE.get_or_init(|| rustix::process::getpriority_process(None).unwrap_or(0))
+}
+
+/// Agent `pid`'s workload is ready: the node's nice value ([`ready_nice`]).
 pub fn ready(pid: u32) -> Result<(), PriorityError> {
     available()?;
-    set(pid, READY_NICE)
+    set(pid, ready_nice())
 }
 
 /// The state the `sandbox` map reports: `nice 19 while loading`, or why not.
@@ -141,14 +146,14 @@ mod tests {
         let pid = child.id();
         match loading(pid) {
             Err(PriorityError::NoCapability) => {
-                assert_eq!(nice_of(pid as i32), 0);
+                assert_eq!(nice_of(pid as i32), ready_nice());
                 assert!(matches!(ready(pid), Err(PriorityError::NoCapability)));
             }
             Err(e) => panic!("{e}"),
             Ok(()) => {
                 assert_eq!(nice_of(pid as i32), LOADING_NICE);
                 ready(pid).unwrap();
-                assert_eq!(nice_of(pid as i32), READY_NICE);
+                assert_eq!(nice_of(pid as i32), ready_nice());
             }
         }
         child.kill().unwrap();

@@ -3,10 +3,11 @@
 //!
 //! `call` is at level DEBUG under `nex_node`, so the log output (INFO by default) leaves it out
 //! and, with no exporter, creating one is a disabled-callsite check: nothing is allocated on
-//! the call path. `deploy` is at INFO, so the node's log lines during a deploy carry its fields. A call's span is made when the node takes the message and ends when the
-//! caller is answered (it travels in the call's record), so it covers the queue, the agent and
-//! the answer. A `traceparent` header (W3C Trace Context) on the trigger message makes the
-//! call's span a child of the caller's.
+//! the call path. `deploy` is at INFO, so the node's log lines during a deploy carry its
+//! fields. A call's span is made when the call has a concurrency slot (a call waiting for one
+//! is not in it) and ends when the caller is answered (it travels in the call's record), so it
+//! covers the agent's queue, the call and the answer. A `traceparent` header (W3C Trace
+//! Context) on the trigger message makes the call's span a child of the caller's.
 
 use async_nats::HeaderMap;
 use tracing::Span;

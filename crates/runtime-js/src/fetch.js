@@ -301,7 +301,7 @@
       if (form !== undefined) throw new TypeError('FormData constructor: Argument 1 could not be converted to: undefined.');
     }
     #need(where, argc, n) {
-      if (argc < n) throw new TypeError(`FormData.${where}: ${n} arguments required, but only ${argc} present.`);
+      if (argc < n) throw new TypeError(`FormData.${where}: ${n} argument${n > 1 ? 's' : ''} required, but only ${argc} present.`);
     }
     append(name, value, filename) {
       this.#need('append', arguments.length, 2);
@@ -315,10 +315,21 @@
       this.#entries = this.#entries.filter(([k], j) => k !== n || j === i);
       this.#entries[i] = entry;
     }
-    get(name) { const e = this.#entries.find(([k]) => k === String(name)); return e === undefined ? null : e[1]; }
-    getAll(name) { return this.#entries.filter(([k]) => k === String(name)).map(([, v]) => v); }
-    has(name) { return this.#entries.some(([k]) => k === String(name)); }
-    delete(name) { const n = String(name); this.#entries = this.#entries.filter(([k]) => k !== n); }
+    get(name) {
+      this.#need('get', arguments.length, 1);
+      const e = this.#entries.find(([k]) => k === String(name));
+      return e === undefined ? null : e[1];
+    }
+    getAll(name) {
+      this.#need('getAll', arguments.length, 1);
+      return this.#entries.filter(([k]) => k === String(name)).map(([, v]) => v);
+    }
+    has(name) { this.#need('has', arguments.length, 1); return this.#entries.some(([k]) => k === String(name)); }
+    delete(name) {
+      this.#need('delete', arguments.length, 1);
+      const n = String(name);
+      this.#entries = this.#entries.filter(([k]) => k !== n);
+    }
     forEach(callback, thisArg) { for (const [k, v] of this) callback.call(thisArg, v, k, this); }
     *entries() { for (const e of this.#entries.slice()) yield [e[0], e[1]]; }
     *keys() { for (const [k] of this.entries()) yield k; }
@@ -332,7 +343,8 @@
   const escapeName = (t) => t.replace(/\n/g, '%0A').replace(/\r/g, '%0D').replace(/"/g, '%22');
   function encodeFormData(fd) {
     const rnd = g.crypto.getRandomValues(new Uint32Array(2));
-    const boundary = `----formdata-nex-${rnd[0].toString(16)}${rnd[1].toString(16)}`;
+    const hex = (n) => n.toString(16).padStart(8, '0');
+    const boundary = `----formdata-nex-${hex(rnd[0])}${hex(rnd[1])}`;
     const enc = new TextEncoder();
     const parts = [];
     for (const [name, value] of fd) {
@@ -360,10 +372,17 @@
     if (mime !== 'multipart/form-data' || m === null) {
       throw new TypeError(`Could not parse content as FormData (content type ${JSON.stringify(type)})`);
     }
-    // Latin-1 keeps one character per byte, so offsets in the text are offsets in the bytes.
-    const text = Array.from(bytes, (b) => String.fromCharCode(b)).join('');
-    const delimiter = `--${m[1] || m[2].trim()}`;
     const bad = (why) => new TypeError(`Could not parse content as FormData: ${why}`);
+    const boundary = m[1] || m[2].trim();
+    // RFC 2046: 1 to 70 characters (a longer one would make each search cost more).
+    if (boundary.length > 70) throw bad('the boundary is longer than 70 characters');
+    // Latin-1 keeps one character per byte, so offsets in the text are offsets in the bytes;
+    // made in chunks, not a character at a time.
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 8192) {
+      text += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+    }
+    const delimiter = `--${boundary}`;
     let at = text.indexOf(delimiter);
     if (at < 0) throw bad('no boundary');
     const unescape = (t) => t.replace(/%0A/gi, '\n').replace(/%0D/gi, '\r').replace(/%22/g, '"');
@@ -372,10 +391,12 @@
       at += delimiter.length;
       if (text.startsWith('--', at)) return fd;
       if (!text.startsWith('\r\n', at)) throw bad('a boundary is not followed by CRLF');
-      const headEnd = text.indexOf('\r\n\r\n', at + 2);
-      if (headEnd < 0) throw bad('a part has no end of headers');
-      const next = text.indexOf(`\r\n${delimiter}`, headEnd + 4);
+      const next = text.indexOf(`\r\n${delimiter}`, at);
       if (next < 0) throw bad('a part has no closing boundary');
+      // The part's headers end before its closing boundary (else the next part's would be
+      // taken for its own).
+      const headEnd = text.indexOf('\r\n\r\n', at + 2);
+      if (headEnd < 0 || headEnd + 2 > next) throw bad('a part has no end of headers');
       let name = null, filename = null, ctype = '';
       for (const line of text.slice(at + 2, headEnd).split('\r\n')) {
         const colon = line.indexOf(':');
@@ -587,6 +608,8 @@
     return new Promise((resolve, reject) => {
       const request = new Request(input, init);
       const signal = requestState.get(request).signal;
+      // A timeout signal already past its time (its timer has not run yet) aborts now.
+      if (signal !== null) expire(signal);
       if (signal !== null && signal.aborted) throw signal.reason;
       const protocol = new URL(request.url).protocol;
       if (protocol !== 'http:' && protocol !== 'https:') {

@@ -133,13 +133,15 @@ fn build(a: &Args<'_, '_>) -> Result<Call, GuestError> {
                 GuestError::invalid_argument("kv.increment: delta is not a non-negative number")
             })?,
         }),
-        Op::HttpRequest => Call::Http(http::Call::Request(http::Request {
-            method: http::Method::parse(&a.text(0, "method")?)?,
-            url: a.text(1, "url")?,
-            headers: a.headers(2)?,
-            body: a.bytes(3)?,
-            timeout_ms: a.number(4).map(|m| m.min(u32::MAX as u64) as u32),
-        })),
+        Op::HttpRequest => Call::Http(http::Call::new(
+            http::Request {
+                method: http::Method::parse(&a.text(0, "method")?)?,
+                url: a.text(1, "url")?,
+                headers: a.headers(2)?,
+                body: a.bytes(3)?,
+            },
+            a.number(4).map(|m| m.min(u32::MAX as u64) as u32),
+        )),
     })
 }
 

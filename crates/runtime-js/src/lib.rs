@@ -593,7 +593,6 @@ mod tests {
                 url: "http://127.0.0.1:1/x".into(),
                 headers: [("x-n".to_string(), "5".to_string())].into(),
                 body: b"body".to_vec(),
-                timeout_ms: None,
             }))
         );
     }

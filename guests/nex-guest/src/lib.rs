@@ -231,7 +231,6 @@ pub mod http {
             url: url.into(),
             headers: Default::default(),
             body: body.to_vec(),
-            timeout_ms: None,
         })
     }
 

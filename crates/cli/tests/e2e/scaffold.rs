@@ -55,6 +55,11 @@ async fn every_template_builds_deploys_and_passes_its_own_test() {
         ("ts", "hello-ts", "ok: Hello, nex!"),
         ("rust", "hello-rs", "ok: Hello, nex!"),
         (
+            "rust-handler",
+            "hello-handler",
+            "ok: Hello, nex! (greeting 2, call 2 of this instance)",
+        ),
+        (
             "component",
             "hello-component",
             "ok: Hello, nex! (greeting 1)",

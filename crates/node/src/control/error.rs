@@ -48,6 +48,13 @@ pub(crate) enum ControlError {
     /// The artifact cannot be had or does not match.
     #[error("{0}")]
     Artifact(String),
+    /// The sealed environment cannot be opened.
+    #[error(transparent)]
+    Environment(#[from] crate::identity::EnvironmentError),
+    /// The node's own configuration does not allow the request (its default limits; the node
+    /// checks them at start, so this is never seen in practice).
+    #[error(transparent)]
+    NodeConfig(#[from] crate::config::ConfigError),
     /// The agent did not load the workload.
     #[error("workload {name} did not start: {source}")]
     Spawn { name: String, source: SpawnError },
@@ -70,6 +77,7 @@ impl ControlError {
             ControlError::Conflict(_) => ErrorCode::Conflict,
             ControlError::Quota(_) => ErrorCode::QuotaExceeded,
             ControlError::Artifact(_) => ErrorCode::Artifact,
+            ControlError::Environment(_) | ControlError::NodeConfig(_) => ErrorCode::BadRequest,
             ControlError::Spawn { .. } => ErrorCode::LoadFailed,
         }
     }

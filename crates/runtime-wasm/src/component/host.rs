@@ -139,7 +139,6 @@ impl host::Host for ComponentState {
             url: request.url,
             headers: request.headers.into_iter().collect(),
             body: request.body,
-            timeout_ms: None,
         });
         match self.call(Call::Http(call))? {
             Reply::Http(r) => Ok(HttpResponse {

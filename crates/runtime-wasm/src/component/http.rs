@@ -113,25 +113,23 @@ fn to_call(
             })
             .or_insert_with(|| value.to_owned());
     }
-    Ok(Call::Http(hostapi_http::Call::Request(
+    Ok(Call::Http(hostapi_http::Call::new(
         hostapi_http::Request {
             method,
             url: parts.uri.to_string(),
             headers,
             body: body.to_vec(),
-            timeout_ms: options.and_then(exchange_limit_ms),
         },
+        options.and_then(exchange_limit_ms),
     )))
 }
 
-/// The guest's limit on the whole exchange (the node's client collects the body, so the three
-/// `wasi:http` timeouts add up to one): the sum of those it set, `None` when it set none.
+/// The guest's limit on the whole exchange: the node's client sends the request and takes the
+/// response whole, so the connect and first-byte timeouts it set add up to one limit (the
+/// between-bytes timeout has nothing to bound: the body arrives in one piece); `None` when it
+/// set neither.
 fn exchange_limit_ms(o: &RequestOptions) -> Option<u32> {
-    let set = [
-        o.connect_timeout,
-        o.first_byte_timeout,
-        o.between_bytes_timeout,
-    ];
+    let set = [o.connect_timeout, o.first_byte_timeout];
     let total = set.iter().flatten().sum::<std::time::Duration>();
     set.iter()
         .any(Option::is_some)
@@ -169,11 +167,12 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
-        let Call::Http(hostapi_http::Call::Request(r)) =
+        let Call::Http(c @ hostapi_http::Call::Request(_)) =
             to_call(&parts, Bytes::from_static(b"body"), None).unwrap()
         else {
-            panic!("not an HTTP call");
+            panic!("not an HTTP call within the node's limit");
         };
+        let r = c.request();
         assert_eq!(r.method, hostapi_http::Method::parse("POST").unwrap());
         assert_eq!(r.url, "http://127.0.0.1:8080/a?b=c");
         assert_eq!(r.headers["x-one"], "1");
@@ -185,19 +184,16 @@ mod tests {
             r.headers
         );
         assert_eq!(r.body, b"body");
-        assert_eq!(r.timeout_ms, None);
-        // The guest's own timeouts add up to the exchange's limit.
+        // The guest's connect and first-byte timeouts add up to the exchange's limit.
         let options = RequestOptions {
             connect_timeout: Some(std::time::Duration::from_millis(200)),
             first_byte_timeout: Some(std::time::Duration::from_millis(300)),
-            between_bytes_timeout: None,
+            between_bytes_timeout: Some(std::time::Duration::from_millis(50)),
         };
-        let Call::Http(hostapi_http::Call::Request(r)) =
-            to_call(&parts, Bytes::new(), Some(&options)).unwrap()
-        else {
+        let Call::Http(c) = to_call(&parts, Bytes::new(), Some(&options)).unwrap() else {
             panic!("not an HTTP call");
         };
-        assert_eq!(r.timeout_ms, Some(500));
+        assert_eq!(c.timeout_ms(), Some(500));
     }
 
     #[test]
