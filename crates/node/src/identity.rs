@@ -103,6 +103,8 @@ pub fn open_environment(
     let plain = key
         .open(&sealed, &sender)
         .map_err(|e| format!("environment cannot be opened with this node's xkey: {e}"))?;
-    serde_json::from_slice(&plain)
+    // Upstream 0.2.7 seals Go's nil map, `null`, when a deploy sets no environment.
+    serde_json::from_slice::<Option<_>>(&plain)
+        .map(Option::unwrap_or_default)
         .map_err(|e| format!("environment is not a JSON map of strings: {e}"))
 }

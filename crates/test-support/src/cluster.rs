@@ -155,7 +155,9 @@ impl NatsCluster {
             let jsz = self.monitor(i, "/jsz")?;
             let seen = jsz["meta_cluster"]["leader"].as_str().unwrap_or_default();
             match &leader {
-                _ if seen.is_empty() => return Err(format!("{name} knows no JetStream meta leader")),
+                _ if seen.is_empty() => {
+                    return Err(format!("{name} knows no JetStream meta leader"));
+                }
                 Some(l) if l != seen => {
                     return Err(format!("{name} follows meta leader {seen}, others {l}"));
                 }
@@ -170,10 +172,15 @@ impl NatsCluster {
             .filter(|i| running.contains(i))
             .ok_or_else(|| format!("the meta leader {leader} is not a running member"))?;
         let jsz = self.monitor(l, "/jsz")?;
-        let replicas = jsz["meta_cluster"]["replicas"].as_array().cloned().unwrap_or_default();
+        let replicas = jsz["meta_cluster"]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for i in (0..self.size()).filter(|&i| i != l) {
             let name = self.name(i);
-            let peer = replicas.iter().find(|r| r["name"].as_str() == Some(name.as_str()));
+            let peer = replicas
+                .iter()
+                .find(|r| r["name"].as_str() == Some(name.as_str()));
             match peer {
                 None => return Err(format!("the meta leader {leader} does not list {name}")),
                 Some(p) if running.contains(&i) && p["current"].as_bool() != Some(true) => {
