@@ -16,8 +16,7 @@ use serde_json::json;
 use crate::harness::*;
 
 /// The function every test deploys (upstream's `v8` type).
-const FUNCTION: &str =
-    r#"(subject, payload) => "upstream:" + new TextDecoder().decode(payload)"#;
+const FUNCTION: &str = r#"(subject, payload) => "upstream:" + new TextDecoder().decode(payload)"#;
 
 fn now() -> i64 {
     SystemTime::now()
@@ -334,12 +333,22 @@ fn deploy_03(
 
 /// `StartWorkload`: the request on `$NEX.DEPLOY.<ns>.<node>`.
 async fn deploy(w: &World, body: &impl Serialize) -> Envelope<RunResponse> {
-    control(w, nex_proto::subjects::deploy("default", &w.node.node_id), body).await
+    control(
+        w,
+        nex_proto::subjects::deploy("default", &w.node.node_id),
+        body,
+    )
+    .await
 }
 
 /// `StopWorkload`: the request on `$NEX.STOP.<ns>.<node>`.
 async fn stop(w: &World, body: &impl Serialize) -> Envelope<StopResponse> {
-    control(w, nex_proto::subjects::stop("default", &w.node.node_id), body).await
+    control(
+        w,
+        nex_proto::subjects::stop("default", &w.node.node_id),
+        body,
+    )
+    .await
 }
 
 async fn control<T: serde::de::DeserializeOwned>(
@@ -428,13 +437,7 @@ async fn upstream_027_and_03_deploys_run_and_their_stops_remove_them() {
         &w,
         &StopRequest027 {
             workload_id: &run_id_of(&w, "up027").await,
-            workload_jwt: generic_claims(
-                &u.issuer,
-                "up027",
-                serde_json::Map::new(),
-                None,
-                None,
-            ),
+            workload_jwt: generic_claims(&u.issuer, "up027", serde_json::Map::new(), None, None),
             target_node: &s.node,
         },
     )
@@ -589,8 +592,8 @@ async fn upstream_requests_failing_a_check_are_refused_by_kind_and_nothing_runs(
     );
 
     // Unknown fields are still refused.
-    let mut unknown = serde_json::to_value(deploy_027(&u, &s, "unknown", "up.unknown", &s.hash))
-        .unwrap();
+    let mut unknown =
+        serde_json::to_value(deploy_027(&u, &s, "unknown", "up.unknown", &s.hash)).unwrap();
     unknown["bogus"] = true.into();
     assert_eq!(refused(deploy(&w, &unknown).await), ErrorCode::BadRequest);
     assert_nothing_answers(&w, "up.unknown").await;
