@@ -414,6 +414,8 @@ async fn upstream_027_and_03_deploys_run_and_their_stops_remove_them() {
         .expect("the 0.2.7 deploy runs");
     assert!(run.started);
     assert_eq!(run.name, "up027");
+    // No id in the request: the id is the token's `sub`, which 0.2.7 makes the name.
+    assert_eq!(run.id, "up027");
     assert_eq!(run.issuer, u.issuer.public_key());
     assert_eq!(w.call("up.old", b"a").await, b"upstream:a");
 
@@ -436,7 +438,7 @@ async fn upstream_027_and_03_deploys_run_and_their_stops_remove_them() {
     let stopped = stop(
         &w,
         &StopRequest027 {
-            workload_id: &run_id_of(&w, "up027").await,
+            workload_id: "up027",
             workload_jwt: generic_claims(&u.issuer, "up027", serde_json::Map::new(), None, None),
             target_node: &s.node,
         },
