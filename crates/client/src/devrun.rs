@@ -283,8 +283,8 @@ impl NexClient {
             sender_public_key: Some(keys.xkey.public_key()),
             workload_jwt: None,
             target_node: Some(node_id.clone()),
-            host_services_config: None,
             limits: opts.limits,
+            ..Default::default()
         };
         keys.sign_deploy(&mut req)?;
         // A large artifact (a Python component) takes the node a while to compile.

@@ -3,6 +3,10 @@
 //! artifact and the operation (`deploy` or `stop`). Nodes verify the signature, check the claims
 //! against the request, and refuse stale or replayed tokens ([`ReplayGuard`]).
 //!
+//! Upstream Nex's tokens (nats-io/jwt `GenericClaims`) read too: their claims sit under `nats`
+//! rather than `data`, carry no `op` ([`Claims::op`] tells deploy from stop tokens by their
+//! hash claim) and, in 0.2.7, sign the workload's name as `sub` ([`Claims::workload_name`]).
+//!
 //! This crate owns issuing and verifying; it does no I/O.
 
 use std::collections::HashMap;
@@ -14,7 +18,7 @@ use nkeys::KeyPair;
 use serde::{Deserialize, Serialize};
 
 /// What a token allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     /// Deploy (or replace) the workload named in `data.name` with id `sub`.
@@ -27,18 +31,23 @@ pub enum Operation {
     Read,
 }
 
-/// Workload-specific claims, under `data`.
+/// Workload-specific claims, under `data` (upstream: `nats`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadData {
+    /// The workload's name (absent from upstream 0.2.7 tokens and upstream stop tokens).
+    #[serde(default)]
     pub name: String,
     /// SHA-256 hex of the artifact (empty in stop tokens).
     #[serde(default)]
     pub hash: String,
-    pub op: Operation,
+    /// What the token allows; absent from upstream's tokens (see [`Claims::op`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Operation>,
 }
 
 /// The claims of a workload JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WireClaims")]
 pub struct Claims {
     /// Unique token id: a node refuses a `jti` it has seen.
     pub jti: String,
@@ -46,9 +55,80 @@ pub struct Claims {
     pub iat: u64,
     /// The issuer's public nkey.
     pub iss: String,
-    /// The workload id.
+    /// The workload id (upstream 0.2.7: the workload's name).
     pub sub: String,
+    /// Expires at, seconds since the Unix epoch (upstream's `exp`; nex tokens have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    /// Not valid before, seconds since the Unix epoch (upstream's `nbf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     pub data: WorkloadData,
+}
+
+/// Claims as they arrive: nex's under `data`, with an `op`; upstream's under `nats`, where `op`
+/// is optional. A `data` without `op` is not a token (a signed [`Document`] has one), so a
+/// document never passes for a token.
+#[derive(Deserialize)]
+struct WireClaims {
+    jti: String,
+    iat: u64,
+    iss: String,
+    sub: String,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    data: Option<WorkloadData>,
+    #[serde(default)]
+    nats: Option<WorkloadData>,
+}
+
+impl TryFrom<WireClaims> for Claims {
+    type Error = &'static str;
+
+    fn try_from(w: WireClaims) -> Result<Self, Self::Error> {
+        let data = match (w.data, w.nats) {
+            (Some(d), None) if d.op.is_some() => d,
+            (Some(_), None) => return Err("`data` has no `op`"),
+            (None, Some(upstream)) => upstream,
+            (Some(_), Some(_)) => return Err("claims are under both `data` and `nats`"),
+            (None, None) => return Err("no claims under `data` or `nats`"),
+        };
+        Ok(Claims {
+            jti: w.jti,
+            iat: w.iat,
+            iss: w.iss,
+            sub: w.sub,
+            exp: w.exp,
+            nbf: w.nbf,
+            data,
+        })
+    }
+}
+
+impl Claims {
+    /// What the token allows: its `op` claim, or for upstream's tokens, which have none, what
+    /// its shape says: a token signing an artifact hash deploys, one without stops. So an
+    /// upstream deploy token cannot serve as a stop token, nor the other way round, and no
+    /// token without `op` allows a lame duck or a read.
+    pub fn op(&self) -> Operation {
+        match self.data.op {
+            Some(op) => op,
+            None if self.data.hash.is_empty() => Operation::Stop,
+            None => Operation::Deploy,
+        }
+    }
+
+    /// The workload name the token signs: its `name` claim, or for an upstream token without
+    /// one (0.2.7 signs the name as `sub`), its `sub`. Empty when it signs none.
+    pub fn workload_name(&self) -> &str {
+        match (self.data.name.as_str(), self.data.op) {
+            ("", None) => &self.sub,
+            (name, _) => name,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +156,10 @@ pub enum JwtError {
     Stale { age_secs: i64, window_secs: u64 },
     #[error("the workload JWT {0} was already used: replays are refused")]
     Replayed(String),
+    #[error("the workload JWT expired at {exp} (Unix seconds)")]
+    Expired { exp: u64 },
+    #[error("the workload JWT is not valid before {nbf} (Unix seconds)")]
+    NotYetValid { nbf: u64 },
     #[error("cannot sign the workload JWT: {0}")]
     Signing(String),
 }
@@ -115,10 +199,12 @@ pub fn issue(
         iat: now_secs(),
         iss: issuer.public_key(),
         sub: id.to_owned(),
+        exp: None,
+        nbf: None,
         data: WorkloadData {
             name: name.to_owned(),
             hash: hash.to_owned(),
-            op,
+            op: Some(op),
         },
     };
     encode(issuer, &claims)
@@ -250,10 +336,14 @@ fn verify_as<C: serde::de::DeserializeOwned + Issued>(
 /// Remembers the tokens a node accepted within the freshness window, so none is used twice.
 /// Tokens older than the window are refused outright, so the memory stays bounded and a node
 /// restart cannot reopen old tokens for long.
+///
+/// A token is remembered by its operation ([`Claims::op`]) and `jti`: upstream derives `jti`
+/// from `iat`, `iss` and `sub`, so its deploy and stop tokens for one workload in one second
+/// share it. A token serves one operation only, so this lets no token in twice.
 #[derive(Debug)]
 pub struct ReplayGuard {
     window: Duration,
-    seen: HashMap<String, u64>,
+    seen: HashMap<(Operation, String), u64>,
 }
 
 /// How old (or how far in the future, for skewed clocks) a token may be.
@@ -265,11 +355,23 @@ impl Default for ReplayGuard {
     }
 }
 
-/// Refuses `claims` issued more than `window` ago (or as far in the future). For requests that
-/// change nothing (reads), where a replay within the window discloses only what the signer could
-/// see anyway, this is the whole check; changes go through [`ReplayGuard::admit`].
+/// Refuses `claims` issued more than `window` ago (or as far in the future), past their `exp`
+/// or before their `nbf`. For requests that change nothing (reads), where a replay within the
+/// window discloses only what the signer could see anyway, this is the whole check; changes go
+/// through [`ReplayGuard::admit`].
 pub fn check_fresh(claims: &Claims, window: Duration) -> Result<(), JwtError> {
-    let age = now_secs() as i64 - claims.iat as i64;
+    let now = now_secs();
+    if let Some(exp) = claims.exp
+        && now > exp
+    {
+        return Err(JwtError::Expired { exp });
+    }
+    if let Some(nbf) = claims.nbf
+        && now < nbf
+    {
+        return Err(JwtError::NotYetValid { nbf });
+    }
+    let age = now as i64 - claims.iat as i64;
     if age.unsigned_abs() > window.as_secs() {
         return Err(JwtError::Stale {
             age_secs: age,
@@ -294,10 +396,11 @@ impl ReplayGuard {
         let window = self.window.as_secs();
         self.seen
             .retain(|_, iat| now.saturating_sub(*iat) <= window * 2);
-        if self.seen.contains_key(&claims.jti) {
+        let key = (claims.op(), claims.jti.clone());
+        if self.seen.contains_key(&key) {
             return Err(JwtError::Replayed(claims.jti.clone()));
         }
-        self.seen.insert(claims.jti.clone(), claims.iat);
+        self.seen.insert(key, claims.iat);
         Ok(())
     }
 }
@@ -319,7 +422,7 @@ mod tests {
         assert_eq!(c.sub, "W1");
         assert_eq!(c.data.name, "echo");
         assert_eq!(c.data.hash, "abc");
-        assert_eq!(c.data.op, Operation::Deploy);
+        assert_eq!(c.op(), Operation::Deploy);
     }
 
     #[test]
@@ -372,6 +475,88 @@ mod tests {
         ));
         // A workload token is not a document of a spec, nor the other way round.
         assert!(verify(&t).is_err());
+    }
+
+    /// Claims as nats-io/jwt's `GenericClaims` writes them: no `op`, claims under `nats`.
+    fn upstream(kp: &KeyPair, sub: &str, nats: serde_json::Value) -> String {
+        let claims = serde_json::json!({
+            "jti": "UPSTREAMJTI", "iat": now_secs(), "iss": kp.public_key(), "sub": sub,
+            "nats": nats,
+        });
+        encode(kp, &claims).unwrap()
+    }
+
+    #[test]
+    fn upstream_generic_claims_read_with_their_op_from_their_shape() {
+        let kp = issuer();
+        // 0.2.7 deploy: `sub` is the name, the hash under `nats`.
+        let c = verify(&upstream(
+            &kp,
+            "echo",
+            serde_json::json!({"hash": "abc", "version": 2}),
+        ))
+        .unwrap();
+        assert_eq!((c.op(), c.workload_name()), (Operation::Deploy, "echo"));
+        // 0.3 deploy: `sub` is the id, the name under `nats`.
+        let c = verify(&upstream(
+            &kp,
+            "W1",
+            serde_json::json!({"hash": "abc", "name": "echo", "version": 2}),
+        ))
+        .unwrap();
+        assert_eq!((c.op(), c.workload_name()), (Operation::Deploy, "echo"));
+        // A stop: no hash.
+        let stop = verify(&upstream(&kp, "W1", serde_json::json!({"version": 2}))).unwrap();
+        assert_eq!(stop.op(), Operation::Stop);
+        // nex's own tokens keep their explicit op and never take the name from `sub`.
+        let nex = verify(&issue(&kp, "W1", "", "", Operation::Lameduck).unwrap()).unwrap();
+        assert_eq!((nex.op(), nex.workload_name()), (Operation::Lameduck, ""));
+    }
+
+    #[test]
+    fn claims_under_data_need_an_op_and_one_place_only() {
+        let kp = issuer();
+        let at = |claims: serde_json::Value| encode(&kp, &claims).unwrap();
+        let base =
+            serde_json::json!({"jti": "j", "iat": now_secs(), "iss": kp.public_key(), "sub": "W"});
+        let mut no_op = base.clone();
+        no_op["data"] = serde_json::json!({"name": "n", "hash": "h"});
+        assert!(matches!(verify(&at(no_op)), Err(JwtError::Malformed(_))));
+        let mut both = base.clone();
+        both["data"] = serde_json::json!({"name": "n", "hash": "h", "op": "deploy"});
+        both["nats"] = serde_json::json!({"hash": "h"});
+        assert!(matches!(verify(&at(both)), Err(JwtError::Malformed(_))));
+        assert!(matches!(verify(&at(base)), Err(JwtError::Malformed(_))));
+    }
+
+    #[test]
+    fn exp_and_nbf_are_honoured() {
+        let kp = issuer();
+        let mut c = verify(&upstream(&kp, "W", serde_json::json!({"hash": "h"}))).unwrap();
+        c.exp = Some(now_secs() - 1);
+        assert!(matches!(
+            check_fresh(&c, DEFAULT_WINDOW),
+            Err(JwtError::Expired { .. })
+        ));
+        c.exp = None;
+        c.nbf = Some(now_secs() + 60);
+        assert!(matches!(
+            check_fresh(&c, DEFAULT_WINDOW),
+            Err(JwtError::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
+    fn an_upstream_deploy_and_stop_sharing_a_jti_are_each_used_once() {
+        let kp = issuer();
+        let deploy = verify(&upstream(&kp, "W", serde_json::json!({"hash": "h"}))).unwrap();
+        let stop = verify(&upstream(&kp, "W", serde_json::json!({}))).unwrap();
+        assert_eq!(deploy.jti, stop.jti);
+        let mut guard = ReplayGuard::default();
+        guard.admit(&deploy).unwrap();
+        guard.admit(&stop).unwrap();
+        assert!(matches!(guard.admit(&deploy), Err(JwtError::Replayed(_))));
+        assert!(matches!(guard.admit(&stop), Err(JwtError::Replayed(_))));
     }
 
     #[test]

@@ -190,6 +190,10 @@ pub struct NodeConfig {
     pub test_escape_payload: Option<String>,
     /// Accept `file://` artifact locations (development only).
     pub allow_file_locations: bool,
+    /// Run deploys whose hash is upstream `nex devrun`'s placeholder
+    /// ([`UPSTREAM_DEVRUN_HASH`](nex_proto::upstream::UPSTREAM_DEVRUN_HASH)) without verifying
+    /// the artifact (development only: off, such a deploy is refused).
+    pub allow_upstream_devrun_hash: bool,
     pub autostart: Autostart,
     /// Seed file of the node's server nkey; created when missing. `None`: a fresh key each start.
     pub node_seed_file: Option<PathBuf>,
@@ -361,6 +365,7 @@ impl Default for NodeConfig {
             no_sandbox: false,
             test_escape_payload: None,
             allow_file_locations: false,
+            allow_upstream_devrun_hash: false,
             autostart: Autostart::default(),
             node_seed_file: None,
             cache_dir: None,

@@ -146,5 +146,6 @@ pub fn open_environment(
     let sealed = base64::engine::general_purpose::STANDARD.decode(sealed_b64.trim())?;
     let sender = XKey::from_public_key(sender).map_err(EnvironmentError::Sender)?;
     let plain = key.open(&sealed, &sender).map_err(EnvironmentError::Open)?;
-    Ok(serde_json::from_slice(&plain)?)
+    // Upstream 0.2.7 seals Go's nil map, `null`, when a deploy sets no environment.
+    Ok(serde_json::from_slice::<Option<_>>(&plain)?.unwrap_or_default())
 }

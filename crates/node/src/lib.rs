@@ -307,6 +307,12 @@ pub async fn run(
         )
         .await;
     tracing::info!(node_id = %node_id, "node started");
+    if node.config.allow_upstream_devrun_hash {
+        tracing::warn!(
+            "allow_upstream_devrun_hash is on: deploys signing upstream devrun's placeholder hash \
+             run unverified artifacts (development nodes only)"
+        );
+    }
     control::autostart(&node).await;
     let desired = node
         .config

@@ -322,16 +322,22 @@ pub struct DeployRequest {
     /// Workload id; the node makes one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Upstream 0.2.7 sends none: the node then takes the name its token signs (`name` claim,
+    /// else `sub`).
+    #[serde(default, deserialize_with = "crate::upstream::null_as_empty")]
     pub workload_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `javascript` (or `v8`) or `wasm`; kept as text so an unknown type gets a clear error.
     #[serde(rename = "type")]
     pub workload_type: String,
-    /// `nats://BUCKET/key`, or `file://` where the node allows local files.
+    /// `nats://BUCKET/key`, or `file://` where the node allows local files. Upstream sends Go's
+    /// `url.URL` object, read by [`crate::upstream::GoUrl`].
+    #[serde(deserialize_with = "crate::upstream::location")]
     pub location: String,
-    /// SHA-256 hex of the artifact; the node verifies it.
-    #[serde(default)]
+    /// SHA-256 hex of the artifact; the node verifies it. Upstream sends none (or `null`): the
+    /// node then takes the hash its token signs.
+    #[serde(default, deserialize_with = "crate::upstream::null_as_empty")]
     pub hash: String,
     #[serde(default)]
     pub argv: Vec<String>,
@@ -346,10 +352,34 @@ pub struct DeployRequest {
     pub workload_jwt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_node: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Upstream's per-workload host-services connection (`host_services` in 0.2.7); the node
+    /// uses its own and logs that it ignored this.
+    #[serde(
+        default,
+        alias = "host_services",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_services_config: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Upstream: restart the workload when it exits. A nex node restarts every function's
+    /// agent when it dies, so this is logged and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+    /// Upstream: the JetStream domain of the artifact's object store. A nex node reads artifacts
+    /// from its own domain; a non-empty one is logged and ignored (the hash check still holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsdomain: Option<String>,
+    /// Upstream's own retry bookkeeping; logged and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<u64>,
+    /// Upstream's own retry bookkeeping (an RFC 3339 time); logged and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_at: Option<String>,
+    /// Upstream 0.2.7: a NATS connection (URL, user JWT, seed) to subscribe the triggers on. A
+    /// nex node subscribes on its own connection only; logged and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_connection: Option<serde_json::Value>,
 }
 
 /// `$NEX.STOP.<ns>.<node>` body.
@@ -359,7 +389,12 @@ pub struct StopRequest {
     pub workload_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_jwt: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The node addressed (upstream 0.2.7 calls it `target_node`).
+    #[serde(
+        default,
+        alias = "target_node",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_id: Option<String>,
 }
 
@@ -581,6 +616,94 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    /// Go's `url.URL` for `nats://NEXCLIFILES/default/echo`, as `encoding/json` writes it.
+    fn go_url() -> serde_json::Value {
+        serde_json::json!({
+            "Scheme": "nats", "Opaque": "", "User": null, "Host": "NEXCLIFILES",
+            "Path": "/default/echo", "RawPath": "", "OmitHost": false, "ForceQuery": false,
+            "RawQuery": "", "Fragment": "", "RawFragment": ""
+        })
+    }
+
+    #[test]
+    fn location_is_a_string_or_a_go_url_object() {
+        let text: DeployRequest = serde_json::from_value(serde_json::json!({
+            "workload_name": "a", "type": "wasm", "location": "nats://NEXCLIFILES/default/echo"
+        }))
+        .unwrap();
+        let object: DeployRequest = serde_json::from_value(serde_json::json!({
+            "workload_name": "a", "type": "wasm", "location": go_url()
+        }))
+        .unwrap();
+        assert_eq!(text.location, "nats://NEXCLIFILES/default/echo");
+        assert_eq!(object.location, text.location);
+        // What nex sends stays a string.
+        let sent = serde_json::to_value(&object).unwrap();
+        assert_eq!(sent["location"], "nats://NEXCLIFILES/default/echo");
+        for bad in [
+            serde_json::json!(42),
+            serde_json::json!({"Scheme": "nats", "Host": "B", "Path": "/k", "Bogus": 1}),
+            serde_json::json!({"Scheme": "nats", "Host": "B", "Path": "/k", "RawQuery": "x=1"}),
+            serde_json::json!({"Host": "B", "Path": "/k"}),
+        ] {
+            let r = serde_json::from_value::<DeployRequest>(serde_json::json!({
+                "workload_name": "a", "type": "wasm", "location": bad
+            }));
+            assert!(r.is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn upstream_deploys_parse_and_unknown_fields_are_still_refused() {
+        // 0.2.7: no workload_name, no hash, `host_services`, `trigger_connection`.
+        let v027 = serde_json::json!({
+            "description": "Workload published in devmode", "type": "v8",
+            "location": go_url(), "essential": false, "workload_jwt": "t",
+            "environment": "e", "jsdomain": "", "sender_public_key": "X",
+            "target_node": "N", "trigger_subjects": ["a.b"],
+            "trigger_connection": {"nats_url": "nats://x", "nats_user_jwt": "", "nats_user_seed": ""},
+            "retry_count": 1, "retried_at": "2024-05-01T10:00:00Z",
+            "host_services": {"nats_url": "nats://x", "nats_user_jwt": "", "nats_user_seed": ""}
+        });
+        let r: DeployRequest = serde_json::from_value(v027.clone()).unwrap();
+        assert_eq!(r.workload_name, "");
+        assert_eq!(r.hash, "");
+        assert_eq!(r.essential, Some(false));
+        assert_eq!(r.retry_count, Some(1));
+        assert!(r.host_services_config.is_some() && r.trigger_connection.is_some());
+        // 0.3: `hash` and `workload_name` may be null.
+        let r: DeployRequest = serde_json::from_value(serde_json::json!({
+            "id": "W1", "workload_name": null, "hash": null, "type": "wasm",
+            "location": go_url(), "essential": true, "workload_jwt": "t"
+        }))
+        .unwrap();
+        assert_eq!((r.workload_name.as_str(), r.hash.as_str()), ("", ""));
+
+        let mut unknown = v027;
+        unknown["bogus"] = 1.into();
+        let err = serde_json::from_value::<DeployRequest>(unknown).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        // `host_services` is another name of `host_services_config`, not a second field.
+        let both = serde_json::json!({
+            "workload_name": "a", "type": "wasm", "location": "x",
+            "host_services": {}, "host_services_config": {}
+        });
+        assert!(serde_json::from_value::<DeployRequest>(both).is_err());
+    }
+
+    #[test]
+    fn upstream_stops_parse() {
+        let s: StopRequest =
+            serde_json::from_str(r#"{"workload_id":"W1","workload_jwt":"t","target_node":"N"}"#)
+                .unwrap();
+        assert_eq!(s.node_id.as_deref(), Some("N"));
+        let s: StopRequest =
+            serde_json::from_str(r#"{"node_id":"N","workload_id":"W1","workload_jwt":"t"}"#)
+                .unwrap();
+        assert_eq!(s.node_id.as_deref(), Some("N"));
+        assert!(serde_json::from_str::<StopRequest>(r#"{"workload_id":"W1","bogus":1}"#).is_err());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`events`]: CloudEvents envelopes and event payloads, and log lines.
 //! - [`agent_wire`]: the framed binary protocol between a node and its per-workload agent process.
 //! - [`validate`]: checks on names and trigger subjects shared by the node and the CLI.
+//! - [`upstream`]: how upstream Nex clients' deploys read: Go's URL object, nulls, devrun's
+//!   placeholder hash.
 
 pub mod agent_wire;
 pub mod control;
@@ -18,6 +20,7 @@ pub mod deployments;
 pub mod events;
 pub mod names;
 pub mod subjects;
+pub mod upstream;
 pub mod validate;
 
 /// The nex version every node and CLI reports.

@@ -21,3 +21,4 @@ mod scaffold;
 mod security;
 mod tenancy;
 mod typescript;
+mod upstream;

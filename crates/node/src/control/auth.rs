@@ -8,6 +8,10 @@
 //! | stop | the issuer that deployed it (operators for config workloads) |
 //! | lame duck | operators |
 //! | info / workload ping beyond the public summary | each issuer sees its own workloads; operators all |
+//!
+//! Upstream Nex's tokens pass the same checks: they have no `op`, so [`Claims::op`] reads it
+//! from their shape (a hash claim deploys, none stops), and they never allow a lame duck or a
+//! read.
 
 use async_nats::HeaderMap;
 use nex_jwt::{Claims, Operation};
@@ -76,9 +80,8 @@ fn admit(node: &Node, claims: &Claims) -> Result<()> {
     Ok(())
 }
 
-/// Verifies the deploy's workload JWT: signature, trusted issuer, claims matching the request,
-/// freshness, and first use.
-pub(crate) fn deploy_token(node: &Node, req: &DeployRequest) -> Result<Claims> {
+/// The signature-checked claims of a deploy's workload JWT (nothing else is checked).
+fn deploy_claims(req: &DeployRequest) -> Result<Claims> {
     let token = req
         .workload_jwt
         .as_deref()
@@ -87,14 +90,33 @@ pub(crate) fn deploy_token(node: &Node, req: &DeployRequest) -> Result<Claims> {
             what: "deploy",
             hint: "workload_jwt is missing (nex devrun and nex run sign deploys)",
         })?;
-    let claims = nex_jwt::verify(token)?;
+    Ok(nex_jwt::verify(token)?)
+}
+
+/// The workload name a deploy's token signs, for a request that names none (upstream 0.2.7):
+/// the token's `name` claim, else its `sub`. [`deploy_token`] then checks the whole token.
+pub(crate) fn signed_workload_name(req: &DeployRequest) -> Result<String> {
+    Ok(deploy_claims(req)?.workload_name().to_owned())
+}
+
+/// Verifies the deploy's workload JWT: signature, trusted issuer, a deploy token (its `op`, or
+/// for upstream's tokens a hash claim), claims matching the request, freshness, and first use.
+/// The hash is the request's, or when it has none (upstream), the one the token signs; with
+/// neither the deploy is refused.
+pub(crate) fn deploy_token(node: &Node, req: &DeployRequest) -> Result<Claims> {
+    let claims = deploy_claims(req)?;
     check_issuer(node, &claims.iss)?;
     let mismatch = |what: &str, token: &str, request: &str| {
         Err(ControlError::Unauthorized(format!(
             "the workload JWT does not match the request: its {what} is `{token}`, the request's is `{request}`"
         )))
     };
-    if claims.data.op != Operation::Deploy {
+    if claims.op() != Operation::Deploy {
+        if claims.data.op.is_none() {
+            // An upstream token signing no hash (`Checksum("")`): a stop token by its shape,
+            // and what its sender needs to hear is that it names no hash.
+            return Err(ControlError::NoHash);
+        }
         return Err(ControlError::Unauthorized(
             "the workload JWT is not a deploy token".into(),
         ));
@@ -104,10 +126,13 @@ pub(crate) fn deploy_token(node: &Node, req: &DeployRequest) -> Result<Claims> {
     {
         return mismatch("workload id (sub)", &claims.sub, id);
     }
-    if claims.data.name != req.workload_name {
-        return mismatch("name", &claims.data.name, &req.workload_name);
+    if claims.workload_name() != req.workload_name {
+        return mismatch("name", claims.workload_name(), &req.workload_name);
     }
-    if !claims.data.hash.eq_ignore_ascii_case(&req.hash) || req.hash.is_empty() {
+    if claims.data.hash.is_empty() {
+        return Err(ControlError::NoHash);
+    }
+    if !req.hash.is_empty() && !claims.data.hash.eq_ignore_ascii_case(&req.hash) {
         return mismatch("artifact hash", &claims.data.hash, &req.hash);
     }
     admit(node, &claims)?;
@@ -144,7 +169,7 @@ pub(crate) fn stop_token(node: &Node, req: &StopRequest, wl: &Workload) -> Resul
         })?;
     let claims = nex_jwt::verify(token)?;
     check_issuer(node, &claims.iss)?;
-    if claims.data.op != Operation::Stop || claims.sub != wl.meta.id {
+    if claims.op() != Operation::Stop || claims.sub != wl.meta.id {
         return Err(ControlError::Unauthorized(format!(
             "the workload JWT is not a stop token for workload {}",
             wl.meta.id
@@ -162,7 +187,7 @@ pub(crate) fn lameduck_token(node: &Node, headers: Option<&HeaderMap>) -> Result
         hint: "the Nex-Jwt header is missing (nex lameduck signs it with an operator key)",
     })?;
     let claims = nex_jwt::verify(token)?;
-    if claims.data.op != Operation::Lameduck || claims.sub != node.node_id {
+    if claims.op() != Operation::Lameduck || claims.sub != node.node_id {
         return Err(ControlError::Unauthorized(format!(
             "the JWT is not a lame-duck token for node {}",
             node.node_id
@@ -186,7 +211,7 @@ pub(crate) fn reader(node: &Node, headers: Option<&HeaderMap>, ns: &str) -> Resu
     };
     let claims = nex_jwt::verify(token)?;
     nex_jwt::check_fresh(&claims, nex_jwt::DEFAULT_WINDOW)?;
-    if claims.data.op != Operation::Read || claims.sub != ns {
+    if claims.op() != Operation::Read || claims.sub != ns {
         return Err(ControlError::Unauthorized(format!(
             "the JWT is not a read token for namespace {ns}"
         )));

@@ -101,15 +101,25 @@ pub(crate) async fn deploy(
 async fn deploy_in_span(
     node: &Arc<Node>,
     ns: &str,
-    req: DeployRequest,
+    mut req: DeployRequest,
     authority: Authority,
 ) -> Result<RunResponse> {
     let local = authority.local();
+    if matches!(authority, Authority::Token) && req.workload_name.is_empty() {
+        // Upstream 0.2.7 names the workload only in its token.
+        req.workload_name = auth::signed_workload_name(&req)?;
+        tracing::Span::current().record("nex.workload", req.workload_name.as_str());
+    }
     let workload_type = check_request(node, ns, &req)?;
+    note_upstream_fields(&req);
     let (issuer, signed_id) = match &authority {
         Authority::Local => (String::new(), None),
         Authority::Token => {
             let claims = auth::deploy_token(node, &req)?;
+            if req.hash.is_empty() {
+                // Upstream sends the hash only in its token.
+                req.hash = claims.data.hash;
+            }
             (claims.iss, Some(claims.sub))
         }
         Authority::Record(r) => (r.issuer.clone(), None),
@@ -237,6 +247,39 @@ fn check_request(node: &Node, ns: &str, req: &DeployRequest) -> Result<WorkloadT
     Ok(workload_type)
 }
 
+/// Logs the upstream Nex fields a nex node accepts and ignores (docs/protocol.md says why).
+fn note_upstream_fields(req: &DeployRequest) {
+    if let Some(essential) = req.essential {
+        tracing::info!(
+            essential,
+            "upstream `essential` ignored: a nex node restarts every function's agent when it dies"
+        );
+    }
+    if let Some(domain) = req.jsdomain.as_deref().filter(|d| !d.is_empty()) {
+        tracing::warn!(
+            jsdomain = domain,
+            "upstream `jsdomain` ignored: this node reads artifacts from its own JetStream domain"
+        );
+    }
+    if req.retry_count.is_some() || req.retried_at.is_some() {
+        tracing::info!(
+            retry_count = req.retry_count,
+            retried_at = req.retried_at.as_deref(),
+            "upstream retry bookkeeping ignored"
+        );
+    }
+    if req.trigger_connection.is_some() {
+        tracing::warn!(
+            "upstream `trigger_connection` ignored: triggers are subscribed on the node's own connection"
+        );
+    }
+    if req.host_services_config.is_some() {
+        tracing::warn!(
+            "`host_services_config` ignored: host services use the node's own connection"
+        );
+    }
+}
+
 /// Stage 2: a name that runs here already may be replaced only by its owner. Checked before the
 /// artifact is fetched, and again at admission.
 fn check_owner(node: &Node, ns: &str, name: &str, issuer: &str, local: bool) -> Result<()> {
@@ -253,7 +296,9 @@ fn check_owner(node: &Node, ns: &str, name: &str, issuer: &str, local: bool) -> 
     }
 }
 
-/// Stage 3: the artifact, checked against the signed hash.
+/// Stage 3: the artifact, checked against the signed hash. Upstream devrun's placeholder
+/// hash is refused before a byte is read, unless the node's `allow_upstream_devrun_hash`
+/// (development nodes) lets the artifact run unverified.
 #[instrument(level = "debug", skip_all)]
 async fn fetch_artifact(
     node: &Node,
@@ -261,6 +306,10 @@ async fn fetch_artifact(
     req: &DeployRequest,
     local: bool,
 ) -> Result<(Vec<u8>, String)> {
+    let placeholder = req.hash == nex_proto::upstream::UPSTREAM_DEVRUN_HASH;
+    if placeholder && !node.config.allow_upstream_devrun_hash {
+        return Err(ControlError::PlaceholderHash);
+    }
     if !local {
         tenancy::check_location(&node.config.namespaces, ns, &req.location)?;
     }
@@ -273,6 +322,12 @@ async fn fetch_artifact(
     .await
     .map_err(ControlError::Artifact)?;
     let hash = if local && req.hash.is_empty() {
+        artifact::sha256_hex(&bytes)
+    } else if placeholder {
+        tracing::warn!(
+            location = %req.location,
+            "upstream devrun's placeholder hash: artifact not verified (allow_upstream_devrun_hash)"
+        );
         artifact::sha256_hex(&bytes)
     } else {
         artifact::verify_hash(&bytes, &req.hash).map_err(ControlError::Artifact)?

@@ -45,6 +45,20 @@ pub(crate) enum ControlError {
     /// A trigger or artifact location lies in another namespace's space.
     #[error(transparent)]
     Tenancy(#[from] crate::tenancy::TenancyError),
+    /// The deploy names no artifact hash: neither `hash` nor its token's hash claim.
+    #[error(
+        "the deploy names no artifact hash (neither `hash` nor its token's hash claim): this node \
+         verifies every artifact against the hash its issuer signed"
+    )]
+    NoHash,
+    /// The deploy's hash is upstream devrun's placeholder, and the node verifies artifacts.
+    #[error(
+        "the deploy's hash is upstream nex devrun's placeholder `{}`, not a hash: this node \
+         verifies every artifact (a development node may allow it: allow_upstream_devrun_hash \
+         in its config)",
+        nex_proto::upstream::UPSTREAM_DEVRUN_HASH
+    )]
+    PlaceholderHash,
     /// The artifact cannot be had or does not match.
     #[error("{0}")]
     Artifact(String),
@@ -65,7 +79,9 @@ impl ControlError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ControlError::LameDuck => ErrorCode::LameDuck,
-            ControlError::Invalid(_) => ErrorCode::BadRequest,
+            ControlError::Invalid(_) | ControlError::NoHash | ControlError::PlaceholderHash => {
+                ErrorCode::BadRequest
+            }
             ControlError::Unsigned { .. }
             | ControlError::Token(_)
             | ControlError::Unauthorized(_) => ErrorCode::Unauthorized,
@@ -107,6 +123,8 @@ mod tests {
             ControlError::Token(nex_jwt::JwtError::Replayed("x".into())).code(),
             ErrorCode::Unauthorized
         );
+        assert_eq!(ControlError::NoHash.code(), ErrorCode::BadRequest);
+        assert_eq!(ControlError::PlaceholderHash.code(), ErrorCode::BadRequest);
         assert_eq!(
             ControlError::Quota("full".into()).code(),
             ErrorCode::QuotaExceeded
