@@ -66,6 +66,10 @@ struct Args {
     /// The node's CPU shares for agents (its config's `cpu.shares`): on or off (the default).
     #[arg(long, default_value = "off")]
     cpu_shares: String,
+    /// Loading agents under SCHED_IDLE (the node config's `cpu.idle_loading`): on (the default)
+    /// or off.
+    #[arg(long, default_value = "on")]
+    idle_loading: String,
     /// An earlier build's `nex` (from `scripts/build-before`): its node runs beside this one on
     /// the same nats-server, and its echo rows are measured in the same interleaved rounds, so
     /// a change is compared with what it replaced in one run.
@@ -802,7 +806,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &config,
         serde_json::json!({
             "call_events": args.call_events,
-            "cpu": { "shares": args.cpu_shares != "off" },
+            "cpu": { "shares": args.cpu_shares != "off", "idle_loading": args.idle_loading != "off" },
         })
         .to_string(),
     )?;
@@ -813,8 +817,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &["--config", &config.to_string_lossy()],
     )?;
     println!(
-        "node call_events: {}, cpu shares: {}",
-        args.call_events, args.cpu_shares
+        "node call_events: {}, cpu shares: {}, idle while loading: {}",
+        args.call_events, args.cpu_shares, args.idle_loading
     );
     let client = async_nats::connect(&url).await?;
     // The node's operator key (the node runs with this home): it may read agent pids.

@@ -36,16 +36,16 @@ const ROUNDS: usize = 3;
 
 // Ignored in CI (a minute and a half of measuring on a machine that must be quiet). Run with
 // `cargo test --workspace --test neighbours -- --ignored --nocapture`. The node runs with its
-// defaults: loading agents at nice 19 (`cpu.nice_loading`), no CPU shares. For comparison,
-// `NEX_TEST_NICE_LOADING=off` runs it without the first, `NEX_TEST_CPU_SHARES=on` with the
+// defaults: loading agents under SCHED_IDLE (`cpu.idle_loading`), no CPU shares. For comparison,
+// `NEX_TEST_IDLE_LOADING=off` runs it without the first, `NEX_TEST_CPU_SHARES=on` with the
 // second (opt-in). The numbers are in docs/security.md.
 #[ignore = "measures for a minute and a half; run by hand on a quiet machine"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
     let shares = std::env::var("NEX_TEST_CPU_SHARES").is_ok_and(|v| v == "on");
-    let nice = std::env::var("NEX_TEST_NICE_LOADING").map_or(true, |v| v != "off");
+    let nice = std::env::var("NEX_TEST_IDLE_LOADING").map_or(true, |v| v != "off");
     let w = World::start_with_config(&format!(
-        r#"{{"load_timeout": 5, "cpu": {{"shares": {shares}, "nice_loading": {nice}}}}}"#
+        r#"{{"load_timeout": 5, "cpu": {{"shares": {shares}, "idle_loading": {nice}}}}}"#
     ))
     .await;
     let echo = nex_test_support::guest("echofunction");
@@ -175,7 +175,7 @@ async fn a_bystanders_p99_holds_while_a_neighbour_misbehaves() {
         v[v.len() / 2]
     };
     println!(
-        "bystander p99 over {N} sequential requests, CPU shares {}, nice while loading {}; idle p99 per round: {:?}",
+        "bystander p99 over {N} sequential requests, CPU shares {}, idle while loading {}; idle p99 per round: {:?}",
         if shares { "on" } else { "off" },
         if nice { "on" } else { "off" },
         idles

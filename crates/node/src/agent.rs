@@ -46,8 +46,9 @@ pub struct Launch {
     pub test_escape_payload: Option<String>,
     /// The agents' CPU groups; `Err`: why agents run without a CPU share.
     pub cpu: Result<Arc<crate::cpu::CpuGroups>, Arc<crate::cpu::CpuGroupError>>,
-    /// Loading agents run at nice 19 (`crate::priority`; the node config's `cpu.nice_loading`).
-    pub nice_loading: bool,
+    /// Loading agents run under `SCHED_IDLE` (`crate::priority`; the node config's
+    /// `cpu.idle_loading`).
+    pub idle_loading: bool,
 }
 
 impl Launch {
@@ -61,7 +62,7 @@ impl Launch {
 
     /// What workloads show for their priority while loading in their `sandbox` map.
     fn priority_state(&self) -> String {
-        if self.nice_loading {
+        if self.idle_loading {
             crate::priority::state()
         } else {
             "off in the node config".into()
@@ -106,7 +107,7 @@ impl Started {
         {
             tracing::warn!("agent {pid} runs without a CPU share of its own: {e}");
         }
-        if launch.nice_loading
+        if launch.idle_loading
             && let Err(e @ crate::priority::PriorityError::Set { .. }) =
                 crate::priority::loading(pid)
         {
@@ -494,7 +495,7 @@ impl AgentConn {
         {
             tracing::warn!("agent {pid} keeps its loading CPU share: {e}");
         }
-        if spec.agents.launch.nice_loading
+        if spec.agents.launch.idle_loading
             && let Err(e @ crate::priority::PriorityError::Set { .. }) = crate::priority::ready(pid)
         {
             tracing::warn!("agent {pid} keeps its loading priority: {e}");

@@ -261,10 +261,11 @@ pub struct CpuConfig {
     /// thread of the node, nats-server or anything else in the node's cgroup. Each agent's own
     /// group has 1024 inside it, so agents are equal.
     pub agents_shares: u64,
-    /// Run a loading agent's threads at nice 19 until its workload is ready (`crate::priority`;
-    /// on by default). It needs `CAP_SYS_NICE` to restore them; without it agents are left
+    /// Run a loading agent's threads under `SCHED_IDLE` until its workload is ready
+    /// (`crate::priority`; on by default): a load that spins yields at once to anything else
+    /// that wants the CPU. It needs `CAP_SYS_NICE` to restore them; without it agents are left
     /// alone and workloads show `load_priority: unavailable (...)` in their sandbox map.
-    pub nice_loading: bool,
+    pub idle_loading: bool,
 }
 
 impl Default for CpuConfig {
@@ -272,7 +273,7 @@ impl Default for CpuConfig {
         Self {
             shares: false,
             agents_shares: 1024,
-            nice_loading: true,
+            idle_loading: true,
         }
     }
 }

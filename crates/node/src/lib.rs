@@ -231,7 +231,7 @@ pub async fn run(
             } else {
                 Err(Arc::new(cpu::CpuGroupError::Off))
             },
-            nice_loading: config.cpu.nice_loading,
+            idle_loading: config.cpu.idle_loading,
         },
         config.machine_pool_size,
     );

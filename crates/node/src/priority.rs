@@ -1,35 +1,34 @@
-//! Agents that are loading yield the CPU: every thread of an agent runs at nice 19 from its
-//! start until its workload reports ready, then at the node's own nice value (read once).
+//! Agents that are loading yield the CPU: every thread of an agent runs under `SCHED_IDLE` from
+//! its start until its workload reports ready, then under `SCHED_OTHER` like the node.
 //!
 //! A load runs tenant code the node cannot interrupt cheaply: a JavaScript top level (one that
 //! never ends runs until the node's `load_timeout`), or the compile of a large component on
-//! several threads. At nice 19 such a load weighs 15 against the 1024 of every process at
-//! nice 0 (the kernel's weights), so the agents that answer calls, the node and nats-server
-//! barely notice it, and on an idle machine it still has every core it wants.
+//! several threads. Under `SCHED_IDLE` such a load runs only on CPU time nothing else wants,
+//! and any other task that wakes (an agent answering a call, the node, nats-server) preempts it
+//! at once, where a low nice value still lets it finish its time slice: measured with the
+//! `neighbours` test, two spinning loads at nice 19 still took a bystander's p99 to 2.96x idle
+//! (docs/security.md). On an idle machine a load still has every core it wants.
 //!
-//! Raising a nice value needs no privilege; lowering it again needs `CAP_SYS_NICE`. Without that
-//! capability a lowered agent would keep nice 19 for its whole life, so the node then leaves
-//! agents alone and says so (`load_priority: unavailable` in each workload's `sandbox` map).
-//! Unlike CPU shares (`cpu.shares`, cgroups, off by default) this costs a call nothing: once
-//! ready, an agent runs as it would without it.
+//! Leaving `SCHED_IDLE` needs `CAP_SYS_NICE`. Without that capability a loading agent would keep
+//! it for its whole life, so the node then leaves agents alone and says so (`load_priority:
+//! unavailable (...)` in each workload's `sandbox` map). Unlike CPU shares (`cpu.shares`,
+//! cgroups, off by default) this costs a call nothing: once ready, an agent runs as it would
+//! without it. rustix does not wrap `sched_setscheduler` (it is in its `not_implemented`
+//! list), so this is the one `libc` call of the node.
 
 use std::io;
 use std::sync::OnceLock;
 
-use rustix::process::Pid;
-
-/// The nice value of a loading agent's threads (the lowest priority there is).
-pub const LOADING_NICE: i32 = 19;
-/// `CAP_SYS_NICE`: lowering a nice value.
+/// `CAP_SYS_NICE`: leaving `SCHED_IDLE`.
 const CAP_SYS_NICE: u32 = 23;
 
-/// Why the node leaves agents' priorities alone.
+/// Why the node leaves agents' scheduling alone.
 #[derive(Debug, thiserror::Error)]
 pub enum PriorityError {
-    /// The node could not lower a nice value again, so it never raises one.
-    #[error("the node lacks CAP_SYS_NICE, so it could not restore a loading agent's priority")]
+    /// The node could not take a thread out of `SCHED_IDLE` again, so it never puts one in.
+    #[error("the node lacks CAP_SYS_NICE, so it could not restore a loading agent's scheduling")]
     NoCapability,
-    /// A thread's priority could not be set.
+    /// A thread's scheduling could not be set.
     #[error("agent {pid}: {source}")]
     Set {
         pid: u32,
@@ -38,7 +37,8 @@ pub enum PriorityError {
     },
 }
 
-/// Whether this process may lower nice values (`CapEff` in `/proc/self/status`), read once.
+/// Whether this process may take threads out of `SCHED_IDLE` (`CapEff` in
+/// `/proc/self/status`), read once.
 pub fn available() -> Result<(), PriorityError> {
     static CAN: OnceLock<bool> = OnceLock::new();
     let can = *CAN.get_or_init(|| {
@@ -64,53 +64,55 @@ fn has_capability(status: &str, bit: u32) -> Option<bool> {
     Some(caps >> bit & 1 == 1)
 }
 
-/// Sets the nice value of every thread of process `pid` (a process's nice value is per thread
-/// on Linux; threads started later inherit their creator's).
-pub fn set(pid: u32, nice: i32) -> Result<(), PriorityError> {
+/// Puts thread `tid` under `policy` (`SCHED_IDLE` or `SCHED_OTHER`, both at static priority 0).
+fn set_policy(tid: libc::pid_t, policy: libc::c_int) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` that lives across the call, which only reads it;
+    // a wrong or vanished `tid` is an error return, never undefined behaviour.
+    let r = unsafe { libc::sched_setscheduler(tid, policy, &param) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Puts every thread of process `pid` under `policy` (scheduling is per thread on Linux;
+/// threads started later inherit their creator's).
+fn set(pid: u32, policy: libc::c_int) -> Result<(), PriorityError> {
     let err = |source| PriorityError::Set { pid, source };
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(err)?;
     for task in tasks.flatten() {
-        let Some(tid) = task
-            .file_name()
-            .to_str()
-            .and_then(|t| t.parse::<i32>().ok())
-            .and_then(Pid::from_raw)
-        else {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
-        match rustix::process::setpriority_process(Some(tid), nice) {
+        match set_policy(tid, policy) {
             Ok(()) => {}
             // The thread ended meanwhile.
-            Err(rustix::io::Errno::SRCH) => {}
-            Err(e) => return Err(err(e.into())),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => return Err(err(e)),
         }
     }
     Ok(())
 }
 
-/// Agent `pid` starts loading: nice [`LOADING_NICE`], when the node can restore it later.
+/// Agent `pid` starts loading: `SCHED_IDLE`, when the node can restore it later.
 pub fn loading(pid: u32) -> Result<(), PriorityError> {
     available()?;
-    set(pid, LOADING_NICE)
+    set(pid, libc::SCHED_IDLE)
 }
 
-/// The nice value of a ready agent's threads: the node's own, as agents had before
-/// (they inherit it), read once.
-pub fn ready_nice() -> i32 {
-    static NICE: OnceLock<i32> = OnceLock::new();
-    *NICE.get_or_init(|| rustix::process::getpriority_process(None).unwrap_or(0))
-}
-
-/// Agent `pid`'s workload is ready: the node's nice value ([`ready_nice`]).
+/// Agent `pid`'s workload is ready: `SCHED_OTHER` (its nice value, inherited from the node,
+/// was never changed).
 pub fn ready(pid: u32) -> Result<(), PriorityError> {
     available()?;
-    set(pid, ready_nice())
+    set(pid, libc::SCHED_OTHER)
 }
 
-/// The state the `sandbox` map reports: `nice 19 while loading`, or why not.
+/// The state the `sandbox` map reports: `sched_idle while loading`, or why not.
 pub fn state() -> String {
     match available() {
-        Ok(()) => format!("nice {LOADING_NICE} while loading"),
+        Ok(()) => "sched_idle while loading".into(),
         Err(e) => format!("unavailable ({e})"),
     }
 }
@@ -119,8 +121,9 @@ pub fn state() -> String {
 mod tests {
     use super::*;
 
-    fn nice_of(tid: i32) -> i32 {
-        rustix::process::getpriority_process(Pid::from_raw(tid)).unwrap()
+    fn policy_of(pid: u32) -> libc::c_int {
+        // SAFETY: a plain query of a pid; an unknown one is an error return.
+        unsafe { libc::sched_getscheduler(pid as libc::pid_t) }
     }
 
     #[test]
@@ -135,10 +138,10 @@ mod tests {
         assert_eq!(has_capability("Name:\tx\n", 23), None);
     }
 
-    /// A real child process: lowered, and restored when the node may (as root in CI); without
-    /// the capability nothing changes.
+    /// A real child process: idle while loading, and back when ready where the node may (as
+    /// root in CI); without the capability nothing changes.
     #[test]
-    fn every_thread_of_a_process_is_lowered_and_restored() {
+    fn a_loading_process_is_idle_and_restored_when_ready() {
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 30"])
             .spawn()
@@ -146,19 +149,22 @@ mod tests {
         let pid = child.id();
         match loading(pid) {
             Err(PriorityError::NoCapability) => {
-                assert_eq!(nice_of(pid as i32), ready_nice());
+                assert_eq!(policy_of(pid), libc::SCHED_OTHER);
                 assert!(matches!(ready(pid), Err(PriorityError::NoCapability)));
             }
             Err(e) => panic!("{e}"),
             Ok(()) => {
-                assert_eq!(nice_of(pid as i32), LOADING_NICE);
+                assert_eq!(policy_of(pid), libc::SCHED_IDLE);
                 ready(pid).unwrap();
-                assert_eq!(nice_of(pid as i32), ready_nice());
+                assert_eq!(policy_of(pid), libc::SCHED_OTHER);
             }
         }
         child.kill().unwrap();
         child.wait().unwrap();
         // A process that is gone is an error of its own kind.
-        assert!(matches!(set(pid, 0), Err(PriorityError::Set { .. })));
+        assert!(matches!(
+            set(pid, libc::SCHED_OTHER),
+            Err(PriorityError::Set { .. })
+        ));
     }
 }
