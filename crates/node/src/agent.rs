@@ -545,15 +545,16 @@ impl AgentConn {
     /// Hands `call` to the agent; its answer goes out when the reply frame arrives. `limit` is
     /// the function's own time limit; if the agent does not answer within it plus a grace
     /// period, the call fails and the agent is killed (and restarted by its owner). Gives the
-    /// call back when the agent is not running.
+    /// call back when the agent is not running (boxed: that is the rare path, and a call is
+    /// large).
     pub fn start(
         &self,
         call: Call,
         payload: &[u8],
         limit: Duration,
-    ) -> Result<(), (Call, &'static str)> {
+    ) -> Result<(), Box<(Call, &'static str)>> {
         if !self.is_alive() {
-            return Err((call, "the function's agent is restarting"));
+            return Err(Box::new((call, "the function's agent is restarting")));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::with_capacity(4 + 9 + 2 + call.trigger.len() + payload.len());
@@ -571,7 +572,7 @@ impl AgentConn {
         if self.frames.send(frame).is_err()
             && let Some(w) = self.lock_pending().remove(&id)
         {
-            return Err((w.call, "the function's agent is gone"));
+            return Err(Box::new((w.call, "the function's agent is gone")));
         }
         Ok(())
     }

@@ -294,7 +294,10 @@ impl Workload {
             self.conn()
                 .start(call, &msg.payload, self.limit)
                 .err()
-                .map(|(call, why)| (call, Outcome::unavailable(why)))
+                .map(|refused| {
+                    let (call, why) = *refused;
+                    (call, Outcome::unavailable(why))
+                })
         };
         if let Some((call, outcome)) = refused {
             self.answerer.answer(call, outcome).await;
