@@ -119,8 +119,8 @@ fn function(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     )
 }
 
-/// The nodes running `key` at `version` (any version when `None`), from presence over 1.2 s.
-async fn holders(client: &async_nats::Client, key: &str, version: Option<u64>) -> BTreeSet<String> {
+/// Every node's latest presence over 1.2 s.
+async fn presences(client: &async_nats::Client) -> std::collections::BTreeMap<String, Presence> {
     let mut sub = client
         .subscribe(nex_proto::subjects::PRESENCE)
         .await
@@ -132,7 +132,25 @@ async fn holders(client: &async_nats::Client, key: &str, version: Option<u64>) -
             seen.insert(p.node_id.clone(), p);
         }
     }
-    seen.into_values()
+    seen
+}
+
+/// The versions of every replica of `key` the nodes report, one entry per replica.
+async fn replica_versions(client: &async_nats::Client, key: &str) -> Vec<u64> {
+    presences(client)
+        .await
+        .into_values()
+        .flat_map(|p| p.running.into_iter())
+        .filter(|r| r.key == key)
+        .map(|r| r.version)
+        .collect()
+}
+
+/// The nodes running `key` at `version` (any version when `None`), from presence over 1.2 s.
+async fn holders(client: &async_nats::Client, key: &str, version: Option<u64>) -> BTreeSet<String> {
+    presences(client)
+        .await
+        .into_values()
         .filter(|p| match version {
             Some(v) => p.runs(key) == Some(v),
             None => p.runs(key).is_some(),
@@ -497,18 +515,26 @@ async fn bad_deployments_are_refused_and_change_nothing() {
         })
         .map(|(text, _)| *text)
         .expect("the record is one a deploy wrote");
-    let settled = until(
-        &client,
-        "default.raced",
-        Some(winner_version),
-        Duration::from_secs(10),
-        |h| h.len() == 2,
-    )
-    .await;
-    assert!(settled.is_some());
+    // Settled: two replicas, both the winner's, and none of an earlier version left draining.
+    let start = Instant::now();
+    let mut versions = Vec::new();
+    while start.elapsed() < Duration::from_secs(15) {
+        versions = replica_versions(&client, "default.raced").await;
+        if versions == [winner_version, winner_version] {
+            break;
+        }
+    }
+    assert_eq!(versions, [winner_version, winner_version], "settled replicas");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for _ in 0..20 {
-        let m = client.request("raced.call", Bytes::new()).await.unwrap();
+    for i in 0..20 {
+        let m = match client.request("raced.call", Bytes::new()).await {
+            Ok(m) => m,
+            Err(e) => panic!(
+                "call {i} after settling failed ({:?}: {e}); replicas now {:?}",
+                e.kind(),
+                replica_versions(&client, "default.raced").await
+            ),
+        };
         assert_eq!(
             String::from_utf8_lossy(&m.payload),
             winner,
