@@ -16,6 +16,9 @@ pub enum CliError {
     /// The command line is wrong.
     #[error("{0}")]
     Usage(String),
+    /// A name on the command line that nodes would refuse.
+    #[error(transparent)]
+    Name(#[from] nex_proto::validate::NameError),
     /// `nex req`: nothing subscribes to the subject.
     #[error("no responders on {subject}: nothing subscribes to it")]
     NoResponders { subject: String },
@@ -30,7 +33,7 @@ pub enum CliError {
 impl CliError {
     fn code(&self) -> &'static str {
         match self {
-            CliError::Usage(_) => "usage",
+            CliError::Usage(_) | CliError::Name(_) => "usage",
             CliError::NoResponders { .. } => "no_responders",
             CliError::TimedOut { .. } => "timed_out",
             CliError::Service { .. } => "service_error",

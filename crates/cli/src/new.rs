@@ -264,7 +264,7 @@ fn fill(text: &str, name: &str, source: &str) -> String {
 /// Writes the template's files for `name` into `dir`, which must not exist or be empty. Returns
 /// the paths written.
 pub fn make(template: Template, name: &str, dir: &Path) -> Result<Vec<PathBuf>, CliError> {
-    nex_proto::validate::name("function name", name).map_err(CliError::Usage)?;
+    nex_proto::validate::name("function name", name)?;
     if matches!(
         template,
         Template::Rust | Template::RustHandler | Template::Component

@@ -27,6 +27,22 @@ async fn p99(w: &World, subject: &str) -> Duration {
         assert!(service_error(&m).is_none(), "{:?}", service_error(&m));
         times.push(t.elapsed());
     }
+    if std::env::var("NEX_TEST_TRACE").is_ok() {
+        let mut at = Duration::ZERO;
+        let med = {
+            let mut t = times.clone();
+            t.sort();
+            t[N / 2]
+        };
+        let mut slow = Vec::new();
+        for t in &times {
+            if *t > med * 4 {
+                slow.push((at.as_millis(), t.as_micros()));
+            }
+            at += *t;
+        }
+        println!("TRACE {subject}: median {med:?}, total {at:?}, slow (at ms, µs): {slow:?}");
+    }
     times.sort();
     times[N * 99 / 100]
 }

@@ -147,7 +147,7 @@ impl NexClient {
         }
         spec.version = version;
         if !spec.undeployed {
-            spec.check().map_err(Error::Invalid)?;
+            spec.check()?;
         }
         let token = nex_jwt::sign_document(&keys.issuer, &key, &spec)?;
         let lost_race = || {

@@ -130,7 +130,7 @@ impl NexClient {
             })?,
         };
         let name = opts.name.clone().unwrap_or_else(|| name_from_path(path));
-        validate::name("workload name", &name).map_err(Error::Invalid)?;
+        validate::name("workload name", &name)?;
         if opts.trigger_subjects.is_empty() {
             return Err(Error::Invalid(
                 "a function needs at least one --trigger_subject".into(),

@@ -51,6 +51,12 @@ pub enum Error {
     /// Invalid input caught before anything was sent.
     #[error("{0}")]
     Invalid(String),
+    /// A name that nodes would refuse, caught before anything was sent.
+    #[error(transparent)]
+    Name(#[from] nex_proto::validate::NameError),
+    /// A deployment record that nodes would refuse, caught before it was written.
+    #[error(transparent)]
+    Spec(#[from] nex_proto::deployments::SpecError),
     /// A local file (an artifact, a key) cannot be read or written.
     #[error("{what} {}: {source}", .path.display())]
     File {
@@ -159,7 +165,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Ambiguous { .. } => ErrorKind::Ambiguous,
             Error::NoBid { .. } => ErrorKind::NoBid,
-            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Invalid(_) | Error::Name(_) | Error::Spec(_) => ErrorKind::Invalid,
             Error::File { .. } | Error::Key { .. } | Error::Token(_) => ErrorKind::Local,
             Error::Nats { .. } => ErrorKind::Nats,
             Error::Python(_) => ErrorKind::Python,

@@ -400,7 +400,7 @@ pub enum ConfigError {
     HttpPolicy(#[from] nex_hostservices::http::RuleError),
     /// `default_limits` are out of range.
     #[error("default_limits: {0}")]
-    Limits(String),
+    Limits(#[from] nex_proto::control::LimitError),
     /// The namespaces' subject spaces or buckets are malformed or overlap.
     #[error(transparent)]
     Namespaces(#[from] crate::tenancy::TenancyError),

@@ -64,6 +64,9 @@ pub enum TenancyError {
     /// The `namespaces` map itself is inconsistent.
     #[error("node config `namespaces`: {0}")]
     Config(String),
+    /// A namespace or bucket name of the `namespaces` map is malformed.
+    #[error("node config `namespaces`: {0}")]
+    ConfigName(#[from] validate::NameError),
 }
 
 pub type Result<T, E = TenancyError> = std::result::Result<T, E>;
@@ -158,14 +161,14 @@ pub fn check_location(
 pub fn check_policies(policies: &BTreeMap<String, NamespacePolicy>) -> Result<()> {
     let bad = |m: String| Err(TenancyError::Config(m));
     for (ns, policy) in policies {
-        validate::name("namespace", ns).or_else(bad)?;
+        validate::name("namespace", ns)?;
         for s in &policy.subjects {
             if let Err(e) = validate::trigger_subject(s, &[]) {
                 return bad(format!("namespace {ns}: {e}"));
             }
         }
         for b in &policy.artifact_buckets {
-            validate::name("artifact bucket", b).or_else(bad)?;
+            validate::name("artifact bucket", b)?;
             if b == names::DEVRUN_BUCKET {
                 return bad(format!(
                     "namespace {ns}: `{b}` is shared by every namespace (each has its key prefix \
@@ -312,7 +315,6 @@ mod tests {
             r#"{"a": {"subjects": ["x.>"]}, "b": {"subjects": ["x.y"]}}"#,
             r#"{"a": {"subjects": ["$JS.>"]}}"#,
             r#"{"a": {"subjects": ["*.x"]}}"#,
-            r#"{"a.b": {}}"#,
             r#"{"a": {"artifact_buckets": ["NEXCLIFILES"]}}"#,
             r#"{"a": {"artifact_buckets": ["X"]}, "b": {"artifact_buckets": ["X"]}}"#,
         ] {
@@ -321,5 +323,12 @@ mod tests {
                 "{bad}"
             );
         }
+        assert!(matches!(
+            check_policies(&policies(r#"{"a.b": {}}"#)),
+            Err(TenancyError::ConfigName(validate::NameError::Character {
+                found: '.',
+                ..
+            }))
+        ));
     }
 }

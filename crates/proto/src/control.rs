@@ -199,15 +199,18 @@ impl fmt::Display for WorkloadType {
     }
 }
 
+/// A workload type nex does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown workload type `{0}`: expected `javascript` or `wasm`")]
+pub struct UnknownWorkloadType(pub String);
+
 impl std::str::FromStr for WorkloadType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownWorkloadType;
+    fn from_str(s: &str) -> Result<Self, UnknownWorkloadType> {
         match s {
             "javascript" | "js" | "v8" => Ok(WorkloadType::Javascript),
             "wasm" | "webassembly" => Ok(WorkloadType::Wasm),
-            other => Err(format!(
-                "unknown workload type `{other}`: expected `javascript` or `wasm`"
-            )),
+            other => Err(UnknownWorkloadType(other.to_owned())),
         }
     }
 }
@@ -262,6 +265,19 @@ pub struct ResolvedLimits {
     pub max_payload_bytes: u32,
 }
 
+/// Why a deploy's limits are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("limit {name} must be above 0")]
+    Zero { name: &'static str },
+    #[error("limit {name} = {value} is above the maximum {max}")]
+    AboveMax {
+        name: &'static str,
+        value: u64,
+        max: u64,
+    },
+}
+
 impl ResolvedLimits {
     /// The defaults a node applies when a deploy sets nothing.
     pub const DEFAULT: ResolvedLimits = ResolvedLimits {
@@ -280,18 +296,22 @@ impl ResolvedLimits {
     };
 
     /// Fill unset fields of `limits` from `self`, refusing values of zero or above [`Self::MAX`].
-    pub fn apply(self, limits: Option<&Limits>) -> Result<ResolvedLimits, String> {
+    pub fn apply(self, limits: Option<&Limits>) -> Result<ResolvedLimits, LimitError> {
         let Some(l) = limits else { return Ok(self) };
-        fn pick<T: Copy + PartialOrd + Default + fmt::Display>(
-            name: &str,
+        fn pick<T: Copy + PartialOrd + Default + Into<u64>>(
+            name: &'static str,
             asked: Option<T>,
             default: T,
             max: T,
-        ) -> Result<T, String> {
+        ) -> Result<T, LimitError> {
             match asked {
                 None => Ok(default),
-                Some(v) if v == T::default() => Err(format!("limit {name} must be above 0")),
-                Some(v) if v > max => Err(format!("limit {name} = {v} is above the maximum {max}")),
+                Some(v) if v == T::default() => Err(LimitError::Zero { name }),
+                Some(v) if v > max => Err(LimitError::AboveMax {
+                    name,
+                    value: v.into(),
+                    max: max.into(),
+                }),
                 Some(v) => Ok(v),
             }
         }
@@ -590,7 +610,8 @@ mod tests {
         let t: WorkloadType = serde_json::from_str("\"v8\"").unwrap();
         assert_eq!(t, WorkloadType::Javascript);
         let err = "elf".parse::<WorkloadType>().unwrap_err();
-        assert!(err.contains("elf"), "{err}");
+        assert_eq!(err, UnknownWorkloadType("elf".into()));
+        assert!(err.to_string().contains("`elf`"), "{err}");
     }
 
     #[test]
@@ -720,12 +741,22 @@ mod tests {
             memory_mb: Some(0),
             ..Default::default()
         };
-        assert!(d.apply(Some(&zero)).unwrap_err().contains("memory_mb"));
+        assert_eq!(
+            d.apply(Some(&zero)),
+            Err(LimitError::Zero { name: "memory_mb" })
+        );
         let huge = Limits {
             max_concurrency: Some(100_000),
             ..Default::default()
         };
-        assert!(d.apply(Some(&huge)).unwrap_err().contains("maximum"));
+        assert_eq!(
+            d.apply(Some(&huge)),
+            Err(LimitError::AboveMax {
+                name: "max_concurrency",
+                value: 100_000,
+                max: u64::from(ResolvedLimits::MAX.max_concurrency),
+            })
+        );
     }
 
     #[test]

@@ -15,6 +15,21 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::control::{Limits, WorkloadType};
+use crate::validate::{NameError, TriggerError};
+
+/// Why a deployment record's spec is refused (by the CLI before it writes, by every node that
+/// reads it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("replicas must be 1 to {MAX_REPLICAS}, not {0}")]
+    Replicas(u32),
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    #[error("hash `{0}` is not a SHA-256 hex digest")]
+    Hash(String),
+}
 
 /// Key-value bucket of deployment records.
 pub const DEPLOYMENTS_BUCKET: &str = "NEXDEPLOYMENTS";
@@ -102,25 +117,21 @@ impl DeploymentSpec {
     }
 
     /// Checks what the record alone can tell: names, replica count, subjects.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SpecError> {
         crate::validate::name("namespace", &self.namespace)?;
         crate::validate::name("workload name", &self.name)?;
         if self.undeployed {
             return Ok(());
         }
         if self.replicas == 0 || self.replicas > MAX_REPLICAS {
-            return Err(format!(
-                "replicas must be 1 to {MAX_REPLICAS}, not {}",
-                self.replicas
-            ));
+            return Err(SpecError::Replicas(self.replicas));
         }
         if self.trigger_subjects.is_empty() {
-            return Err("a deployment needs at least one trigger subject".into());
+            return Err(TriggerError::Missing.into());
         }
-        crate::validate::trigger_subjects(&self.trigger_subjects, &[])
-            .map_err(|e| e.to_string())?;
+        crate::validate::trigger_subjects(&self.trigger_subjects, &[])?;
         if self.hash.len() != 64 || !self.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("hash `{}` is not a SHA-256 hex digest", self.hash));
+            return Err(SpecError::Hash(self.hash.clone()));
         }
         Ok(())
     }
@@ -337,17 +348,28 @@ mod tests {
 
     #[test]
     fn bad_records_are_refused() {
-        assert!(spec("echo", 0).check().is_err());
-        assert!(spec("echo", MAX_REPLICAS + 1).check().is_err());
+        assert_eq!(spec("echo", 0).check(), Err(SpecError::Replicas(0)));
+        assert_eq!(
+            spec("echo", MAX_REPLICAS + 1).check(),
+            Err(SpecError::Replicas(MAX_REPLICAS + 1))
+        );
         assert!(spec("echo", 3).check().is_ok());
         let mut s = spec("echo", 1);
         s.trigger_subjects = vec!["$SYS.x".into()];
-        assert!(s.check().is_err());
+        assert!(matches!(
+            s.check(),
+            Err(SpecError::Trigger(TriggerError::Reserved { .. }))
+        ));
+        s.trigger_subjects.clear();
+        assert_eq!(s.check(), Err(SpecError::Trigger(TriggerError::Missing)));
         let mut s = spec("a.b", 1);
         s.name = "a.b".into();
-        assert!(s.check().is_err());
+        assert!(matches!(
+            s.check(),
+            Err(SpecError::Name(NameError::Character { found: '.', .. }))
+        ));
         let mut s = spec("echo", 1);
         s.hash = "zz".into();
-        assert!(s.check().is_err());
+        assert_eq!(s.check(), Err(SpecError::Hash("zz".into())));
     }
 }

@@ -1,46 +1,87 @@
 //! Checks on names and subjects shared by the node (which enforces them) and the CLI (which warns
 //! early).
 
-/// A workload or namespace name: `^[a-zA-Z0-9_-]+$`.
-pub fn name(kind: &str, value: &str) -> Result<(), String> {
+/// Longest name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Longest subject, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 512;
+
+/// Why a name (of a namespace, workload, bucket, ...: `kind` says which) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{kind} is empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is longer than {MAX_NAME_LEN} characters")]
+    TooLong { kind: &'static str },
+    #[error("{kind} `{value}` contains `{found}`: only letters, digits, `_` and `-` are allowed")]
+    Character {
+        kind: &'static str,
+        value: String,
+        found: char,
+    },
+}
+
+/// A workload or namespace name: `^[a-zA-Z0-9_-]{1,128}$`.
+pub fn name(kind: &'static str, value: &str) -> Result<(), NameError> {
     if value.is_empty() {
-        return Err(format!("{kind} is empty"));
+        return Err(NameError::Empty { kind });
     }
-    if value.len() > 128 {
-        return Err(format!("{kind} is longer than 128 characters"));
+    if value.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { kind });
     }
-    if let Some(c) = value
+    if let Some(found) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
-        return Err(format!(
-            "{kind} `{value}` contains `{c}`: only letters, digits, `_` and `-` are allowed"
-        ));
+        return Err(NameError::Character {
+            kind,
+            value: value.to_owned(),
+            found,
+        });
     }
     Ok(())
 }
 
+/// Why a string is not a NATS subject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error("subject is empty")]
+    Empty,
+    #[error("subject is longer than {MAX_SUBJECT_LEN} bytes")]
+    TooLong,
+    #[error("subject `{0}` contains white space")]
+    WhiteSpace(String),
+    #[error("subject `{0}` has an empty token")]
+    EmptyToken(String),
+    #[error("subject `{0}`: `>` must be the last token")]
+    TailNotLast(String),
+    #[error("subject `{0}`: wildcards must be whole tokens")]
+    PartialWildcard(String),
+}
+
 /// A NATS subject (wildcards allowed): non-empty tokens, no white space.
-pub fn subject(value: &str) -> Result<(), String> {
+pub fn subject(value: &str) -> Result<(), SubjectError> {
     if value.is_empty() {
-        return Err("subject is empty".into());
+        return Err(SubjectError::Empty);
     }
-    if value.len() > 512 {
-        return Err("subject is longer than 512 bytes".into());
+    if value.len() > MAX_SUBJECT_LEN {
+        return Err(SubjectError::TooLong);
     }
+    let owned = || value.to_owned();
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("subject `{value}` contains white space"));
+        return Err(SubjectError::WhiteSpace(owned()));
     }
     let tokens: Vec<&str> = value.split('.').collect();
     for (i, t) in tokens.iter().enumerate() {
         if t.is_empty() {
-            return Err(format!("subject `{value}` has an empty token"));
+            return Err(SubjectError::EmptyToken(owned()));
         }
         if *t == ">" && i != tokens.len() - 1 {
-            return Err(format!("subject `{value}`: `>` must be the last token"));
+            return Err(SubjectError::TailNotLast(owned()));
         }
         if t.len() > 1 && (t.contains('*') || t.contains('>')) {
-            return Err(format!("subject `{value}`: wildcards must be whole tokens"));
+            return Err(SubjectError::PartialWildcard(owned()));
         }
     }
     Ok(())
@@ -59,8 +100,8 @@ pub const RESERVED_SUBJECTS: &str =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TriggerError {
     /// Not a valid NATS subject.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] SubjectError),
     /// The deploy names no trigger.
     #[error("a function needs at least one trigger subject")]
     Missing,
@@ -139,7 +180,7 @@ pub fn subject_covers(outer: &str, inner: &str) -> bool {
 /// One trigger subject: a valid subject, beginning with a literal token outside reserved space,
 /// colliding with nothing in `deny`.
 pub fn trigger_subject(value: &str, deny: &[String]) -> Result<(), TriggerError> {
-    subject(value).map_err(TriggerError::Invalid)?;
+    subject(value)?;
     let first = value.split('.').next().unwrap_or_default();
     if first == "*" || first == ">" {
         return Err(TriggerError::LeadingWildcard {
@@ -181,8 +222,44 @@ mod tests {
     #[test]
     fn names() {
         assert!(name("workload name", "echo_fn-1").is_ok());
-        assert!(name("workload name", "a.b").unwrap_err().contains('.'));
-        assert!(name("workload name", "").is_err());
+        assert_eq!(
+            name("workload name", "a.b"),
+            Err(NameError::Character {
+                kind: "workload name",
+                value: "a.b".into(),
+                found: '.'
+            })
+        );
+        assert_eq!(
+            name("namespace", ""),
+            Err(NameError::Empty { kind: "namespace" })
+        );
+        assert_eq!(
+            name("namespace", &"n".repeat(MAX_NAME_LEN + 1)),
+            Err(NameError::TooLong { kind: "namespace" })
+        );
+        assert!(name("namespace", &"n".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn subjects_say_what_is_wrong() {
+        assert_eq!(subject(""), Err(SubjectError::Empty));
+        assert_eq!(
+            subject(&"a".repeat(MAX_SUBJECT_LEN + 1)),
+            Err(SubjectError::TooLong)
+        );
+        assert!(matches!(subject("a b"), Err(SubjectError::WhiteSpace(_))));
+        assert!(matches!(subject("a\nb"), Err(SubjectError::WhiteSpace(_))));
+        assert!(matches!(subject("a..b"), Err(SubjectError::EmptyToken(_))));
+        assert!(matches!(
+            subject("a.>.b"),
+            Err(SubjectError::TailNotLast(_))
+        ));
+        assert!(matches!(
+            subject("a.b*"),
+            Err(SubjectError::PartialWildcard(_))
+        ));
+        assert!(subject("a.*.>").is_ok());
     }
 
     #[test]

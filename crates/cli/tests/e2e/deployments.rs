@@ -524,7 +524,11 @@ async fn bad_deployments_are_refused_and_change_nothing() {
             break;
         }
     }
-    assert_eq!(versions, [winner_version, winner_version], "settled replicas");
+    assert_eq!(
+        versions,
+        [winner_version, winner_version],
+        "settled replicas"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..20 {
         let m = match client.request("raced.call", Bytes::new()).await {

@@ -39,6 +39,15 @@ pub(crate) enum ControlError {
     /// A node or namespace quota would be exceeded.
     #[error("{0}")]
     Quota(String),
+    /// A namespace, workload name or id is malformed.
+    #[error(transparent)]
+    Name(#[from] nex_proto::validate::NameError),
+    /// The deploy's limits are zero or above the maximum.
+    #[error(transparent)]
+    Limits(#[from] nex_proto::control::LimitError),
+    /// The deploy's workload type is unknown.
+    #[error(transparent)]
+    WorkloadType(#[from] nex_proto::control::UnknownWorkloadType),
     /// A trigger subject is invalid, reserved, denied, or too many are given.
     #[error(transparent)]
     Trigger(#[from] nex_proto::validate::TriggerError),
@@ -86,8 +95,14 @@ impl ControlError {
             | ControlError::Token(_)
             | ControlError::Unauthorized(_) => ErrorCode::Unauthorized,
             ControlError::Forbidden(_) => ErrorCode::Forbidden,
-            ControlError::Trigger(_) => ErrorCode::BadRequest,
-            ControlError::Tenancy(crate::tenancy::TenancyError::Config(_)) => ErrorCode::BadRequest,
+            ControlError::Trigger(_)
+            | ControlError::Name(_)
+            | ControlError::Limits(_)
+            | ControlError::WorkloadType(_) => ErrorCode::BadRequest,
+            ControlError::Tenancy(
+                crate::tenancy::TenancyError::Config(_)
+                | crate::tenancy::TenancyError::ConfigName(_),
+            ) => ErrorCode::BadRequest,
             ControlError::Tenancy(_) => ErrorCode::Forbidden,
             ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict(_) => ErrorCode::Conflict,
@@ -96,13 +111,6 @@ impl ControlError {
             ControlError::Environment(_) | ControlError::NodeConfig(_) => ErrorCode::BadRequest,
             ControlError::Spawn { .. } => ErrorCode::LoadFailed,
         }
-    }
-}
-
-impl From<String> for ControlError {
-    /// Validation helpers of `nex_proto` explain themselves in a sentence: bad input.
-    fn from(s: String) -> Self {
-        ControlError::Invalid(s)
     }
 }
 
@@ -116,7 +124,7 @@ mod tests {
     fn every_stage_has_its_code() {
         assert_eq!(ControlError::LameDuck.code(), ErrorCode::LameDuck);
         assert_eq!(
-            ControlError::from("bad name".to_owned()).code(),
+            ControlError::from(nex_proto::validate::name("namespace", "a.b").unwrap_err()).code(),
             ErrorCode::BadRequest
         );
         assert_eq!(

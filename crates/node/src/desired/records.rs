@@ -22,8 +22,10 @@ pub(crate) enum RecordError {
     Signature(#[from] nex_jwt::JwtError),
     #[error("the record is signed for key `{signed}` but stored under `{key}`")]
     WrongKey { signed: String, key: String },
+    #[error("the record is not UTF-8 text")]
+    NotText,
     #[error("the record is invalid: {0}")]
-    Invalid(String),
+    Invalid(#[from] nex_proto::deployments::SpecError),
     #[error("issuer {0} is not trusted by this node")]
     Untrusted(String),
     #[error("version {got} is not newer than version {known} this node has seen (a roll-back)")]
@@ -59,8 +61,7 @@ impl Records {
         revision: u64,
         trusted: impl Fn(&str) -> bool,
     ) -> Result<bool, RecordError> {
-        let token = std::str::from_utf8(value)
-            .map_err(|_| RecordError::Invalid("the record is not UTF-8 text".into()))?;
+        let token = std::str::from_utf8(value).map_err(|_| RecordError::NotText)?;
         let doc = nex_jwt::verify_document::<DeploymentSpec>(token.trim())?;
         if doc.sub != key || doc.data.key() != key {
             return Err(RecordError::WrongKey {
