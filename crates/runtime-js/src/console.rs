@@ -69,6 +69,12 @@ fn format<'js>(ctx: &Ctx<'js>, args: &[Value<'js>]) -> rquickjs::Result<String> 
 
 /// The line for `args`: plain values joined with spaces, the rest as Node formats it.
 fn text<'js>(ctx: &Ctx<'js>, args: &[Value<'js>]) -> rquickjs::Result<String> {
+    // One plain value (`console.log(subject)`): its text is the line, with no list to join.
+    if let [only] = args
+        && let Some(line) = plain(only)
+    {
+        return Ok(line);
+    }
     let substitutes = args.len() > 1
         && args[0]
             .as_string()
