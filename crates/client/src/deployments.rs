@@ -160,23 +160,34 @@ impl NexClient {
                 ),
             )
         };
-        let revision = match &current {
-            Some((_, revision)) => {
-                store
-                    .update(&key, token.into(), *revision)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        kv::UpdateErrorKind::WrongLastRevision => lost_race(),
-                        _ => Error::nats(format!("writing record {key}"), e),
-                    })?
-            }
-            None => store
-                .create(&key, token.into())
+        let written = match &current {
+            Some((_, revision)) => store
+                .update(&key, token.clone().into(), *revision)
                 .await
                 .map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => lost_race(),
-                    _ => Error::nats(format!("writing record {key}"), e),
-                })?,
+                    kv::UpdateErrorKind::WrongLastRevision => None,
+                    _ => Some(Error::nats(format!("writing record {key}"), e)),
+                }),
+            None => store
+                .create(&key, token.clone().into())
+                .await
+                .map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => None,
+                    _ => Some(Error::nats(format!("writing record {key}"), e)),
+                }),
+        };
+        let revision = match written {
+            Ok(revision) => revision,
+            Err(Some(e)) => return Err(e),
+            // The key changed since it was read. When what it holds now is this very token,
+            // the write landed and only its acknowledgement was lost and sent again (a loaded
+            // server): that is this deploy's success, not another's.
+            Err(None) => match store.entry(&key).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put && e.value == token.as_bytes() => {
+                    e.revision
+                }
+                _ => return Err(lost_race()),
+            },
         };
         Ok(Written {
             key,

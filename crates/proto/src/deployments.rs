@@ -219,17 +219,59 @@ pub fn score(node: &str, key: &str) -> u64 {
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
+/// Memoized [`score`]s. A node plans again on every change of presence, and each plan scores
+/// every (node, record) pair: R records on N nodes are R×N SHA-256 computations (10,000 with
+/// 100 of each), on every node, for every beacon that changed something. Scores never change,
+/// so each pair is hashed once; the memo is dropped whole past [`Scores::MAX_ENTRIES`].
+#[derive(Debug, Default)]
+pub struct Scores {
+    by_key: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
+    entries: usize,
+}
+
+impl Scores {
+    /// Most pairs kept (a few tens of MB at most).
+    pub const MAX_ENTRIES: usize = 1 << 18;
+
+    /// [`score`] of `node` for `key`, computed once.
+    pub fn score(&mut self, node: &str, key: &str) -> u64 {
+        if let Some(s) = self.by_key.get(key).and_then(|m| m.get(node)) {
+            return *s;
+        }
+        if self.entries >= Self::MAX_ENTRIES {
+            self.by_key.clear();
+            self.entries = 0;
+        }
+        let s = score(node, key);
+        self.by_key
+            .entry(key.to_owned())
+            .or_default()
+            .insert(node.to_owned(), s);
+        self.entries += 1;
+        s
+    }
+}
+
 /// The nodes that run record `spec`: the `replicas` eligible nodes of `live` with the highest
 /// [`score`], best first. Fewer when fewer are eligible (the shortfall).
 pub fn place<'a>(
     spec: &DeploymentSpec,
     live: impl IntoIterator<Item = &'a Presence>,
 ) -> Vec<String> {
+    place_with(spec, live, &mut Scores::default())
+}
+
+/// [`place`], with scores from (and into) `scores`.
+pub fn place_with<'a>(
+    spec: &DeploymentSpec,
+    live: impl IntoIterator<Item = &'a Presence>,
+    scores: &mut Scores,
+) -> Vec<String> {
     let key = spec.key();
     let mut scored: Vec<(u64, &str)> = live
         .into_iter()
         .filter(|p| p.eligible_for(spec))
-        .map(|p| (score(&p.node_id, &key), p.node_id.as_str()))
+        .map(|p| (scores.score(&p.node_id, &key), p.node_id.as_str()))
         .collect();
     scored.sort_unstable_by(|a, b| b.cmp(a));
     scored.dedup_by(|a, b| a.1 == b.1);
@@ -294,6 +336,28 @@ mod tests {
         let mut doubled = nodes.clone();
         doubled.extend(nodes.clone());
         assert_eq!(place(&s, &doubled), a);
+    }
+
+    #[test]
+    fn memoized_scores_place_as_fresh_ones_do() {
+        let mut scores = Scores::default();
+        let mut nodes: Vec<_> = (0..20).map(|i| node(&format!("N{i}"))).collect();
+        for round in 0..3 {
+            for r in 0..30 {
+                let s = spec(&format!("f{r}"), 1 + r % 4);
+                assert_eq!(place_with(&s, &nodes, &mut scores), place(&s, &nodes));
+                assert_eq!(
+                    scores.score("N3", &s.key()),
+                    score("N3", &s.key()),
+                    "round {round}"
+                );
+            }
+            // Nodes come and go between plans; known pairs are reused, new ones scored.
+            nodes.remove(round);
+            nodes.push(node(&format!("M{round}")));
+        }
+        // 20 nodes, then M0 and M1 (M2 came after the last plan): each pair scored once.
+        assert_eq!(scores.entries, 30 * 22);
     }
 
     #[test]

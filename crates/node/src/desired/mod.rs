@@ -27,7 +27,8 @@ use async_nats::jetstream::kv;
 use futures::StreamExt;
 use nex_proto::control::DeployRequest;
 use nex_proto::deployments::{
-    DEPLOYMENTS_BUCKET, Presence, RECORD_HISTORY, Refused, ReplicaState, parse_deployment_key,
+    DEPLOYMENTS_BUCKET, Presence, RECORD_HISTORY, Refused, ReplicaState, Scores,
+    parse_deployment_key,
 };
 use nex_proto::events::{self, DeploymentRefused};
 use nex_proto::subjects;
@@ -42,6 +43,11 @@ use crate::control::{Authority, RecordRef};
 /// How long a node that failed to start a record's version stays out of its placement before
 /// it tries again.
 const REFUSAL_TTL: Duration = Duration::from_secs(30);
+
+/// Least time between two plans of one node. Changes that come closer together (a hundred
+/// nodes' beacons while replicas start) are planned for together: the gap bounds a node's
+/// planning work at scale and delays convergence by at most this.
+const PLAN_GAP: Duration = Duration::from_millis(50);
 
 /// The outcome of one replica start.
 struct Started {
@@ -63,6 +69,8 @@ struct Reconciler {
     warm_until: Instant,
     /// The bucket's values have all been read once.
     synced: bool,
+    /// Rendezvous scores computed so far.
+    scores: Scores,
 }
 
 /// Runs this node's part of the desired state until the task is dropped. Never returns an
@@ -80,6 +88,7 @@ pub(crate) async fn run(node: Arc<Node>) {
         started_tx,
         warm_until: Instant::now() + cfg.presence_interval + Duration::from_millis(250),
         synced: false,
+        scores: Scores::default(),
     };
     let mut presence = match node.client.subscribe(subjects::PRESENCE).await {
         Ok(s) => s,
@@ -95,6 +104,9 @@ pub(crate) async fn run(node: Arc<Node>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch: Option<kv::Watch> = None;
     let mut retry_watch = Instant::now();
+    // A change that came within PLAN_GAP of the last plan waits for the next one.
+    let mut next_plan = Instant::now();
+    let mut pending = false;
     loop {
         if watch.is_none() && Instant::now() >= retry_watch {
             match open_watch(&node).await {
@@ -152,8 +164,17 @@ pub(crate) async fn run(node: Arc<Node>) {
                 r.beacon(false).await;
                 dirty = true;
             }
+            _ = tokio::time::sleep_until(next_plan.into()), if pending => {
+                dirty = true;
+            }
         }
         if dirty {
+            if Instant::now() < next_plan {
+                pending = true;
+                continue;
+            }
+            pending = false;
+            next_plan = Instant::now() + PLAN_GAP;
             node.known_nodes
                 .store(r.peers.live().count() + 1, Ordering::Relaxed);
             r.reconcile().await;
@@ -317,12 +338,13 @@ impl Reconciler {
         let local = self.local();
         let mut live: Vec<Presence> = self.peers.live().cloned().collect();
         live.push(self.presence(false));
-        let plan = plan::plan(
+        let plan = plan::plan_with(
             &self.node.node_id,
             self.records.current(),
             &live,
             &local,
             &self.starting,
+            &mut self.scores,
         );
         *self.node.stranded.lock().unwrap_or_else(|p| p.into_inner()) =
             plan.stranded.into_iter().collect();

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use nex_proto::deployments::{Presence, place};
+use nex_proto::deployments::{Presence, Scores, place_with};
 
 use super::records::Record;
 
@@ -47,14 +47,27 @@ pub(crate) struct Plan {
     pub stranded: Vec<String>,
 }
 
-/// The plan of node `me`. `live` holds every live node's presence, `me`'s own included;
-/// `starting` the keys whose start is under way here.
+/// [`plan_with`], scoring afresh.
+#[cfg(test)]
 pub(crate) fn plan(
     me: &str,
     records: &BTreeMap<String, Record>,
     live: &[Presence],
     local: &[Local],
     starting: &HashSet<String>,
+) -> Plan {
+    plan_with(me, records, live, local, starting, &mut Scores::default())
+}
+
+/// The plan of node `me`. `live` holds every live node's presence, `me`'s own included;
+/// `starting` the keys whose start is under way here; `scores` the rendezvous scores known.
+pub(crate) fn plan_with(
+    me: &str,
+    records: &BTreeMap<String, Record>,
+    live: &[Presence],
+    local: &[Local],
+    starting: &HashSet<String>,
+    scores: &mut Scores,
 ) -> Plan {
     let mut out = Plan::default();
     for (key, record) in records {
@@ -66,7 +79,7 @@ pub(crate) fn plan(
             }
             continue;
         }
-        let placed = place(spec, live);
+        let placed = place_with(spec, live, scores);
         if placed.iter().any(|n| n == me) {
             let current = mine.iter().any(|l| l.version == spec.version);
             if !current && !starting.contains(key) {
@@ -116,7 +129,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use nex_proto::control::WorkloadType;
-    use nex_proto::deployments::{DeploymentSpec, ReplicaState};
+    use nex_proto::deployments::{DeploymentSpec, ReplicaState, place};
 
     use super::*;
 
