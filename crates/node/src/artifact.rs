@@ -12,21 +12,60 @@ pub enum Location<'a> {
     File(&'a str),
 }
 
+/// Why an artifact cannot be had, or is not the one the deploy names.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("location `{0}` is not of the form nats://BUCKET/key")]
+    ObjectLocation(String),
+    #[error("location `{0}` is neither nats://BUCKET/key nor file:///path")]
+    Scheme(String),
+    #[error("artifact bucket `{bucket}` is not available in the object store: {source}")]
+    Bucket {
+        bucket: String,
+        source: async_nats::Error,
+    },
+    #[error("artifact `{key}` not found in object-store bucket `{bucket}`: {source}")]
+    NotFound {
+        bucket: String,
+        key: String,
+        source: async_nats::Error,
+    },
+    #[error("artifact of {size} bytes is above this node's limit of {max} bytes")]
+    TooLarge { size: u64, max: u64 },
+    #[error("reading artifact `{key}` from `{bucket}` failed: {source}")]
+    Read {
+        bucket: String,
+        key: String,
+        source: std::io::Error,
+    },
+    #[error("file:// locations are refused by this node (allowed only in dev mode)")]
+    FilesRefused,
+    #[error("artifact file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("deploy request has no `hash` (SHA-256 hex of the artifact)")]
+    NoHash,
+    /// The error names only the hash the deployer sent: echoing the object's own would hand
+    /// its digest (and with it a deploy token for it) to anyone who can name the location.
+    #[error("artifact hash mismatch: the artifact's SHA-256 is not the deploy's {expected}")]
+    HashMismatch { expected: String },
+}
+
 /// Parses a deploy's `location`.
-pub fn parse_location(location: &str) -> Result<Location<'_>, String> {
+pub fn parse_location(location: &str) -> Result<Location<'_>, ArtifactError> {
     if let Some(rest) = location.strip_prefix("nats://") {
         let (bucket, key) = rest
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-            .ok_or_else(|| format!("location `{location}` is not of the form nats://BUCKET/key"))?;
+            .ok_or_else(|| ArtifactError::ObjectLocation(location.to_owned()))?;
         return Ok(Location::ObjectStore { bucket, key });
     }
     if let Some(path) = location.strip_prefix("file://") {
         return Ok(Location::File(path));
     }
-    Err(format!(
-        "location `{location}` is neither nats://BUCKET/key nor file:///path"
-    ))
+    Err(ArtifactError::Scheme(location.to_owned()))
 }
 
 /// SHA-256 hex of `bytes`.
@@ -40,68 +79,76 @@ pub async fn fetch(
     location: &str,
     allow_files: bool,
     max_bytes: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ArtifactError> {
     match parse_location(location)? {
         Location::ObjectStore { bucket, key } => {
-            let store = js.get_object_store(bucket).await.map_err(|e| {
-                format!("artifact bucket `{bucket}` is not available in the object store: {e}")
-            })?;
-            let object = store.get(key).await.map_err(|e| {
-                format!("artifact `{key}` not found in object-store bucket `{bucket}`: {e}")
+            let store = js
+                .get_object_store(bucket)
+                .await
+                .map_err(|e| ArtifactError::Bucket {
+                    bucket: bucket.to_owned(),
+                    source: e.into(),
+                })?;
+            let object = store.get(key).await.map_err(|e| ArtifactError::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                source: e.into(),
             })?;
             let size = object.info().size as u64;
             if size > max_bytes {
-                return Err(format!(
-                    "artifact of {size} bytes is above this node's limit of {max_bytes} bytes"
-                ));
+                return Err(ArtifactError::TooLarge {
+                    size,
+                    max: max_bytes,
+                });
             }
             let mut bytes = Vec::with_capacity(size as usize);
             object
                 .take(max_bytes + 1)
                 .read_to_end(&mut bytes)
                 .await
-                .map_err(|e| format!("reading artifact `{key}` from `{bucket}` failed: {e}"))?;
+                .map_err(|source| ArtifactError::Read {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    source,
+                })?;
             if bytes.len() as u64 > max_bytes {
-                return Err(format!(
-                    "artifact is above this node's limit of {max_bytes} bytes"
-                ));
+                return Err(ArtifactError::TooLarge {
+                    size: bytes.len() as u64,
+                    max: max_bytes,
+                });
             }
             Ok(bytes)
         }
         Location::File(path) => {
             if !allow_files {
-                return Err(
-                    "file:// locations are refused by this node (allowed only in dev mode)".into(),
-                );
+                return Err(ArtifactError::FilesRefused);
             }
-            let meta = tokio::fs::metadata(path)
-                .await
-                .map_err(|e| format!("artifact file {path}: {e}"))?;
+            let file = |source| ArtifactError::File {
+                path: path.to_owned(),
+                source,
+            };
+            let meta = tokio::fs::metadata(path).await.map_err(file)?;
             if meta.len() > max_bytes {
-                return Err(format!(
-                    "artifact of {} bytes is above this node's limit of {max_bytes} bytes",
-                    meta.len()
-                ));
+                return Err(ArtifactError::TooLarge {
+                    size: meta.len(),
+                    max: max_bytes,
+                });
             }
-            tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("artifact file {path}: {e}"))
+            tokio::fs::read(path).await.map_err(file)
         }
     }
 }
 
-/// Checks `bytes` against the expected SHA-256 hex. The error names only the hash the deployer
-/// sent: echoing the object's own would hand its digest (and with it a deploy token for it) to
-/// anyone who can name the location.
-pub fn verify_hash(bytes: &[u8], expected: &str) -> Result<String, String> {
+/// Checks `bytes` against the expected SHA-256 hex, and returns that hash.
+pub fn verify_hash(bytes: &[u8], expected: &str) -> Result<String, ArtifactError> {
     let actual = sha256_hex(bytes);
     if expected.is_empty() {
-        return Err("deploy request has no `hash` (SHA-256 hex of the artifact)".into());
+        return Err(ArtifactError::NoHash);
     }
     if !actual.eq_ignore_ascii_case(expected.trim()) {
-        return Err(format!(
-            "artifact hash mismatch: the artifact's SHA-256 is not the deploy's {expected}"
-        ));
+        return Err(ArtifactError::HashMismatch {
+            expected: expected.to_owned(),
+        });
     }
     Ok(actual)
 }
@@ -123,8 +170,14 @@ mod tests {
             parse_location("file:///tmp/x.js").unwrap(),
             Location::File("/tmp/x.js")
         );
-        assert!(parse_location("nats://bucketonly").is_err());
-        assert!(parse_location("http://x/y").is_err());
+        assert!(matches!(
+            parse_location("nats://bucketonly"),
+            Err(ArtifactError::ObjectLocation(_))
+        ));
+        assert!(matches!(
+            parse_location("http://x/y"),
+            Err(ArtifactError::Scheme(_))
+        ));
     }
 
     #[test]
@@ -136,11 +189,14 @@ mod tests {
         );
         assert!(verify_hash(b"abc", &h.to_uppercase()).is_ok());
         let e = verify_hash(b"abd", &h).unwrap_err();
-        assert!(e.contains("mismatch"), "{e}");
+        assert!(matches!(&e, ArtifactError::HashMismatch { expected } if *expected == h));
         assert!(
-            !e.contains(&sha256_hex(b"abd")),
+            !e.to_string().contains(&sha256_hex(b"abd")),
             "the actual hash leaked: {e}"
         );
-        assert!(verify_hash(b"abc", "").is_err());
+        assert!(matches!(
+            verify_hash(b"abc", ""),
+            Err(ArtifactError::NoHash)
+        ));
     }
 }

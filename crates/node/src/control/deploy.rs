@@ -319,8 +319,7 @@ async fn fetch_artifact(
         local || node.config.allow_file_locations,
         node.config.node_limits.max_workload_bytes,
     )
-    .await
-    .map_err(ControlError::Artifact)?;
+    .await?;
     let hash = if local && req.hash.is_empty() {
         artifact::sha256_hex(&bytes)
     } else if placeholder {
@@ -330,7 +329,7 @@ async fn fetch_artifact(
         );
         artifact::sha256_hex(&bytes)
     } else {
-        artifact::verify_hash(&bytes, &req.hash).map_err(ControlError::Artifact)?
+        artifact::verify_hash(&bytes, &req.hash)?
     };
     Ok((bytes, hash))
 }

@@ -69,8 +69,8 @@ pub(crate) enum ControlError {
     )]
     PlaceholderHash,
     /// The artifact cannot be had or does not match.
-    #[error("{0}")]
-    Artifact(String),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
     /// The sealed environment cannot be opened.
     #[error(transparent)]
     Environment(#[from] crate::identity::EnvironmentError),

@@ -53,7 +53,8 @@ const PLAN_GAP: Duration = Duration::from_millis(50);
 struct Started {
     key: String,
     version: u64,
-    result: Result<String, String>,
+    /// The workload id, or why the deploy pipeline refused the replica.
+    result: Result<String, crate::control::error::ControlError>,
 }
 
 struct Reconciler {
@@ -189,33 +190,40 @@ async fn next_entry(w: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::W
     }
 }
 
+/// Why the records bucket cannot be read (the loop retries).
+#[derive(Debug, thiserror::Error)]
+enum BucketError {
+    #[error("creating {DEPLOYMENTS_BUCKET}: {0}")]
+    Create(#[from] async_nats::jetstream::context::CreateStreamError),
+    #[error("opening {DEPLOYMENTS_BUCKET}: {0}")]
+    Open(#[from] async_nats::jetstream::context::KeyValueError),
+    #[error("reading {DEPLOYMENTS_BUCKET}: {0}")]
+    Status(#[from] kv::StatusError),
+    #[error("watching {DEPLOYMENTS_BUCKET}: {0}")]
+    Watch(#[from] kv::WatchError),
+}
+
 /// Opens (creating when missing, with `bucket_replicas` copies) the records bucket and a watch
 /// of every key's last value; true when the bucket holds nothing yet.
-async fn open_watch(node: &Node) -> Result<(kv::Watch, bool), String> {
+async fn open_watch(node: &Node) -> Result<(kv::Watch, bool), BucketError> {
     let store = open_bucket(&node.js, node.config.bucket_replicas).await?;
-    let empty = store.status().await.map_err(|e| e.to_string())?.values() == 0;
-    let w = store
-        .watch_with_history(">")
-        .await
-        .map_err(|e| e.to_string())?;
+    let empty = store.status().await?.values() == 0;
+    let w = store.watch_with_history(">").await?;
     Ok((w, empty))
 }
 
 /// The deployment records bucket, created when missing.
-pub(crate) async fn open_bucket(
+async fn open_bucket(
     js: &async_nats::jetstream::Context,
     replicas: nex_connect::Replicas,
-) -> Result<kv::Store, String> {
+) -> Result<kv::Store, BucketError> {
     nex_connect::replicas::get_or_create_stream(
         js,
         nex_connect::replicas::key_value_stream(DEPLOYMENTS_BUCKET, RECORD_HISTORY),
         replicas,
     )
-    .await
-    .map_err(|e| format!("creating {DEPLOYMENTS_BUCKET}: {e}"))?;
-    js.get_key_value(DEPLOYMENTS_BUCKET)
-        .await
-        .map_err(|e| format!("opening {DEPLOYMENTS_BUCKET}: {e}"))
+    .await?;
+    Ok(js.get_key_value(DEPLOYMENTS_BUCKET).await?)
 }
 
 impl Reconciler {
@@ -321,7 +329,8 @@ impl Reconciler {
             Ok(id) => {
                 tracing::info!(key = %s.key, version = s.version, workload_id = %id, "replica started")
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 let revision = self.records.current().get(&s.key).map_or(0, |r| r.revision);
                 self.report(&s.key, revision, &reason).await;
                 self.refused
@@ -400,8 +409,7 @@ impl Reconciler {
             });
             let result = crate::control::deploy(&node, &spec.namespace, req, authority)
                 .await
-                .map(|r| r.id)
-                .map_err(|e| e.to_string());
+                .map(|r| r.id);
             let _ = tx.send(Started {
                 key,
                 version,
