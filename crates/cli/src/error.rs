@@ -31,7 +31,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             CliError::Usage(_) | CliError::Name(_) => "usage",
             CliError::NoResponders { .. } => "no_responders",

@@ -377,7 +377,14 @@ mod tests {
     fn a_bad_name_or_a_full_directory_is_a_usage_error_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let err = make(Template::Js, "a b", &dir.path().join("x")).unwrap_err();
-        assert!(matches!(err, CliError::Usage(_)), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                CliError::Name(nex_proto::validate::NameError::Character { found: ' ', .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "usage");
         assert!(!dir.path().join("x").exists());
         let err = make(Template::Rust, "1st", &dir.path().join("y")).unwrap_err();
         assert!(matches!(err, CliError::Usage(_)), "{err:?}");
